@@ -1,0 +1,79 @@
+/*
+ * debug.c - backtraces, for crash reports and zio_runtime_dump().
+ *
+ * The running context is walked with libunwind (which also copes with
+ * signal frames, for the guard-page report). A suspended fiber is walked
+ * through its frame-pointer chain, starting from the frame its context
+ * switch saved (the library is built with -fno-omit-frame-pointer); the
+ * walk stops at the entry trampoline's zero frame pointer or when a frame
+ * pointer leaves the fiber's stack.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+
+#ifdef ZIO_HAVE_UNWIND
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#endif
+
+static void print_frame(int fd, int n, void *pc)
+{
+	Dl_info info;
+	if (dladdr(pc, &info) && info.dli_sname)
+		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, info.dli_sname,
+			(unsigned long)((char *)pc - (char *)info.dli_saddr));
+	else if (dladdr(pc, &info) && info.dli_fname)
+		dprintf(fd, "  #%-2d %p (%s+0x%lx)\n", n, pc, info.dli_fname,
+			(unsigned long)((char *)pc - (char *)info.dli_fbase));
+	else
+		dprintf(fd, "  #%-2d %p\n", n, pc);
+}
+
+void zio__backtrace_here(int fd)
+{
+#ifdef ZIO_HAVE_UNWIND
+	unw_context_t uc;
+	unw_cursor_t cur;
+	if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
+		return;
+	for (int n = 0; n < 64 && unw_step(&cur) > 0; n++) {
+		unw_word_t ip;
+		unw_get_reg(&cur, UNW_REG_IP, &ip);
+		char name[128];
+		unw_word_t off;
+		if (unw_get_proc_name(&cur, name, sizeof(name), &off) == 0)
+			dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, (void *)ip, name, (unsigned long)off);
+		else
+			dprintf(fd, "  #%-2d %p\n", n, (void *)ip);
+	}
+#else
+	void **fp = __builtin_frame_address(0);
+	for (int n = 0; n < 64 && fp && fp[1]; n++) {
+		print_frame(fd, n, fp[1]);
+		void **up = fp[0];
+		if (up <= fp)
+			break;
+		fp = up;
+	}
+#endif
+}
+
+void zio__backtrace_fiber(struct zio__fiber *f, int fd)
+{
+	void *pc, *fpv;
+	zio__ctx_frame(&f->ctx, &pc, &fpv);
+	if (!pc)
+		return;
+	print_frame(fd, 0, pc);
+	void **fp = fpv;
+	for (int n = 1; n < 64; n++) {
+		if ((char *)fp < f->stack.lo || (char *)fp >= f->stack.hi || !fp[1])
+			break;
+		print_frame(fd, n, fp[1]);
+		void **up = fp[0];
+		if (up <= fp)
+			break;
+		fp = up;
+	}
+}

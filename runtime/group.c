@@ -1,0 +1,157 @@
+/*
+ * group.c - task groups: structured concurrency.
+ *
+ * A group owns the tasks spawned into it: it can wait for all of them,
+ * cancel all of them, and it never lets one outlive it (destroy cancels and
+ * waits). With ZIO_GROUP_FAIL_FAST the first task to return an error
+ * cancels the rest; the group reports the first error any task returned.
+ *
+ * Group tasks are detached runtime tasks linked into the group's list; a
+ * task unlinks itself (under the group lock) as it finishes, so every task
+ * on the list is alive and can be cancelled. The group is never touched by
+ * a task after it has unlinked, so destroy may free it as soon as the count
+ * reaches zero.
+ */
+#include "internal.h"
+
+struct zio_group {
+	zio__spin lock;
+	unsigned flags;
+	unsigned count;        /* tasks spawned and not finished */
+	bool cancelling;       /* new spawns start cancelled */
+	int first_error;
+	struct zio__fiber *head;
+	struct zio__waitq waiters; /* zio_group_wait() callers */
+	zio__runtime *rt;
+};
+
+ZIO_API int zio_group_create(zio_group **out, unsigned flags)
+{
+	if (!out || (flags & ~ZIO_GROUP_FAIL_FAST))
+		return -EINVAL;
+	zio_group *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->flags = flags;
+	*out = g;
+	return 0;
+}
+
+static void cancel_locked(zio_group *g)
+{
+	for (struct zio__fiber *f = g->head; f; f = f->group_next)
+		zio_task_cancel((zio_task *)f);
+}
+
+ZIO_API int zio_group_spawn(zio_group *g, zio_group_fn fn, void *arg,
+			    const struct zio_spawn_options *opts)
+{
+	if (!g || !fn)
+		return -EINVAL;
+	/* zio__fiber_spawn() links the task (zio__group_link) before it can run. */
+	return zio__fiber_spawn(NULL, NULL, (zio_task_fn)(void (*)(void))fn, arg, opts,
+				ZIO__FIBER_GROUP, g);
+}
+
+void zio__group_link(struct zio__fiber *f, zio_group *g)
+{
+	zio__spin_lock(&g->lock);
+	g->count++;
+	f->group = g;
+	f->group_prev = NULL;
+	f->group_next = g->head;
+	if (g->head)
+		g->head->group_prev = f;
+	g->head = f;
+	if (g->cancelling)
+		zio_task_cancel((zio_task *)f);
+	zio__spin_unlock(&g->lock);
+}
+
+void zio__group_task_done(struct zio__fiber *f, int rc)
+{
+	zio_group *g = f->group;
+	zio__spin_lock(&g->lock);
+	if (f->group_prev)
+		f->group_prev->group_next = f->group_next;
+	else
+		g->head = f->group_next;
+	if (f->group_next)
+		f->group_next->group_prev = f->group_prev;
+	if (rc < 0 && g->first_error == 0) {
+		g->first_error = rc;
+		if (g->flags & ZIO_GROUP_FAIL_FAST) {
+			g->cancelling = true;
+			cancel_locked(g);
+		}
+	}
+	if (--g->count == 0)
+		while (zio__waitq_wake_one(&g->waiters, 0))
+			;
+	zio__spin_unlock(&g->lock);
+}
+
+/* Waits until the group is empty; cancellable unless nocancel. */
+static int wait_empty(zio_group *g, bool nocancel)
+{
+	struct zio__parker *p = zio__parker_self();
+	for (;;) {
+		zio__spin_lock(&g->lock);
+		if (g->count == 0) {
+			zio__spin_unlock(&g->lock);
+			return 0;
+		}
+		struct zio__waiter w;
+		zio__waiter_init(&w, p, zio__park_prepare(p, nocancel ? ZIO__PARK_NOCANCEL : 0));
+		zio__waitq_push(&g->waiters, &w);
+		zio__spin_unlock(&g->lock);
+		if (nocancel)
+			zio_shield_begin();
+		int r = zio__park(p, ZIO_FOREVER);
+		if (nocancel)
+			zio_shield_end();
+		if (r < 0) {
+			zio__spin_lock(&g->lock);
+			zio__waitq_remove(&g->waiters, &w);
+			zio__spin_unlock(&g->lock);
+			return r;
+		}
+	}
+}
+
+ZIO_API void zio_group_cancel(zio_group *g)
+{
+	if (!g)
+		return;
+	zio__spin_lock(&g->lock);
+	g->cancelling = true;
+	cancel_locked(g);
+	zio__spin_unlock(&g->lock);
+	wait_empty(g, true);
+	zio__spin_lock(&g->lock);
+	g->cancelling = false; /* reusable afterwards */
+	zio__spin_unlock(&g->lock);
+}
+
+ZIO_API int zio_group_wait(zio_group *g)
+{
+	if (!g)
+		return -EINVAL;
+	int r = wait_empty(g, false);
+	if (r < 0) {
+		zio_group_cancel(g);
+		return r;
+	}
+	zio__spin_lock(&g->lock);
+	r = g->first_error;
+	zio__spin_unlock(&g->lock);
+	return r;
+}
+
+ZIO_API void zio_group_destroy(zio_group *g)
+{
+	if (!g)
+		return;
+	zio_group_cancel(g);
+	free(g);
+}

@@ -1,0 +1,829 @@
+/*
+ * sched.c - executors, run queues, work stealing, parking.
+ *
+ * Each executor is an OS thread with:
+ *  - runnext: the fiber most recently woken here; it runs next, so a wake
+ *    followed by a park is a direct fiber-to-fiber handoff (Go's runnext);
+ *  - pinned: a FIFO of runnable fibers that must not move (zio_task_pin(),
+ *    or a fiber resuming from a wait that armed executor-local state);
+ *  - runq: a 256-slot ring the owner pushes to and anyone may steal half of;
+ *  - inbox: a lock-free LIFO where other threads drop fibers that must run
+ *    here, drained by the owner.
+ * The runtime has a global injection queue for spawns from foreign threads
+ * and for runq overflow.
+ *
+ * A fiber switches out through zio__switch_out(). The executor picks the
+ * next runnable fiber itself and switches to it directly; only every 64th
+ * pick, or when nothing local is runnable, does it return to the scheduler
+ * context (the thread's own stack), which fires timers, polls I/O, takes
+ * from the global queue, steals, or parks in the backend.
+ *
+ * Whoever runs next on the executor finishes the previous fiber's switch
+ * (the "landing site"): requeue after a yield, publish PARKED after a park,
+ * free after an exit. Until then the fiber's registers are not saved and no
+ * other thread may resume it; a wake that arrives in that window sets
+ * NOTIFIED instead and the landing site requeues it.
+ *
+ * Wakes: a fiber woken on its own executor goes to runnext; woken from
+ * another executor of the same runtime, it moves to the waker's executor
+ * unless pinned (locality with the waker; stealing rebalances); otherwise
+ * it goes to its executor's inbox and the executor is woken if it sleeps.
+ *
+ * Idle executors park in their backend's poll, bounded by their nearest
+ * timer. A pusher wakes one sleeping executor when work is queued and
+ * nobody is already searching, so a burst of work wakes executors one at a
+ * time and an idle runtime costs no CPU.
+ */
+#include "internal.h"
+#include "backend.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+
+#define TICKS_PER_POLL 64u
+
+void (*zio__switch_hook)(struct zio__fiber *from, struct zio__fiber *to);
+
+static __thread struct zio__exec *tls_exec __attribute__((tls_model("initial-exec")));
+
+/* Not inlined, and opaque to the optimiser: a fiber that called this before
+ * a switch may be on another thread after it, and GCC otherwise keeps the
+ * thread pointer for the whole function. */
+__attribute__((noinline)) struct zio__exec *zio__exec_current(void)
+{
+	struct zio__exec *e = tls_exec;
+	__asm__ __volatile__("" : "+r"(e));
+	return e;
+}
+
+struct zio__fiber *zio__fiber_current(void)
+{
+	struct zio__exec *e = zio__exec_current();
+	return e ? e->cur : NULL;
+}
+
+/* ------------------------------------------------------------------- queues */
+
+static void fifo_push(struct zio__fifo *q, struct zio__fiber *f)
+{
+	f->next = NULL;
+	if (q->tail)
+		q->tail->next = f;
+	else
+		q->head = f;
+	q->tail = f;
+}
+
+static struct zio__fiber *fifo_pop(struct zio__fifo *q)
+{
+	struct zio__fiber *f = q->head;
+	if (f) {
+		q->head = f->next;
+		if (!q->head)
+			q->tail = NULL;
+	}
+	return f;
+}
+
+static void global_push_list(zio__runtime *rt, struct zio__fiber *head, struct zio__fiber *tail,
+			     unsigned n)
+{
+	tail->next = NULL;
+	zio__spin_lock(&rt->global_lock);
+	if (rt->global_tail)
+		rt->global_tail->next = head;
+	else
+		rt->global_head = head;
+	rt->global_tail = tail;
+	atomic_fetch_add(&rt->global_len, n);
+	zio__spin_unlock(&rt->global_lock);
+}
+
+/* Moves half of a full ring plus f to the global queue (Go's runqputslow). */
+static bool runq_spill(struct zio__exec *e, struct zio__fiber *f, unsigned h, unsigned t)
+{
+	struct zio__runq *q = &e->runq;
+	unsigned n = (t - h) / 2;
+	struct zio__fiber *batch[ZIO__RUNQ_SIZE / 2 + 1];
+	for (unsigned i = 0; i < n; i++)
+		batch[i] = atomic_load_explicit(&q->slot[(h + i) % ZIO__RUNQ_SIZE], memory_order_relaxed);
+	if (!atomic_compare_exchange_strong_explicit(&q->head, &h, h + n, memory_order_release,
+						     memory_order_relaxed))
+		return false;
+	batch[n] = f;
+	for (unsigned i = 0; i < n; i++)
+		batch[i]->next = batch[i + 1];
+	global_push_list(e->rt, batch[0], f, n + 1);
+	return true;
+}
+
+static void runq_push(struct zio__exec *e, struct zio__fiber *f)
+{
+	struct zio__runq *q = &e->runq;
+	for (;;) {
+		unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+		unsigned t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		if (t - h < ZIO__RUNQ_SIZE) {
+			atomic_store_explicit(&q->slot[t % ZIO__RUNQ_SIZE], f, memory_order_relaxed);
+			atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+			return;
+		}
+		if (runq_spill(e, f, h, t))
+			return;
+	}
+}
+
+static struct zio__fiber *runq_pop(struct zio__exec *e)
+{
+	struct zio__runq *q = &e->runq;
+	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+	for (;;) {
+		unsigned t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		if (t == h)
+			return NULL;
+		struct zio__fiber *f =
+			atomic_load_explicit(&q->slot[h % ZIO__RUNQ_SIZE], memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1, memory_order_release,
+							  memory_order_acquire))
+			return f;
+	}
+}
+
+static unsigned runq_len(struct zio__exec *e)
+{
+	unsigned h = atomic_load_explicit(&e->runq.head, memory_order_acquire);
+	unsigned t = atomic_load_explicit(&e->runq.tail, memory_order_acquire);
+	return t - h;
+}
+
+/* Takes half of victim's ring into thief's; returns one fiber to run. */
+static struct zio__fiber *runq_steal(struct zio__exec *thief, struct zio__exec *victim)
+{
+	struct zio__runq *q = &victim->runq;
+	struct zio__fiber *batch[ZIO__RUNQ_SIZE / 2];
+	unsigned n;
+	for (;;) {
+		unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+		unsigned t = atomic_load_explicit(&q->tail, memory_order_acquire);
+		n = t - h;
+		n -= n / 2;
+		if (n == 0)
+			return NULL;
+		if (n > ZIO__RUNQ_SIZE / 2)
+			continue; /* inconsistent snapshot */
+		for (unsigned i = 0; i < n; i++)
+			batch[i] = atomic_load_explicit(&q->slot[(h + i) % ZIO__RUNQ_SIZE],
+							memory_order_relaxed);
+		if (atomic_compare_exchange_strong_explicit(&q->head, &h, h + n, memory_order_acq_rel,
+							    memory_order_relaxed))
+			break;
+	}
+	for (unsigned i = 1; i < n; i++) {
+		batch[i]->exec = thief;
+		runq_push(thief, batch[i]);
+	}
+	batch[0]->exec = thief;
+	thief->steals++;
+	return batch[0];
+}
+
+static void inbox_push(struct zio__exec *e, struct zio__fiber *f)
+{
+	struct zio__fiber *old = atomic_load_explicit(&e->inbox, memory_order_relaxed);
+	do {
+		f->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&e->inbox, &old, f, memory_order_release,
+							memory_order_relaxed));
+}
+
+static void queue_local(struct zio__exec *e, struct zio__fiber *f, bool handoff);
+
+static bool inbox_drain(struct zio__exec *e)
+{
+	if (!atomic_load_explicit(&e->inbox, memory_order_relaxed))
+		return false;
+	struct zio__fiber *list = atomic_exchange_explicit(&e->inbox, NULL, memory_order_acquire);
+	/* LIFO to FIFO. */
+	struct zio__fiber *fifo = NULL;
+	while (list) {
+		struct zio__fiber *next = list->next;
+		list->next = fifo;
+		fifo = list;
+		list = next;
+	}
+	while (fifo) {
+		struct zio__fiber *next = fifo->next;
+		fifo->exec = e;
+		queue_local(e, fifo, false);
+		fifo = next;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------ waking peers */
+
+static void wake_one_sleeper(zio__runtime *rt)
+{
+	for (unsigned i = 0; i < rt->n_exec; i++) {
+		struct zio__exec *x = rt->exec[i];
+		if (atomic_load_explicit(&x->sleeping, memory_order_relaxed)) {
+			zio__loop_wake(x);
+			return;
+		}
+	}
+}
+
+/* Called after queueing stealable work: someone idle should come and get it. */
+static inline void notify_work(zio__runtime *rt)
+{
+	if (rt->n_exec == 1)
+		return;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->n_sleeping, memory_order_relaxed) &&
+	    !atomic_load_explicit(&rt->n_searching, memory_order_relaxed))
+		wake_one_sleeper(rt);
+}
+
+static void remote_push(struct zio__exec *e, struct zio__fiber *f)
+{
+	inbox_push(e, f);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&e->sleeping, memory_order_relaxed))
+		zio__loop_wake(e);
+}
+
+static inline bool must_stay(const struct zio__fiber *f)
+{
+	return f->flags & (ZIO__FIBER_PINNED | ZIO__FIBER_TEMP_PIN);
+}
+
+static void queue_local(struct zio__exec *e, struct zio__fiber *f, bool handoff)
+{
+	atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
+	if (handoff) {
+		struct zio__fiber *old = e->runnext;
+		e->runnext = f;
+		if (!old)
+			return;
+		f = old;
+	}
+	if (must_stay(f)) {
+		fifo_push(&e->pinned, f);
+	} else {
+		runq_push(e, f);
+		notify_work(e->rt);
+	}
+}
+
+void zio__schedule_local(struct zio__exec *e, struct zio__fiber *f, bool handoff)
+{
+	queue_local(e, f, handoff);
+}
+
+void zio__schedule(zio__runtime *rt, struct zio__fiber *f)
+{
+	struct zio__exec *e = zio__exec_current();
+	if (e && e->rt == rt) {
+		f->exec = e;
+		queue_local(e, f, false);
+		return;
+	}
+	/* From a foreign thread: a new task goes round-robin to an executor's
+	 * inbox, which wakes it if it sleeps. */
+	unsigned i = atomic_fetch_add_explicit(&rt->next_exec, 1, memory_order_relaxed) % rt->n_exec;
+	f->exec = rt->exec[i];
+	atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
+	remote_push(rt->exec[i], f);
+}
+
+static void schedule_woken(struct zio__fiber *f)
+{
+	struct zio__exec *home = f->exec;
+	struct zio__exec *e = zio__exec_current();
+	if (e == home) {
+		queue_local(e, f, true);
+	} else if (e && e->rt == f->rt && !must_stay(f) && e->cur) {
+		f->exec = e;
+		queue_local(e, f, false);
+	} else {
+		atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
+		remote_push(home, f);
+	}
+}
+
+void zio__ready(struct zio__fiber *f)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+	for (;;) {
+		if (s == ZIO__F_PARKED) {
+			if (atomic_compare_exchange_weak_explicit(&f->state, &s, ZIO__F_READY,
+								  memory_order_acq_rel,
+								  memory_order_acquire)) {
+				schedule_woken(f);
+				return;
+			}
+		} else if (s == ZIO__F_RUNNING) {
+			if (atomic_compare_exchange_weak_explicit(&f->state, &s, ZIO__F_NOTIFIED,
+								  memory_order_acq_rel,
+								  memory_order_acquire))
+				return;
+		} else {
+			zio__panic("woke task #%llu in state %u", (unsigned long long)f->id, s);
+		}
+	}
+}
+
+/* -------------------------------------------------------------- switching */
+
+static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct zio__fiber *from_f,
+			     struct zio__fiber *to)
+{
+	if (zio__unlikely(zio__switch_hook != NULL))
+		zio__switch_hook(from_f, to);
+#ifdef ZIO_TSAN
+	__tsan_switch_to_fiber(to ? to->san : e->san, 0);
+#endif
+	if (to) {
+		to->exec = e;
+		e->cur = to;
+		zio__ctx_switch(from, &to->ctx);
+	} else {
+		e->cur = NULL;
+		zio__ctx_switch(from, &e->sched_ctx);
+	}
+}
+
+/* Finishes the switch of whatever fiber switched out on e last. */
+static void land(struct zio__exec *e)
+{
+	struct zio__fiber *f = e->landing;
+	if (!f)
+		return;
+	e->landing = NULL;
+	switch (e->landing_action) {
+	case ZIO__LAND_YIELD:
+		queue_local(e, f, false);
+		break;
+	case ZIO__LAND_PARK: {
+		uint32_t s = ZIO__F_RUNNING;
+		if (!atomic_compare_exchange_strong_explicit(&f->state, &s, ZIO__F_PARKED,
+							     memory_order_acq_rel, memory_order_acquire)) {
+			/* Claimed before it got here: run it again. */
+			zio__check(s == ZIO__F_NOTIFIED);
+			queue_local(e, f, false);
+		}
+		e->parks++;
+		break;
+	}
+	case ZIO__LAND_EXIT:
+		zio__fiber_finished(e, f);
+		break;
+	case ZIO__LAND_NONE:
+		break;
+	}
+}
+
+static inline struct zio__fiber *pick_local(struct zio__exec *e)
+{
+	struct zio__fiber *f = e->runnext;
+	if (f) {
+		e->runnext = NULL;
+		return f;
+	}
+	if ((f = fifo_pop(&e->pinned)))
+		return f;
+	return runq_pop(e);
+}
+
+/* Entry point of every fiber's first run: like the code after a switch. */
+void zio__fiber_landed(struct zio__fiber *self)
+{
+	struct zio__exec *e = self->exec;
+	land(e);
+	*e->errno_ptr = 0;
+}
+
+void zio__switch_out(struct zio__fiber *self, enum zio__landing action)
+{
+	struct zio__exec *e = self->exec;
+	e->landing = self;
+	e->landing_action = action;
+	self->err = *e->errno_ptr;
+	e->switches++;
+	struct zio__fiber *next = NULL;
+	if (zio__likely(++e->tick % TICKS_PER_POLL != 0)) {
+		next = pick_local(e);
+		if (!next && inbox_drain(e))
+			next = pick_local(e);
+	}
+	if (next)
+		atomic_store_explicit(&next->state, ZIO__F_RUNNING, memory_order_relaxed);
+	switch_to(e, &self->ctx, self, next);
+	/* Resumed, possibly on another executor. */
+	e = self->exec;
+	land(e);
+	*e->errno_ptr = self->err;
+}
+
+/* --------------------------------------------------------------- the loop */
+
+static struct zio__fiber *take_global(struct zio__exec *e)
+{
+	zio__runtime *rt = e->rt;
+	if (!atomic_load_explicit(&rt->global_len, memory_order_relaxed))
+		return NULL;
+	zio__spin_lock(&rt->global_lock);
+	unsigned len = atomic_load_explicit(&rt->global_len, memory_order_relaxed);
+	unsigned n = len / rt->n_exec + 1;
+	if (n > len)
+		n = len;
+	if (n > ZIO__RUNQ_SIZE / 2)
+		n = ZIO__RUNQ_SIZE / 2;
+	struct zio__fiber *first = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		struct zio__fiber *f = rt->global_head;
+		rt->global_head = f->next;
+		if (!rt->global_head)
+			rt->global_tail = NULL;
+		f->exec = e;
+		if (!first)
+			first = f;
+		else
+			runq_push(e, f);
+	}
+	atomic_fetch_sub(&rt->global_len, n);
+	zio__spin_unlock(&rt->global_lock);
+	return first;
+}
+
+static struct zio__fiber *steal(struct zio__exec *e)
+{
+	zio__runtime *rt = e->rt;
+	if (rt->n_exec == 1)
+		return NULL;
+	unsigned start = (unsigned)(zio__rand(&e->rng) % rt->n_exec);
+	for (unsigned i = 0; i < rt->n_exec; i++) {
+		struct zio__exec *v = rt->exec[(start + i) % rt->n_exec];
+		if (v == e)
+			continue;
+		struct zio__fiber *f = runq_steal(e, v);
+		if (f)
+			return f;
+	}
+	return NULL;
+}
+
+static struct zio__fiber *find_work(struct zio__exec *e)
+{
+	struct zio__fiber *f;
+	/* Now and then the global queue goes first, so it cannot starve. */
+	if (e->tick % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
+		return f;
+	if ((f = pick_local(e)))
+		return f;
+	if (inbox_drain(e) && (f = pick_local(e)))
+		return f;
+	if ((f = take_global(e)))
+		return f;
+	atomic_fetch_add(&e->rt->n_searching, 1);
+	f = steal(e);
+	atomic_fetch_sub(&e->rt->n_searching, 1);
+	return f;
+}
+
+static bool work_visible(struct zio__exec *e)
+{
+	zio__runtime *rt = e->rt;
+	if (atomic_load(&e->inbox) || atomic_load(&rt->global_len))
+		return true;
+	for (unsigned i = 0; i < rt->n_exec; i++)
+		if (runq_len(rt->exec[i]))
+			return true;
+	return false;
+}
+
+static void run_timers_and_io(struct zio__exec *e, bool block, bool (*done)(struct zio__exec *))
+{
+	e->now = zio__now();
+	int64_t next = zio__timers_run(&e->timers, e->now);
+	if (!block) {
+		zio__loop_poll(e, 0);
+		return;
+	}
+	zio__runtime *rt = e->rt;
+	atomic_fetch_add(&rt->n_sleeping, 1);
+	atomic_store(&e->sleeping, 1);
+	/* Clear before the last look: a wake() that finds it set knows its
+	 * news was published before this point, so the look below sees it;
+	 * any later wake() writes to the backend and ends the poll. */
+	atomic_store(&e->wake_pending, 0);
+	if (!work_visible(e) && !done(e) && !e->runnext && !e->pinned.head) {
+		int64_t timeout = -1;
+		if (next != ZIO_FOREVER)
+			timeout = next > e->now ? next - e->now : 0;
+		zio__loop_poll(e, timeout);
+	}
+	atomic_store(&e->sleeping, 0);
+	atomic_fetch_sub(&rt->n_sleeping, 1);
+	e->now = zio__now();
+	zio__timers_run(&e->timers, e->now);
+}
+
+/* Runs fibers until done(e) says stop. */
+static void exec_loop(struct zio__exec *e, bool (*done)(struct zio__exec *))
+{
+	while (!done(e)) {
+		e->tick++;
+		struct zio__fiber *f = find_work(e);
+		if (f) {
+			atomic_store_explicit(&f->state, ZIO__F_RUNNING, memory_order_relaxed);
+			switch_to(e, &e->sched_ctx, NULL, f);
+			land(e);
+			/* Every pass through here: timers due, I/O ready, no wait. */
+			if (e->tick % 8 == 0 || e->timers.root)
+				run_timers_and_io(e, false, done);
+			continue;
+		}
+		run_timers_and_io(e, true, done);
+	}
+}
+
+static bool main_finished(struct zio__exec *e)
+{
+	return atomic_load(&e->rt->main_done);
+}
+
+static bool all_finished(struct zio__exec *e)
+{
+	return atomic_load(&e->rt->live) == 0;
+}
+
+static bool shutting_down(struct zio__exec *e)
+{
+	return atomic_load(&e->rt->stopping) && atomic_load(&e->rt->live) == 0;
+}
+
+static void exec_enter(struct zio__exec *e)
+{
+	tls_exec = e;
+	e->errno_ptr = &errno;
+#ifdef ZIO_TSAN
+	e->san = __tsan_get_current_fiber();
+#endif
+	if (!e->altstack)
+		zio__sigaltstack_install(&e->altstack);
+}
+
+static void exec_leave(struct zio__exec *e)
+{
+	zio__sigaltstack_remove(e->altstack);
+	e->altstack = NULL;
+	tls_exec = NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct zio__exec *e = arg;
+	exec_enter(e);
+	exec_loop(e, shutting_down);
+	exec_leave(e);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ runtime */
+
+static unsigned cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		return (unsigned)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static size_t env_size(const char *name, size_t dflt)
+{
+	const char *v = getenv(name);
+	if (!v || !*v)
+		return dflt;
+	char *end;
+	unsigned long long n = strtoull(v, &end, 0);
+	switch (*end) {
+	case 'k': case 'K': n <<= 10; break;
+	case 'm': case 'M': n <<= 20; break;
+	case 'g': case 'G': n <<= 30; break;
+	case '\0': break;
+	default:
+		zio__log(1, "ignoring %s=%s: not a size", name, v);
+		return dflt;
+	}
+	return (size_t)n;
+}
+
+static void exec_free(struct zio__exec *e)
+{
+	if (!e)
+		return;
+	if (e->loop)
+		zio__loop_destroy(e);
+	if (e->rt->stacks)
+		zio__stack_cache_flush(e);
+	free(e);
+}
+
+ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_options *opts)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	struct zio_runtime_options o = { 0 };
+	if (opts)
+		o = *opts;
+	unsigned n = o.executors;
+	if (n == 0)
+		n = (unsigned)env_size("ZIO_EXECUTORS", 1);
+	if (n == ZIO_EXECUTORS_AUTO || n == 0)
+		n = cpu_count();
+	if (n > 256)
+		return -EINVAL;
+	size_t stack = o.stack_size ? o.stack_size : env_size("ZIO_STACK_SIZE", ZIO__STACK_DEFAULT);
+	if (stack < ZIO__STACK_MIN || stack > ((size_t)1 << 36))
+		return -EINVAL;
+
+	const struct zio__backend *backend = zio__backend_choose(o.backend);
+	if (!backend)
+		return -EINVAL;
+
+	zio_runtime *rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	rt->n_exec = n;
+	rt->stack_size = stack;
+	rt->stack_cache = o.stack_cache ? o.stack_cache : 64;
+	rt->backend = backend;
+	atomic_init(&rt->next_id, 1);
+	int err = -ENOMEM;
+	rt->exec = calloc(n, sizeof(*rt->exec));
+	if (!rt->exec)
+		goto fail;
+	err = zio__stack_pool_create(&rt->stacks, stack, rt->stack_cache);
+	if (err)
+		goto fail;
+	for (unsigned i = 0; i < n; i++) {
+		struct zio__exec *e;
+		err = -ENOMEM;
+		if (posix_memalign((void **)&e, ZIO__CACHELINE, sizeof(*e)))
+			goto fail;
+		memset(e, 0, sizeof(*e));
+		e->rt = rt;
+		e->id = i;
+		e->rng = 0x9E3779B97F4A7C15ULL * (i + 1);
+		rt->exec[i] = e;
+		err = zio__loop_create(e, backend);
+		if (err)
+			goto fail;
+	}
+	zio__guard_handler_install();
+	for (unsigned i = 1; i < n; i++) {
+		err = -pthread_create(&rt->exec[i]->thread, NULL, worker_main, rt->exec[i]);
+		if (err) {
+			/* Stop the ones already started. */
+			atomic_store(&rt->stopping, 1);
+			for (unsigned j = 1; j < i; j++) {
+				zio__loop_wake(rt->exec[j]);
+				pthread_join(rt->exec[j]->thread, NULL);
+			}
+			goto fail;
+		}
+	}
+	zio__log(0, "runtime: %u executor(s), %s backend, %zu KiB stacks", n, backend->name,
+		 stack >> 10);
+	*out = rt;
+	return 0;
+fail:
+	if (rt->exec)
+		for (unsigned i = 0; i < n; i++)
+			exec_free(rt->exec[i]);
+	zio__stack_pool_destroy(rt->stacks);
+	free(rt->exec);
+	free(rt);
+	return err;
+}
+
+ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **result)
+{
+	if (!rt || !fn)
+		return -EINVAL;
+	if (zio__exec_current())
+		return -EDEADLK; /* already inside a runtime on this thread */
+	struct zio__fiber *f;
+	atomic_store(&rt->main_done, 0);
+	int err = zio__fiber_spawn(rt, &f, fn, arg, &(struct zio_spawn_options){ .name = "main" },
+				   ZIO__FIBER_MAIN, NULL);
+	if (err)
+		return err;
+	struct zio__exec *e = rt->exec[0];
+	exec_enter(e);
+	f->exec = e;
+	queue_local(e, f, false);
+	exec_loop(e, main_finished);
+	exec_leave(e);
+	/* The main task is done; collect it without blocking. */
+	zio__check(zio_task_done((zio_task *)f));
+	void *res = f->result;
+	zio__fiber_release(f);
+	if (result)
+		*result = res;
+	return 0;
+}
+
+/* Called by fiber.c when the main task finishes, on whichever executor. */
+void zio__main_finished(zio__runtime *rt)
+{
+	atomic_store(&rt->main_done, 1);
+	struct zio__exec *e0 = rt->exec[0];
+	if (zio__exec_current() != e0)
+		zio__loop_wake(e0);
+}
+
+ZIO_API void zio_runtime_destroy(zio_runtime *rt)
+{
+	if (!rt)
+		return;
+	zio__check(zio__exec_current() == NULL);
+	atomic_store(&rt->stopping, 1);
+	zio__cancel_all(rt);
+	struct zio__exec *e0 = rt->exec[0];
+	exec_enter(e0);
+	exec_loop(e0, all_finished);
+	exec_leave(e0);
+	for (unsigned i = 1; i < rt->n_exec; i++) {
+		zio__loop_wake(rt->exec[i]);
+		pthread_join(rt->exec[i]->thread, NULL);
+	}
+	for (unsigned i = 0; i < rt->n_exec; i++)
+		exec_free(rt->exec[i]);
+	zio__stack_pool_destroy(rt->stacks);
+	free(rt->exec);
+	free(rt);
+}
+
+ZIO_API zio_runtime *zio_runtime_current(void)
+{
+	struct zio__exec *e = zio__exec_current();
+	return e ? e->rt : NULL;
+}
+
+ZIO_API unsigned zio_runtime_executors(const zio_runtime *rt)
+{
+	return rt ? rt->n_exec : 0;
+}
+
+ZIO_API const char *zio_runtime_backend(const zio_runtime *rt)
+{
+	return rt ? rt->backend->name : NULL;
+}
+
+ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->tasks_live = atomic_load(&rt->live);
+	out->tasks_spawned = atomic_load(&rt->spawned);
+	for (unsigned i = 0; i < rt->n_exec; i++) {
+		/* Racy reads of counters: good enough for statistics. */
+		out->switches += __atomic_load_n(&rt->exec[i]->switches, __ATOMIC_RELAXED);
+		out->steals += __atomic_load_n(&rt->exec[i]->steals, __ATOMIC_RELAXED);
+		out->parks += __atomic_load_n(&rt->exec[i]->parks, __ATOMIC_RELAXED);
+	}
+	zio__stack_stats(rt->stacks, &out->stacks_cached, &out->stacks_mapped);
+}
+
+/* ------------------------------------------------------------ public calls */
+
+ZIO_API int zio_yield(void)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (!f) {
+		sched_yield();
+		return 0;
+	}
+	int err = zio_check_cancel();
+	if (err)
+		return err;
+	struct zio__exec *e = f->exec;
+	/* Nothing else runnable here: skip the round trip, but still let the
+	 * scheduler poll timers and I/O now and then. */
+	if (!e->runnext && !e->pinned.head && runq_len(e) == 0 &&
+	    !atomic_load_explicit(&e->inbox, memory_order_relaxed) && ++e->tick % TICKS_PER_POLL)
+		return 0;
+	zio__switch_out(f, ZIO__LAND_YIELD);
+	return zio_check_cancel();
+}
+
+ZIO_API void zio_task_pin(void)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		f->flags |= ZIO__FIBER_PINNED;
+}
