@@ -1,5 +1,6 @@
 /*
- * backend.h - the I/O backend interface (one instance per executor).
+ * backend.h - the I/O backend interface (one instance per executor), the
+ * op every I/O call is made of, and the process-wide fd table.
  *
  * A backend is a const vtable; each backend file exports exactly one
  * (zio__backend_uring, zio__backend_epoll, zio__backend_poll) and keeps
@@ -12,23 +13,135 @@
  * 0: just reap) for completions or a wake(); the scheduler bounds it by the
  * executor's nearest timer.
  *
- * Operations are completion-based: the fiber fills a struct zio__op on its
- * own stack, submit()s it, and parks (wait.c); the backend sets op->res
- * (result or -errno, like a CQE) and calls zio__op_complete(), which claims
- * the fiber's wait. epoll and poll emulate completions: try the syscall,
- * arm readiness on EAGAIN, retry when ready.
+ * Two kinds of backend:
+ *  - completion (io_uring): native(op) says the backend performs the op
+ *    itself. submit() queues it (SQEs are batched and flushed at poll time),
+ *    poll() reaps CQEs, sets op->res and claims the fiber's wait with
+ *    zio__unpark(op->parker, op->gen, 0). cancel() asks the kernel to stop
+ *    the op; the op still completes (with -ECANCELED or its real result) and
+ *    the fiber waits for that before its stack frame goes away.
+ *  - readiness (epoll, poll): the fiber performs the syscall itself,
+ *    non-blocking (io.c), and on EAGAIN submit()s a readiness wait for
+ *    op->fd in direction op->dir. The backend claims the wait with 0 when the
+ *    fd may be ready (the fiber retries), or zio_close() claims it with
+ *    -EBADF. cancel() unlinks a wait that ended by timeout or cancellation.
+ * Regular-file ops on readiness backends go to the blocking pool.
+ *
+ * Ops live on the waiting fiber's stack; the fiber is pinned to its executor
+ * (ZIO__FIBER_TEMP_PIN) while an op is in flight, because completions and
+ * cancels are executor-local (the readiness wait lists are locked, but the
+ * poll backend's pollfd list is not).
  */
 #ifndef ZIO_BACKEND_H
 #define ZIO_BACKEND_H
 
 #include "internal.h"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
 struct zio__loop {
 	const struct zio__backend *ops;
 	struct zio__exec *exec;
 };
 
-struct zio__op;
+enum zio__opcode {
+	ZIO__OP_NOP,
+	/* stream ops: readiness-driven on epoll/poll */
+	ZIO__OP_READ,     /* rw: buf, len, off (-1: current position) */
+	ZIO__OP_WRITE,
+	ZIO__OP_READV,    /* vec: iov, iovcnt, off */
+	ZIO__OP_WRITEV,
+	ZIO__OP_RECV,     /* rw + flags */
+	ZIO__OP_SEND,
+	ZIO__OP_RECVMSG,  /* msg + flags */
+	ZIO__OP_SENDMSG,
+	ZIO__OP_ACCEPT,   /* sa: addr, addrlen (in/out), flags */
+	ZIO__OP_CONNECT,  /* sa: addr, len */
+	ZIO__OP_POLL,     /* poll: events in, revents out (res) */
+	/* file and path ops: native on io_uring, blocking pool elsewhere */
+	ZIO__OP_PREAD,    /* rw with off >= 0, regular files */
+	ZIO__OP_PWRITE,
+	ZIO__OP_FREAD,    /* rw at the current position, regular files */
+	ZIO__OP_FWRITE,
+	ZIO__OP_FSYNC,    /* fsync.datasync */
+	ZIO__OP_OPENAT,   /* path: dirfd, path, flags, mode */
+	ZIO__OP_STATX,    /* path: dirfd, path, flags, stx */
+	ZIO__OP_RENAMEAT, /* path: dirfd, path, dirfd2, path2, flags */
+	ZIO__OP_UNLINKAT, /* path: dirfd, path, flags */
+	ZIO__OP_MKDIRAT,  /* path: dirfd, path, mode */
+	ZIO__OP_CLOSE,
+	ZIO__OP_CALL,     /* call: fn(arg), blocking pool only */
+	ZIO__OP_COUNT
+};
+
+/* File-like ops: they never return EAGAIN and may block on a disk. */
+static inline bool zio__op_is_file(unsigned opcode)
+{
+	return opcode >= ZIO__OP_PREAD;
+}
+
+#define ZIO__DIR_READ 0
+#define ZIO__DIR_WRITE 1
+
+struct zio__op {
+	uint8_t opcode;
+	uint8_t dir;          /* ZIO__DIR_*: which readiness the op waits for */
+	volatile uint8_t done; /* set by the backend with res (completion kind) */
+	uint8_t linked;       /* readiness: on an fd wait list (under its lock) */
+	int fd;
+	int64_t res;          /* result or -errno, like a CQE's res */
+	union {
+		struct {
+			void *buf;
+			size_t len;
+			int64_t off;
+			int flags;
+		} rw;
+		struct {
+			const struct iovec *iov;
+			int iovcnt;
+			int64_t off;
+		} vec;
+		struct {
+			struct msghdr *msg;
+			int flags;
+		} msg;
+		struct {
+			struct sockaddr *addr;
+			socklen_t *addrlen; /* accept */
+			socklen_t len;      /* connect */
+			int flags;
+		} sa;
+		struct {
+			short events;
+		} poll;
+		struct {
+			int dirfd, dirfd2;
+			const char *path, *path2;
+			int flags;
+			unsigned mode;
+			struct statx *stx;
+		} path;
+		struct {
+			bool datasync;
+		} fsync;
+		struct {
+			long (*fn)(void *);
+			void *arg;
+		} call;
+	} u;
+	/* the waiter */
+	struct zio__parker *parker;
+	uint32_t gen;
+	/* readiness backends: fd wait list (under the fd's lock) and the poll
+	 * backend's per-loop list (owner executor only) */
+	struct zio__op *next, *prev;
+	struct zio__op *lnext, *lprev;
+	uint32_t seq;         /* readiness sequence seen before the syscall */
+	struct zio__loop *loop;
+};
 
 struct zio__backend {
 	const char *name;
@@ -39,9 +152,17 @@ struct zio__backend {
 	/* Returns the number of completions reaped, or -errno. */
 	int (*poll)(struct zio__loop *l, int64_t timeout_ns);
 	void (*wake)(struct zio__loop *l);
-	/* I/O operations; NULL in a backend that only parks. */
+	/* Completion backends: does submit() perform this op itself? NULL in
+	 * readiness backends. */
+	bool (*native)(struct zio__loop *l, unsigned opcode);
+	/* Completion: queue op. Readiness: arm a wait for op->fd/op->dir;
+	 * claims the wait at once if readiness changed since op->seq. */
 	void (*submit)(struct zio__loop *l, struct zio__op *op);
+	/* Stops an op whose wait ended by timeout or cancellation. */
 	void (*cancel)(struct zio__loop *l, struct zio__op *op);
+	/* zio_close(): stop every op this executor has on fd, before the fd
+	 * number can be reused (completion backends; may suspend). */
+	void (*close_fd)(struct zio__loop *l, int fd);
 };
 
 extern const struct zio__backend zio__backend_epoll;
@@ -49,5 +170,71 @@ extern const struct zio__backend zio__backend_poll;
 #ifdef ZIO_HAVE_URING
 extern const struct zio__backend zio__backend_uring;
 #endif
+
+/* ----------------------------------------------------------------- fd table
+ * Process-wide, indexed by fd, grown in chunks that are never freed (so
+ * readers need no lock to find an entry). An entry's state is reset by
+ * zio_close(); fds closed behind zio's back keep stale hints, which only
+ * ever cost a spurious wakeup or an extra syscall (see io.c). */
+enum zio__fd_kind {
+	ZIO__FD_UNKNOWN,
+	ZIO__FD_NONBLOCK,  /* socket, pipe, tty... with O_NONBLOCK set */
+	ZIO__FD_SOCKET,    /* a socket in blocking mode: MSG_DONTWAIT works */
+	ZIO__FD_BLOCKING,  /* a pipe or device in blocking mode: poll first */
+	ZIO__FD_REGULAR,   /* regular file or block device: never EAGAIN */
+};
+
+struct zio__fd {
+	zio__spin lock;
+	uint32_t incarnation;      /* bumped by zio_close (epoll data check) */
+	uint32_t seq[2];           /* readiness edges seen, per direction */
+	struct zio__op *waiters[2]; /* readiness waits, per direction */
+	struct zio__loop *owner;   /* epoll: the loop it is registered with */
+	int owner_epfd;
+	uint8_t kind;              /* enum zio__fd_kind, a hint */
+	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
+};
+
+/* The entry for fd (fd >= 0), allocating its chunk; NULL if out of memory
+ * or fd is absurdly large. */
+struct zio__fd *zio__fd_get(int fd);
+/* Existing entry or NULL: never allocates. */
+struct zio__fd *zio__fd_peek(int fd);
+/* Calls fn on every allocated entry (loop destruction). */
+void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg);
+/* Readiness wait lists: under ent->lock. */
+void zio__fd_link(struct zio__fd *ent, struct zio__op *op);
+void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op);
+/* Claims every wait in direction dir with value (under ent->lock). */
+void zio__fd_wake(struct zio__fd *ent, int dir, int value);
+
+/* ------------------------------------------------------------------ io.c */
+/* Runs op to completion from a fiber or a plain thread: the one helper
+ * every I/O call goes through. Returns op's result or -errno. */
+ssize_t zio__op_run(struct zio__op *op, int64_t deadline);
+/* The op's syscall, once, non-blocking where that means anything. */
+ssize_t zio__op_syscall(struct zio__op *op);
+
+/* ------------------------------------------------------------ blocking.c */
+/* Runs op's syscall (blocking) on the pool and waits for it; a job that has
+ * not started when the wait ends is dropped, one that has is waited for. */
+ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline);
+
+/* A pool job that may outlive its waiter (DNS): heap-allocated,
+ * reference-counted; the waiter may give up at once. */
+struct zio__job {
+	struct zio__job *next;
+	void (*run)(struct zio__job *j);
+	void (*release)(struct zio__job *j); /* frees; called on the last ref */
+	atomic_int refs;
+	int state;             /* under the pool lock */
+	struct zio__parker *parker;
+	uint32_t gen;
+	bool detached;         /* heap job: the pool drops a reference when done */
+	long result;
+};
+/* Queues j and waits for it until deadline; returns 0 if it ran, else the
+ * wait's error (the job then finishes on its own and releases itself). */
+int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
 
 #endif

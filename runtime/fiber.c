@@ -255,11 +255,13 @@ void zio__fiber_finished(struct zio__exec *e, struct zio__fiber *f)
 	atomic_store_explicit(&f->state, ZIO__F_DONE, memory_order_release);
 	list_remove(f);
 	zio__fiber_release(f);
-	/* Last: destroy may free the runtime as soon as live reaches 0. */
 	if (is_main)
 		zio__main_finished(rt);
-	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
-	(void)e;
+	/* The last task out tells a destroying executor 0. Executor threads
+	 * are joined before the runtime is freed, so rt is still valid here. */
+	if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
+	    atomic_load(&rt->stopping) && e != rt->exec[0])
+		zio__loop_wake(rt->exec[0]);
 }
 
 /* ------------------------------------------------------------ public API */

@@ -129,6 +129,9 @@ uint32_t zio__park_prepare(struct zio__parker *p, unsigned flags);
  * waker, -ETIMEDOUT when the deadline passes first, -ECANCELED when the task
  * is cancelled first. The innermost deadline scope also applies. */
 int zio__park(struct zio__parker *p, int64_t deadline);
+/* Withdraws a prepared wait without sleeping (the condition turned out to
+ * hold); consumes a wake that raced in. */
+void zio__park_abandon(struct zio__parker *p);
 /* Any thread: ends wait gen of p with value. False if it already ended. */
 bool zio__unpark(struct zio__parker *p, uint32_t gen, int value);
 /* Claims p's current wait with -ECANCELED if that wait is cancellable. */

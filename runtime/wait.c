@@ -5,7 +5,9 @@
  *   1. gen = zio__park_prepare(p, flags): arms the caller's parker;
  *   2. the caller publishes (p, gen) where a waker will find it (a waiter
  *      queue under the primitive's lock, an I/O op, a child's join slot);
- *   3. zio__park(p, deadline) suspends until the wait is *claimed*.
+ *   3. zio__park(p, deadline) suspends until the wait is *claimed*, or
+ *      zio__park_abandon(p) withdraws it when the caller found it need not
+ *      wait after all (a prepared wait must end in exactly one of the two).
  *
  * A claim is a CAS of the parker word from WAITING to a result, so exactly
  * one of {waker, deadline timer, canceller} wins; the losers learn it from
@@ -186,6 +188,14 @@ int zio__park(struct zio__parker *p, int64_t deadline)
 		f->flags &= ~ZIO__FIBER_TEMP_PIN;
 	}
 	return claimed_value(p);
+}
+
+void zio__park_abandon(struct zio__parker *p)
+{
+	/* If a waker got there first, its wake is on its way to this fiber's
+	 * state word and must be consumed, or it would end a later wait. */
+	if (!claim_self(p, 0))
+		zio__park(p, ZIO_FOREVER);
 }
 
 /* ------------------------------------------------------------ waiter queues */

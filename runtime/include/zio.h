@@ -123,7 +123,12 @@ ZIO_API bool zio_task_done(const zio_task *t);
 ZIO_API zio_task *zio_task_self(void);
 ZIO_API const char *zio_task_name(const zio_task *t);
 ZIO_API uint64_t zio_task_id(const zio_task *t);
-/* Keeps the calling task on its current executor from now on. */
+/* Keeps the calling task on its current executor from now on.
+ * errno is saved and restored per task on every switch. On a runtime with
+ * more than one executor a task may resume on another thread, and compilers
+ * cache errno's thread-local address across calls (glibc declares
+ * __errno_location const): a task that reads errno after suspending should
+ * pin itself, as should code that caches other thread-local addresses. */
 ZIO_API void zio_task_pin(void);
 
 /* Lets other runnable tasks run. A cancellation point. */

@@ -1,0 +1,46 @@
+/*
+ * helpers.h - shared by the Criterion tests: run a body as the main task of
+ * a fresh runtime, and small utilities.
+ */
+#ifndef ZIO_TEST_HELPERS_H
+#define ZIO_TEST_HELPERS_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <zio.h>
+
+/* Runs fn(arg) as the main task of a runtime with n executors and returns
+ * its result; every failure along the way fails the test. */
+static inline void *run_in_runtime(unsigned n, zio_task_fn fn, void *arg)
+{
+	zio_runtime *rt;
+	struct zio_runtime_options o = { .executors = n };
+	int err = zio_runtime_create(&rt, &o);
+	cr_assert_eq(err, 0, "zio_runtime_create: %d", err);
+	void *res = NULL;
+	err = zio_runtime_run(rt, fn, arg, &res);
+	cr_assert_eq(err, 0, "zio_runtime_run: %d", err);
+	zio_runtime_destroy(rt);
+	return res;
+}
+
+/* Runs in a runtime with the given options. */
+static inline void *run_with(const struct zio_runtime_options *o, zio_task_fn fn, void *arg)
+{
+	zio_runtime *rt;
+	int err = zio_runtime_create(&rt, o);
+	cr_assert_eq(err, 0, "zio_runtime_create: %d", err);
+	void *res = NULL;
+	err = zio_runtime_run(rt, fn, arg, &res);
+	cr_assert_eq(err, 0, "zio_runtime_run: %d", err);
+	zio_runtime_destroy(rt);
+	return res;
+}
+
+#define TEST_MS(n) ZIO_MSEC(n)
+
+#endif
