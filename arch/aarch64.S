@@ -197,7 +197,9 @@ zio__ctx_make:
  * does not check, so no landing pad). x30 is undefined here, which is how
  * DWARF unwinders learn that the walk ends; x29 = 0 ends frame-record walks.
  * If entry ever returns, brk traps at once instead of running off into
- * whatever follows.
+ * whatever follows. sp needs no aligning here: zio__ctx_make already rounded
+ * hi down to 16, and a misaligned sp could not even have got this far, since
+ * Linux makes sp-relative accesses with a misaligned sp fault (SCTLR.SA0).
  */
 	.type	ctx_entry, %function
 	.p2align 4

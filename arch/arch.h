@@ -47,7 +47,7 @@ struct zio__ctx {
 
 /* Bytes zio__ctx_make() needs at the top of the stack (the initial frame). */
 #if defined(ZIO_ARCH_UCONTEXT)
-#define ZIO_ARCH_CTX_RESERVE 1024 /* the ucontext_t itself lives there */
+#define ZIO_ARCH_CTX_RESERVE 256 /* a small start record; see arch/ucontext.c */
 #else
 #define ZIO_ARCH_CTX_RESERVE 256
 #endif
@@ -75,6 +75,16 @@ static inline void zio__ctx_frame(const struct zio__ctx *c, void **pc, void **fp
 	void **sp = (void **)c->sp; /* mxcsr/cw, r15, r14, r13, r12, rbx, rbp, ret */
 	*fp = sp[6];
 	*pc = sp[7];
+#elif defined(__aarch64__)
+	void **sp = (void **)c->sp; /* x29, x30, x19..x28, d8..d15, fpcr */
+	register void *lr __asm__("x30") = sp[1];
+	__asm__("hint #7" : "+r"(lr)); /* xpaclri: strip a PAC signature; no-op without PAC */
+	*fp = sp[0];
+	*pc = lr;
+#elif defined(__riscv) || defined(__loongarch64)
+	void **sp = (void **)c->sp; /* ra, s0/fp, ... */
+	*pc = sp[0];
+	*fp = sp[1];
 #else
 	(void)c;
 	*pc = *fp = NULL;

@@ -96,6 +96,8 @@ void zio__stack_pool_destroy(struct zio__stack_pool *p);
 int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size, struct zio__stack *out);
 void zio__stack_put(struct zio__exec *e, struct zio__stack *s);
 void zio__stack_cache_flush(struct zio__exec *e);
+/* The runtime is being destroyed: stop returning pages one stack at a time. */
+void zio__stack_pool_closing(struct zio__stack_pool *p);
 /* Does addr fall in the guard region below a stack of this runtime? */
 bool zio__stack_in_guard(const struct zio__stack *s, const void *addr);
 void zio__stack_stats(struct zio__stack_pool *p, uint64_t *cached, uint64_t *mapped);

@@ -753,6 +753,7 @@ ZIO_API void zio_runtime_destroy(zio_runtime *rt)
 		return;
 	zio__check(zio__exec_current() == NULL);
 	atomic_store(&rt->stopping, 1);
+	zio__stack_pool_closing(rt->stacks);
 	zio__cancel_all(rt);
 	struct zio__exec *e0 = rt->exec[0];
 	exec_enter(e0);

@@ -55,6 +55,7 @@ struct zio__stack_pool {
 	size_t size;       /* usable bytes per stack */
 	size_t slot;       /* guard + size */
 	unsigned cache;    /* hot stacks kept per executor */
+	atomic_bool keep_pages; /* shutting down: the slabs go soon anyway */
 	struct slab *slabs;
 	struct slab *current; /* the slab being carved */
 	uint64_t mapped;   /* slots ever carved, plus one-off mappings live */
@@ -187,7 +188,8 @@ static void pool_return(struct zio__stack_pool *p, struct zio__stack *st)
 {
 	struct slab *s = st->slab;
 	/* Hand the pages back before the slot goes cold; the guard survives. */
-	madvise(st->lo, st->size, MADV_DONTNEED);
+	if (!atomic_load_explicit(&p->keep_pages, memory_order_relaxed))
+		madvise(st->lo, st->size, MADV_DONTNEED);
 	uint32_t i = (uint32_t)((size_t)(st->lo - ZIO__GUARD_SIZE - s->base) / p->slot);
 	zio__spin_lock(&p->lock);
 	s->free_idx[s->nfree++] = i;
@@ -256,6 +258,11 @@ void zio__stack_cache_flush(struct zio__exec *e)
 		e->stack_cached--;
 		pool_return(st.pool, &st);
 	}
+}
+
+void zio__stack_pool_closing(struct zio__stack_pool *p)
+{
+	atomic_store(&p->keep_pages, true);
 }
 
 bool zio__stack_in_guard(const struct zio__stack *s, const void *addr)

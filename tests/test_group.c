@@ -1,0 +1,147 @@
+/* Task groups.
+ * ZIO_TEST_LABELS: sched */
+#include "helpers.h"
+
+static atomic_int ran;
+
+static int ok_task(void *arg)
+{
+	zio_sleep((int64_t)(intptr_t)arg);
+	atomic_fetch_add(&ran, 1);
+	return 0;
+}
+
+static int failing_task(void *arg)
+{
+	zio_sleep(ZIO_MSEC(2));
+	return -EIO;
+}
+
+static int sleeper(void *arg)
+{
+	int r = zio_sleep(ZIO_SEC(60));
+	if (r == -ECANCELED)
+		atomic_fetch_add(&ran, 100);
+	return r;
+}
+
+static void *wait_all(void *arg)
+{
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, 0), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(zio_group_spawn(g, ok_task, (void *)(intptr_t)(i * 10000), NULL), 0);
+	cr_assert_eq(zio_group_wait(g), 0);
+	cr_assert_eq(atomic_load(&ran), 100);
+	/* Reusable, and waiting on an empty group returns at once. */
+	cr_assert_eq(zio_group_wait(g), 0);
+	zio_group_destroy(g);
+	return NULL;
+}
+
+Test(group, waits_for_all, .timeout = 10)
+{
+	atomic_store(&ran, 0);
+	run_in_runtime(2, wait_all, NULL);
+}
+
+static void *fail_fast(void *arg)
+{
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, ZIO_GROUP_FAIL_FAST), 0);
+	for (int i = 0; i < 10; i++)
+		zio_group_spawn(g, sleeper, NULL, NULL);
+	zio_group_spawn(g, failing_task, NULL, NULL);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_group_wait(g), -EIO);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(5));
+	cr_assert_eq(atomic_load(&ran), 1000, "the others were not cancelled");
+	zio_group_destroy(g);
+	return NULL;
+}
+
+Test(group, fail_fast_cancels_the_rest, .timeout = 10)
+{
+	atomic_store(&ran, 0);
+	run_in_runtime(2, fail_fast, NULL);
+}
+
+static void *no_fail_fast(void *arg)
+{
+	zio_group *g;
+	zio_group_create(&g, 0);
+	zio_group_spawn(g, failing_task, NULL, NULL);
+	zio_group_spawn(g, ok_task, (void *)(intptr_t)ZIO_MSEC(10), NULL);
+	cr_assert_eq(zio_group_wait(g), -EIO);
+	cr_assert_eq(atomic_load(&ran), 1, "a task was cut short without fail-fast");
+	zio_group_destroy(g);
+	return NULL;
+}
+
+Test(group, first_error_is_reported, .timeout = 10)
+{
+	atomic_store(&ran, 0);
+	run_in_runtime(1, no_fail_fast, NULL);
+}
+
+static void *destroy_cancels(void *arg)
+{
+	zio_group *g;
+	zio_group_create(&g, 0);
+	for (int i = 0; i < 50; i++)
+		zio_group_spawn(g, sleeper, NULL, NULL);
+	zio_yield();
+	zio_group_destroy(g); /* out of scope: cancel and join */
+	cr_assert_eq(atomic_load(&ran), 5000);
+	struct zio_stats st;
+	zio_runtime_stats(zio_runtime_current(), &st);
+	cr_assert_eq(st.tasks_live, 1);
+	return NULL;
+}
+
+Test(group, destroy_cancels_and_joins, .timeout = 10)
+{
+	atomic_store(&ran, 0);
+	run_in_runtime(2, destroy_cancels, NULL);
+}
+
+static int waits_on_group(void *arg)
+{
+	return zio_group_wait((zio_group *)arg);
+}
+
+static void *cancel_waiter(void *arg)
+{
+	zio_group *g, *outer;
+	zio_group_create(&g, 0);
+	zio_group_create(&outer, 0);
+	for (int i = 0; i < 5; i++)
+		zio_group_spawn(g, sleeper, NULL, NULL);
+	zio_group_spawn(outer, waits_on_group, g, NULL);
+	zio_sleep(ZIO_MSEC(2));
+	zio_group_cancel(outer);
+	/* The waiter's cancellation cancelled the inner group too. */
+	cr_assert_eq(atomic_load(&ran), 500);
+	zio_group_destroy(g);
+	zio_group_destroy(outer);
+	return NULL;
+}
+
+Test(group, cancelled_waiter_cancels_the_group, .timeout = 10)
+{
+	atomic_store(&ran, 0);
+	run_in_runtime(2, cancel_waiter, NULL);
+}
+
+Test(group, bad_arguments, .timeout = 10)
+{
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, 0x80), -EINVAL);
+	cr_assert_eq(zio_group_create(NULL, 0), -EINVAL);
+	cr_assert_eq(zio_group_create(&g, 0), 0);
+	cr_assert_eq(zio_group_spawn(g, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(zio_group_spawn(g, ok_task, NULL, NULL), -EINVAL); /* no runtime */
+	cr_assert_eq(zio_group_wait(g), 0);
+	zio_group_destroy(g);
+	cr_assert_eq(zio_group_wait(NULL), -EINVAL);
+}
