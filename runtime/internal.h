@@ -89,7 +89,8 @@ struct zio__stack {
 #define ZIO__GUARD_SIZE (64u << 10)
 
 struct zio__stack_pool; /* opaque, stack.c */
-int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned cache);
+int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned cache,
+			   unsigned executors);
 void zio__stack_pool_destroy(struct zio__stack_pool *p);
 /* Stacks of the pool's size come from the calling executor's cache, then
  * the pool; other sizes are mapped on their own. */

@@ -660,14 +660,14 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 		return -ENOMEM;
 	rt->n_exec = n;
 	rt->stack_size = stack;
-	rt->stack_cache = o.stack_cache ? o.stack_cache : 64;
+	rt->stack_cache = o.stack_cache ? o.stack_cache : 1024;
 	rt->backend = backend;
 	atomic_init(&rt->next_id, 1);
 	int err = -ENOMEM;
 	rt->exec = calloc(n, sizeof(*rt->exec));
 	if (!rt->exec)
 		goto fail;
-	err = zio__stack_pool_create(&rt->stacks, stack, rt->stack_cache);
+	err = zio__stack_pool_create(&rt->stacks, stack, rt->stack_cache, n);
 	if (err)
 		goto fail;
 	for (unsigned i = 0; i < n; i++) {

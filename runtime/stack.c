@@ -15,9 +15,16 @@
  * further stacks get no guard and a warning says so once. That fallback is
  * the documented loss of protection.
  *
- * Reuse: each executor keeps up to `cache` free stacks hot (their pages stay
- * committed, so a spawn costs no syscall). A stack returned beyond that gets
- * its pages handed back with MADV_DONTNEED and goes to its slab's free list.
+ * Reuse, in three tiers:
+ *  - hot: each executor keeps up to `cache` free stacks in a list only it
+ *    touches; their pages stay committed, so a spawn costs no syscall, no
+ *    lock and no page fault;
+ *  - warm: a shared list (spinlock) of up to `cache` x executors stacks,
+ *    also with their pages, that executors refill from and spill to in
+ *    batches, so a task spawned on one executor and finished on another
+ *    does not turn into a page fault per spawn;
+ *  - cold: beyond that, a returned stack gets its pages handed back with
+ *    MADV_DONTNEED and goes to its slab's free list.
  * Other sizes are mapped and unmapped one by one.
  *
  * A guard hit raises SIGSEGV. The handler runs on a per-thread alternate
@@ -50,6 +57,12 @@ struct slab {
 	uint32_t *free_idx;
 };
 
+/* A free hot or warm stack is linked through its own top bytes. */
+struct hot_node {
+	struct hot_node *next;
+	struct zio__stack stack;
+};
+
 struct zio__stack_pool {
 	zio__spin lock;
 	size_t size;       /* usable bytes per stack */
@@ -58,14 +71,10 @@ struct zio__stack_pool {
 	atomic_bool keep_pages; /* shutting down: the slabs go soon anyway */
 	struct slab *slabs;
 	struct slab *current; /* the slab being carved */
+	struct hot_node *warm; /* free stacks that kept their pages */
+	unsigned nwarm, warm_max;
 	uint64_t mapped;   /* slots ever carved, plus one-off mappings live */
 	uint64_t in_use;
-};
-
-/* A free stack in an executor's hot cache is linked through its top bytes. */
-struct hot_node {
-	struct hot_node *next;
-	struct zio__stack stack;
 };
 
 static size_t page_size;
@@ -99,7 +108,8 @@ static void install_guard(char *guard)
 	}
 }
 
-int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned cache)
+int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned cache,
+			   unsigned executors)
 {
 	struct zio__stack_pool *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -107,6 +117,7 @@ int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned c
 	p->size = round_page(size < ZIO__STACK_MIN ? ZIO__STACK_MIN : size);
 	p->slot = p->size + ZIO__GUARD_SIZE;
 	p->cache = cache;
+	p->warm_max = cache * executors;
 	*out = p;
 	return 0;
 }
@@ -214,6 +225,51 @@ static int map_single(size_t size, struct zio__stack *out)
 	return 0;
 }
 
+#define WARM_BATCH 32u
+
+/* Moves up to WARM_BATCH warm stacks into e's empty hot list. */
+static void warm_refill(struct zio__stack_pool *p, struct zio__exec *e)
+{
+	zio__spin_lock(&p->lock);
+	for (unsigned i = 0; i < WARM_BATCH && p->warm; i++) {
+		struct hot_node *n = p->warm;
+		p->warm = n->next;
+		p->nwarm--;
+		n->next = (struct hot_node *)e->stack_cache;
+		e->stack_cache = (struct zio__stack *)n;
+		e->stack_cached++;
+	}
+	zio__spin_unlock(&p->lock);
+}
+
+/* e's hot list is full: moves a batch to the warm list, and what the warm
+ * list cannot take goes cold. */
+static void warm_spill(struct zio__stack_pool *p, struct zio__exec *e)
+{
+	struct hot_node *cold = NULL;
+	zio__spin_lock(&p->lock);
+	for (unsigned i = 0; i < WARM_BATCH && e->stack_cache; i++) {
+		struct hot_node *n = (struct hot_node *)e->stack_cache;
+		e->stack_cache = (struct zio__stack *)n->next;
+		e->stack_cached--;
+		if (p->nwarm < p->warm_max) {
+			n->next = p->warm;
+			p->warm = n;
+			p->nwarm++;
+		} else {
+			n->next = cold;
+			cold = n;
+		}
+	}
+	zio__spin_unlock(&p->lock);
+	while (cold) {
+		struct hot_node *next = cold->next;
+		struct zio__stack st = cold->stack;
+		pool_return(p, &st);
+		cold = next;
+	}
+}
+
 int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size,
 		   struct zio__stack *out)
 {
@@ -222,12 +278,26 @@ int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size,
 			return -EINVAL;
 		return map_single(size < ZIO__STACK_MIN ? ZIO__STACK_MIN : size, out);
 	}
+	if (e && !e->stack_cache && p->nwarm)
+		warm_refill(p, e);
 	if (e && e->stack_cache) {
 		struct hot_node *n = (struct hot_node *)e->stack_cache;
 		e->stack_cache = (struct zio__stack *)n->next;
 		e->stack_cached--;
 		*out = n->stack;
 		return 0;
+	}
+	if (!e && p->nwarm) {
+		zio__spin_lock(&p->lock);
+		struct hot_node *n = p->warm;
+		if (n) {
+			p->warm = n->next;
+			p->nwarm--;
+			*out = n->stack;
+		}
+		zio__spin_unlock(&p->lock);
+		if (n)
+			return 0;
 	}
 	return pool_take(p, out);
 }
@@ -238,15 +308,27 @@ void zio__stack_put(struct zio__exec *e, struct zio__stack *st)
 		munmap(st->lo - ZIO__GUARD_SIZE, st->size + ZIO__GUARD_SIZE);
 		return;
 	}
-	if (e && e->stack_cached < e->rt->stack_cache) {
-		struct hot_node *n = (struct hot_node *)(st->hi - sizeof(struct hot_node));
-		n->stack = *st;
+	struct zio__stack_pool *p = st->pool;
+	struct hot_node *n = (struct hot_node *)(st->hi - sizeof(struct hot_node));
+	n->stack = *st;
+	if (e) {
+		if (e->stack_cached >= p->cache)
+			warm_spill(p, e);
 		n->next = (struct hot_node *)e->stack_cache;
 		e->stack_cache = (struct zio__stack *)n;
 		e->stack_cached++;
 		return;
 	}
-	pool_return(st->pool, st);
+	zio__spin_lock(&p->lock);
+	if (p->nwarm < p->warm_max) {
+		n->next = p->warm;
+		p->warm = n;
+		p->nwarm++;
+		zio__spin_unlock(&p->lock);
+		return;
+	}
+	zio__spin_unlock(&p->lock);
+	pool_return(p, st);
 }
 
 void zio__stack_cache_flush(struct zio__exec *e)
