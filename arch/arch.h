@@ -7,12 +7,19 @@
  * the ABI calls caller-saved is already spilled by the compiler around the
  * call, so the switch moves the minimum.
  *
- * Floating-point control state (x86 MXCSR and x87 control word, aarch64 FPCR,
- * riscv fcsr, loongarch fcsr0) is callee-saved too, but reloading it is the
- * expensive part of a switch (it serialises the pipeline). Each port saves it
- * on every switch (a cheap store) and reloads it only when the incoming fiber's
- * saved value differs from the outgoing one's, which in practice is never.
- * The effect is per-fiber control state at the price of a compare.
+ * Floating-point control state (rounding mode, flush-to-zero, exception
+ * masks) is callee-saved by every ABI here, and it is kept per fiber in two
+ * ways, depending on what reading it costs:
+ *  - aarch64 (FPCR), riscv64 (fcsr), loongarch64 (fcsr0) and ucontext save
+ *    it in the switch and rewrite it only when the incoming fiber's value
+ *    differs (ZIO_ARCH_SWITCH_KEEPS_FPENV = 1);
+ *  - on x86_64 merely reading MXCSR (stmxcsr) costs more than the rest of
+ *    the switch, and reading back the x87 control word stalls store
+ *    forwarding, so the switch moves general registers only. Tasks share
+ *    their executor's FP environment unless they ask for their own
+ *    (zio_spawn_options.fp_env, zio_task_own_fpenv()); the scheduler then
+ *    saves and restores it with zio__fpenv_save/load around switches that
+ *    involve such a task, and no other switch pays anything.
  *
  * zio__ctx_make() lays out a fresh context so the first switch into it calls
  * entry(arg) on a correctly aligned stack whose frame ends the unwinder's walk.
@@ -52,6 +59,37 @@ struct zio__ctx {
 #define ZIO_ARCH_CTX_RESERVE 256
 #endif
 
+#include <stdint.h>
+
+#if defined(__x86_64__) && !defined(ZIO_ARCH_UCONTEXT)
+#define ZIO_ARCH_SWITCH_KEEPS_FPENV 0
+struct zio__fpenv {
+	uint32_t mxcsr;   /* control bits matter; status bits are caller-saved */
+	uint16_t x87cw;
+};
+static inline void zio__fpenv_save(struct zio__fpenv *env)
+{
+	__asm__ __volatile__("stmxcsr %0\n\tfnstcw %1" : "=m"(env->mxcsr), "=m"(env->x87cw));
+}
+static inline void zio__fpenv_load(const struct zio__fpenv *env)
+{
+	__asm__ __volatile__("ldmxcsr %0\n\tfldcw %1" : : "m"(env->mxcsr), "m"(env->x87cw));
+}
+#else
+#define ZIO_ARCH_SWITCH_KEEPS_FPENV 1
+struct zio__fpenv {
+	char unused; /* the switch itself keeps the FP environment */
+};
+static inline void zio__fpenv_save(struct zio__fpenv *env)
+{
+	(void)env;
+}
+static inline void zio__fpenv_load(const struct zio__fpenv *env)
+{
+	(void)env;
+}
+#endif
+
 /* Spin-wait hint. */
 static inline void zio__cpu_relax(void)
 {
@@ -72,9 +110,9 @@ static inline void zio__ctx_frame(const struct zio__ctx *c, void **pc, void **fp
 	(void)c;
 	*pc = *fp = NULL;
 #elif defined(__x86_64__)
-	void **sp = (void **)c->sp; /* mxcsr/cw, r15, r14, r13, r12, rbx, rbp, ret */
-	*fp = sp[6];
-	*pc = sp[7];
+	void **sp = (void **)c->sp; /* r15, r14, r13, r12, rbx, rbp, ret */
+	*fp = sp[5];
+	*pc = sp[6];
 #elif defined(__aarch64__)
 	void **sp = (void **)c->sp; /* x29, x30, x19..x28, d8..d15, fpcr */
 	register void *lr __asm__("x30") = sp[1];

@@ -2,17 +2,15 @@
  * x86_64 (System V) context switch.
  *
  * Saved frame, from the saved stack pointer upwards:
- *   0  mxcsr (4 bytes), x87 control word (2 bytes), 2 bytes unused
- *   8  r15, r14, r13, r12, rbx, rbp
- *  56  return address
+ *   0  r15, r14, r13, r12, rbx, rbp
+ *  48  return address
  *
  * The switch ends with pop + indirect jmp rather than ret: a ret here would
  * always mispredict, because the return-stack buffer expects to return into
  * the caller of *this* context, and measured on this machine that doubles the
- * cost. MXCSR and the x87 control word are stored on every switch (cheap) and
- * reloaded only when they differ between the two fibers (ldmxcsr and fldcw
- * are what cost 3.4 ns per switch). MXCSR's exception status bits (0-5) are
- * caller-saved by the ABI and are not compared.
+ * cost. MXCSR and the x87 control word are not touched here (see arch.h:
+ * reading MXCSR alone costs more than this whole routine); the scheduler
+ * keeps them for the tasks that asked for their own FP environment.
  */
 	.text
 
@@ -40,24 +38,8 @@ zio__ctx_switch:
 	pushq	%r15
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %r15, 0
-	subq	$8, %rsp
-	.cfi_adjust_cfa_offset 8
-	stmxcsr	(%rsp)
-	fnstcw	4(%rsp)
-	movl	(%rsp), %ecx		/* outgoing mxcsr */
-	movzwl	4(%rsp), %edx		/* outgoing x87 cw */
 	movq	%rsp, (%rdi)
-	movq	(%rsi), %rsp		/* now on the incoming fiber's stack */
-	.cfi_remember_state
-	movl	(%rsp), %eax
-	xorl	%ecx, %eax
-	andl	$-64, %eax		/* ignore the status flags */
-	jnz	.Lreload_fp
-	cmpw	4(%rsp), %dx
-	jne	.Lreload_fp
-.Lrestore:
-	addq	$8, %rsp
-	.cfi_adjust_cfa_offset -8
+	movq	(%rsi), %rsp		/* now on the incoming context's stack */
 	popq	%r15
 	.cfi_adjust_cfa_offset -8
 	popq	%r14
@@ -74,11 +56,6 @@ zio__ctx_switch:
 	.cfi_adjust_cfa_offset -8
 	.cfi_register %rip, %rcx
 	jmp	*%rcx
-.Lreload_fp:
-	.cfi_restore_state
-	ldmxcsr	(%rsp)
-	fldcw	4(%rsp)
-	jmp	.Lrestore
 	.cfi_endproc
 	.size	zio__ctx_switch, .-zio__ctx_switch
 
@@ -96,18 +73,15 @@ zio__ctx_switch:
 zio__ctx_make:
 	.cfi_startproc
 	andq	$-16, %rdx
-	leaq	-64(%rdx), %rax
-	movl	$0x1f80, (%rax)		/* default MXCSR */
-	movw	$0x037f, 4(%rax)	/* default x87 control word */
-	movw	$0, 6(%rax)
-	movq	$0, 8(%rax)		/* r15 */
-	movq	$0, 16(%rax)		/* r14 */
-	movq	%r8, 24(%rax)		/* r13 = arg */
-	movq	%rcx, 32(%rax)		/* r12 = entry */
-	movq	$0, 40(%rax)		/* rbx */
-	movq	$0, 48(%rax)		/* rbp */
+	leaq	-56(%rdx), %rax
+	movq	$0, (%rax)		/* r15 */
+	movq	$0, 8(%rax)		/* r14 */
+	movq	%r8, 16(%rax)		/* r13 = arg */
+	movq	%rcx, 24(%rax)		/* r12 = entry */
+	movq	$0, 32(%rax)		/* rbx */
+	movq	$0, 40(%rax)		/* rbp */
 	leaq	ctx_entry(%rip), %rcx
-	movq	%rcx, 56(%rax)
+	movq	%rcx, 48(%rax)
 	movq	%rax, (%rdi)
 	ret
 	.cfi_endproc

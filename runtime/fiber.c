@@ -212,6 +212,11 @@ int zio__fiber_spawn(zio__runtime *rt, struct zio__fiber **out, zio_task_fn fn, 
 	f->fn = fn;
 	f->arg = arg;
 	f->flags = flags | (opts && opts->pinned ? ZIO__FIBER_PINNED : 0);
+	if (opts && opts->fp_env) {
+		/* Like a thread, a task starts with its creator's environment. */
+		f->flags |= ZIO__FIBER_FPENV;
+		zio__fpenv_save(&f->fpenv);
+	}
 	f->park.fiber = f;
 	f->deadline = ZIO_FOREVER;
 	atomic_init(&f->refs, out ? 2 : 1);

@@ -210,6 +210,7 @@ enum zio__fiber_state {
 #define ZIO__FIBER_TEMP_PIN 2u    /* mid-wait on executor-local state */
 #define ZIO__FIBER_GROUP 4u       /* body is a zio_group_fn */
 #define ZIO__FIBER_MAIN 8u        /* zio_runtime_run()'s task */
+#define ZIO__FIBER_FPENV 16u      /* has its own FP environment (arch.h) */
 
 /* What the executor does on behalf of the fiber that just switched out,
  * once its stack is no longer in use (the "landing site"). */
@@ -227,6 +228,7 @@ struct zio__fiber {
 	atomic_bool cancelled;
 	int64_t deadline;         /* innermost deadline scope */
 	struct zio__parker park;
+	struct zio__fpenv fpenv;  /* saved while switched out, if FPENV */
 
 	/* cold */
 	zio__runtime *rt;
@@ -293,6 +295,7 @@ struct zio__exec {
 	unsigned id;
 	uint64_t rng;
 	int64_t now;                   /* cached at each scheduler pass */
+	struct zio__fpenv base_fpenv;  /* what tasks without their own share */
 
 	struct zio__runq runq;
 

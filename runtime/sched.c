@@ -57,9 +57,10 @@ __attribute__((noinline)) struct zio__exec *zio__exec_current(void)
 	return e;
 }
 
-struct zio__fiber *zio__fiber_current(void)
+__attribute__((noinline)) struct zio__fiber *zio__fiber_current(void)
 {
-	struct zio__exec *e = zio__exec_current();
+	struct zio__exec *e = tls_exec;
+	__asm__ __volatile__("" : "+r"(e));
 	return e ? e->cur : NULL;
 }
 
@@ -336,11 +337,26 @@ void zio__ready(struct zio__fiber *f)
 
 /* -------------------------------------------------------------- switching */
 
+/* Only switches that involve a task with its own FP environment get here. */
+static void fpenv_switch(struct zio__exec *e, struct zio__fiber *from, struct zio__fiber *to)
+{
+	bool from_own = from && (from->flags & ZIO__FIBER_FPENV);
+	if (from_own)
+		zio__fpenv_save(&from->fpenv);
+	if (to && (to->flags & ZIO__FIBER_FPENV))
+		zio__fpenv_load(&to->fpenv);
+	else if (from_own)
+		zio__fpenv_load(&e->base_fpenv);
+}
+
 static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct zio__fiber *from_f,
 			     struct zio__fiber *to)
 {
 	if (zio__unlikely(zio__switch_hook != NULL))
 		zio__switch_hook(from_f, to);
+	if (!ZIO_ARCH_SWITCH_KEEPS_FPENV &&
+	    zio__unlikely(((from_f ? from_f->flags : 0) | (to ? to->flags : 0)) & ZIO__FIBER_FPENV))
+		fpenv_switch(e, from_f, to);
 #ifdef ZIO_TSAN
 	__tsan_switch_to_fiber(to ? to->san : e->san, 0);
 #endif
@@ -407,16 +423,19 @@ void zio__fiber_landed(struct zio__fiber *self)
 void zio__switch_out(struct zio__fiber *self, enum zio__landing action)
 {
 	struct zio__exec *e = self->exec;
-	e->landing = self;
-	e->landing_action = action;
-	self->err = *e->errno_ptr;
-	e->switches++;
 	struct zio__fiber *next = NULL;
 	if (zio__likely(++e->tick % TICKS_PER_POLL != 0)) {
 		next = pick_local(e);
 		if (!next && inbox_drain(e))
 			next = pick_local(e);
+		/* A yield with nobody else to run is over before it started. */
+		if (!next && action == ZIO__LAND_YIELD)
+			return;
 	}
+	e->landing = self;
+	e->landing_action = action;
+	self->err = *e->errno_ptr;
+	e->switches++;
 	if (next)
 		atomic_store_explicit(&next->state, ZIO__F_RUNNING, memory_order_relaxed);
 	switch_to(e, &self->ctx, self, next);
@@ -568,6 +587,7 @@ static void exec_enter(struct zio__exec *e)
 {
 	tls_exec = e;
 	e->errno_ptr = &errno;
+	zio__fpenv_save(&e->base_fpenv);
 #ifdef ZIO_TSAN
 	e->san = __tsan_get_current_fiber();
 #endif
@@ -809,17 +829,19 @@ ZIO_API int zio_yield(void)
 		sched_yield();
 		return 0;
 	}
-	int err = zio_check_cancel();
-	if (err)
-		return err;
-	struct zio__exec *e = f->exec;
-	/* Nothing else runnable here: skip the round trip, but still let the
-	 * scheduler poll timers and I/O now and then. */
-	if (!e->runnext && !e->pinned.head && runq_len(e) == 0 &&
-	    !atomic_load_explicit(&e->inbox, memory_order_relaxed) && ++e->tick % TICKS_PER_POLL)
-		return 0;
+	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
 	zio__switch_out(f, ZIO__LAND_YIELD);
-	return zio_check_cancel();
+	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
+	return 0;
+}
+
+ZIO_API void zio_task_own_fpenv(void)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		f->flags |= ZIO__FIBER_FPENV;
 }
 
 ZIO_API void zio_task_pin(void)

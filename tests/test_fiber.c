@@ -354,3 +354,61 @@ Test(fiber, other_segv_is_not_reported_as_overflow, .timeout = 20, .signal = SIG
 {
 	run_in_runtime(1, segv_main, NULL);
 }
+
+/* Tasks that own their FP environment keep it across switches, and do not
+ * leak it to tasks that share the executor's. */
+#include <fenv.h>
+
+static volatile double one = 1.0, three = 3.0;
+
+static void *rounds_up(void *arg)
+{
+	zio_task_own_fpenv();
+	fesetround(FE_UPWARD);
+	double up = one / three;
+	for (int i = 0; i < 100; i++) {
+		zio_yield();
+		cr_assert_eq(fegetround(), FE_UPWARD, "lost its rounding mode");
+		cr_assert(one / three == up);
+	}
+	return NULL;
+}
+
+static void *rounds_default(void *arg)
+{
+	for (int i = 0; i < 100; i++) {
+		zio_yield();
+		cr_assert_eq(fegetround(), FE_TONEAREST, "saw another task's rounding mode");
+	}
+	return NULL;
+}
+
+static void *inherits(void *arg)
+{
+	return (void *)(intptr_t)fegetround();
+}
+
+static void *fpenv_main(void *arg)
+{
+	zio_task *a, *b, *c;
+	zio_spawn(NULL, &a, rounds_up, NULL, NULL);
+	zio_spawn(NULL, &b, rounds_default, NULL, NULL);
+	zio_task_join(a, NULL);
+	zio_task_join(b, NULL);
+	cr_assert_eq(fegetround(), FE_TONEAREST);
+	/* A spawn with fp_env starts with the spawner's environment. */
+	zio_task_own_fpenv();
+	fesetround(FE_DOWNWARD);
+	zio_spawn(NULL, &c, inherits, NULL, &(struct zio_spawn_options){ .fp_env = true });
+	void *r;
+	zio_task_join(c, &r);
+	cr_assert_eq((int)(intptr_t)r, FE_DOWNWARD);
+	fesetround(FE_TONEAREST);
+	return NULL;
+}
+
+Test(fiber, own_fp_environment, .timeout = 10)
+{
+	run_in_runtime(1, fpenv_main, NULL);
+	run_in_runtime(2, fpenv_main, NULL);
+}

@@ -435,6 +435,8 @@ static void ac_round_set(int mode)
 
 #if AC_HAVE_ROUND
 static struct zio__ctx fp_a;
+#endif
+#if AC_HAVE_ROUND && ZIO_ARCH_SWITCH_KEEPS_FPENV
 static int fp_a_start_mode = -1, fp_a_resume_mode = -1, fp_a_same = 0;
 static double fp_a_up;
 static volatile double fp_one = 1.0, fp_three = 3.0;
@@ -469,9 +471,44 @@ static void fp_fresh_main(void *arg)
 }
 #endif
 
+#if AC_HAVE_ROUND && !ZIO_ARCH_SWITCH_KEEPS_FPENV
+static int fp_shared_seen = -1;
+
+static void fp_shared_main(void *arg)
+{
+	(void)arg;
+	fp_shared_seen = ac_round_get();
+	ac_round_set(AC_RU);
+	for (;;)
+		zio__ctx_switch(&fp_a, &ac_main);
+}
+#endif
+
 static void case_fp_control(void)
 {
-#if AC_HAVE_ROUND
+#if AC_HAVE_ROUND && !ZIO_ARCH_SWITCH_KEEPS_FPENV
+	/* This port's switch leaves the FP environment to the scheduler
+	 * (arch.h): the switch must not touch it, and zio__fpenv_save/load
+	 * must move all of it. */
+	struct ac_stack ss;
+	struct zio__fpenv env;
+
+	ACHECK(ac_stack_new(&ss, 256 << 10) == 0, "mmap stack");
+	ac_round_set(AC_RD);
+	zio__ctx_make(&fp_a, ss.lo, ss.hi, fp_shared_main, NULL);
+	zio__ctx_switch(&ac_main, &fp_a);
+	ACHECK(fp_shared_seen == AC_RD, "the switch changed the FP environment on the way in");
+	ACHECK(ac_round_get() == AC_RU, "the switch changed the FP environment on the way out");
+	zio__fpenv_save(&env);
+	ac_round_set(AC_RN);
+	zio__fpenv_load(&env);
+	ACHECK(ac_round_get() == AC_RU, "zio__fpenv_load did not restore SSE rounding");
+#if defined(__x86_64__)
+	ACHECK(ac_round_get_x87() == AC_RU, "zio__fpenv_load did not restore x87 rounding");
+#endif
+	ac_round_set(AC_RN);
+	ac_stack_free(&ss);
+#elif AC_HAVE_ROUND
 	struct ac_stack sa;
 
 	ACHECK(ac_stack_new(&sa, 256 << 10) == 0, "mmap stack");
