@@ -211,6 +211,5 @@ ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out);
 #ifdef __cplusplus
 }
 #endif
-#include "zio/io.h"
 
 #endif
