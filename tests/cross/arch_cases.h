@@ -80,7 +80,7 @@ static void ac_never_entered(void *arg)
  * zio__ctx_make leaves sp pointing at a 16-aligned initial frame; the
  * ucontext port tags it with the low bit.
  */
-static int ac_is_ucontext(void)
+static __attribute__((unused)) int ac_is_ucontext(void)
 {
 #if defined(ZIO_ARCH_UCONTEXT)
 	return 1;
