@@ -174,6 +174,11 @@ static _Noreturn void fiber_exit(struct zio__fiber *f)
 		zio__group_task_done(f, (int)(intptr_t)f->result);
 	if (atomic_exchange_explicit(&f->join_state, JOIN_DONE, memory_order_acq_rel) == JOIN_WAITING)
 		zio__unpark(f->joiner, f->joiner_gen, 0);
+#ifdef ZIO_ASAN
+	/* The frames above us never return: clear their redzones so the
+	 * stack's next task does not trip over them. */
+	__asan_handle_no_return();
+#endif
 	zio__switch_out(f, ZIO__LAND_EXIT);
 	zio__panic("finished task #%llu was resumed", (unsigned long long)f->id);
 }

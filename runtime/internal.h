@@ -38,6 +38,21 @@ void __tsan_destroy_fiber(void *fiber);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ZIO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZIO_ASAN 1
+#endif
+#endif
+#ifdef ZIO_ASAN
+/* AddressSanitizer's fiber API: it must know which stack is current. */
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+				     size_t *size_old);
+void __asan_handle_no_return(void);
+#endif
+
 #define ZIO_HIDDEN __attribute__((visibility("hidden")))
 #define zio__likely(x) __builtin_expect(!!(x), 1)
 #define zio__unlikely(x) __builtin_expect(!!(x), 0)
@@ -249,7 +264,7 @@ struct zio__fiber {
 	struct zio__fiber *group_next, *group_prev;
 	void **tls;               /* ZIO_TASK_KEYS_MAX slots, allocated on first set */
 	uint64_t id;
-	void *san;                /* sanitizer fiber handle (TSan) */
+	void *san;                /* sanitizer fiber handle (TSan), fake stack (ASan) */
 	char name[32];
 };
 
@@ -311,7 +326,9 @@ struct zio__exec {
 	unsigned stack_cached;
 	pthread_t thread;
 	void *altstack;
-	void *san;                     /* TSan: the thread's own fiber */
+	void *san;                     /* TSan: the thread's own fiber; ASan: fake stack */
+	const void *stack_lo;          /* the thread's own stack, for ASan */
+	size_t stack_size;
 	uint64_t switches, steals, parks;
 };
 
@@ -352,6 +369,15 @@ void zio__schedule(zio__runtime *rt, struct zio__fiber *f);
 void zio__switch_out(struct zio__fiber *self, enum zio__landing action);
 /* First thing a new fiber does: finish the switch that started it. */
 void zio__fiber_landed(struct zio__fiber *self);
+/* Sanitizer bookkeeping after a switch lands in a context. */
+#ifdef ZIO_ASAN
+void zio__asan_landed(void *fake_stack);
+#else
+static inline void zio__asan_landed(void *fake_stack)
+{
+	(void)fake_stack;
+}
+#endif
 void zio__main_finished(zio__runtime *rt);
 void zio__cancel_all(zio__runtime *rt);
 /* group.c: a group task has returned rc. */

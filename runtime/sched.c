@@ -349,6 +349,13 @@ static void fpenv_switch(struct zio__exec *e, struct zio__fiber *from, struct zi
 		zio__fpenv_load(&e->base_fpenv);
 }
 
+#ifdef ZIO_ASAN
+void zio__asan_landed(void *fake_stack)
+{
+	__sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
+}
+#endif
+
 static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct zio__fiber *from_f,
 			     struct zio__fiber *to)
 {
@@ -359,6 +366,16 @@ static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct 
 		fpenv_switch(e, from_f, to);
 #ifdef ZIO_TSAN
 	__tsan_switch_to_fiber(to ? to->san : e->san, 0);
+#endif
+#ifdef ZIO_ASAN
+	/* A fiber that exits passes no save slot: ASan frees its fake stack. */
+	void **fake = !from_f ? &e->san
+		      : e->landing == from_f && e->landing_action == ZIO__LAND_EXIT ? NULL
+		      : &from_f->san;
+	if (to)
+		__sanitizer_start_switch_fiber(fake, to->stack.lo, (size_t)((char *)to - to->stack.lo));
+	else
+		__sanitizer_start_switch_fiber(fake, e->stack_lo, e->stack_size);
 #endif
 	if (to) {
 		to->exec = e;
@@ -415,6 +432,7 @@ static inline struct zio__fiber *pick_local(struct zio__exec *e)
 /* Entry point of every fiber's first run: like the code after a switch. */
 void zio__fiber_landed(struct zio__fiber *self)
 {
+	zio__asan_landed(NULL);
 	struct zio__exec *e = self->exec;
 	land(e);
 	*e->errno_ptr = 0;
@@ -440,6 +458,7 @@ void zio__switch_out(struct zio__fiber *self, enum zio__landing action)
 		atomic_store_explicit(&next->state, ZIO__F_RUNNING, memory_order_relaxed);
 	switch_to(e, &self->ctx, self, next);
 	/* Resumed, possibly on another executor. */
+	zio__asan_landed(self->san);
 	e = self->exec;
 	land(e);
 	*e->errno_ptr = self->err;
@@ -583,6 +602,7 @@ static void exec_loop(struct zio__exec *e, bool (*done)(struct zio__exec *))
 		if (f) {
 			atomic_store_explicit(&f->state, ZIO__F_RUNNING, memory_order_relaxed);
 			switch_to(e, &e->sched_ctx, NULL, f);
+			zio__asan_landed(e->san);
 			land(e);
 			/* Every pass through here: timers due, I/O ready, no wait. */
 			if (e->tick % 8 == 0 || e->timers.root)
@@ -592,6 +612,7 @@ static void exec_loop(struct zio__exec *e, bool (*done)(struct zio__exec *))
 		if (e->rt->n_exec > 1 && (f = spin_for_work(e, done))) {
 			atomic_store_explicit(&f->state, ZIO__F_RUNNING, memory_order_relaxed);
 			switch_to(e, &e->sched_ctx, NULL, f);
+			zio__asan_landed(e->san);
 			land(e);
 			continue;
 		}
@@ -618,6 +639,15 @@ static void exec_enter(struct zio__exec *e)
 {
 	tls_exec = e;
 	e->errno_ptr = &errno;
+#ifdef ZIO_ASAN
+	pthread_attr_t attr;
+	void *lo;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		pthread_attr_getstack(&attr, &lo, &e->stack_size);
+		e->stack_lo = lo;
+		pthread_attr_destroy(&attr);
+	}
+#endif
 	zio__fpenv_save(&e->base_fpenv);
 #ifdef ZIO_TSAN
 	e->san = __tsan_get_current_fiber();
