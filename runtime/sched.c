@@ -139,6 +139,16 @@ static struct zio__fiber *runq_pop(struct zio__exec *e)
 {
 	struct zio__runq *q = &e->runq;
 	unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+	if (e->rt->n_exec == 1) {
+		/* No thieves in a single-executor runtime: no locked instruction,
+		 * which would also drain the store buffer the switch just filled. */
+		if (atomic_load_explicit(&q->tail, memory_order_relaxed) == h)
+			return NULL;
+		struct zio__fiber *f =
+			atomic_load_explicit(&q->slot[h % ZIO__RUNQ_SIZE], memory_order_relaxed);
+		atomic_store_explicit(&q->head, h + 1, memory_order_relaxed);
+		return f;
+	}
 	for (;;) {
 		unsigned t = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		if (t == h)
@@ -885,7 +895,10 @@ ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out)
 
 ZIO_API int zio_yield(void)
 {
-	struct zio__fiber *f = zio__fiber_current();
+	/* The thread pointer is read once, before any switch: afterwards only
+	 * f, which moves with the task, is used. */
+	struct zio__exec *e = tls_exec;
+	struct zio__fiber *f = e ? e->cur : NULL;
 	if (!f) {
 		sched_yield();
 		return 0;
