@@ -1,11 +1,12 @@
 /*
  * arch.h - the machine context of a fiber, and the one #if ladder over CPUs.
  *
- * A suspended fiber is nothing but a stack pointer: zio__ctx_switch() pushes
- * the callee-saved state of the ABI onto the running stack, stores the stack
- * pointer in *from, loads to->sp and pops the other fiber's state. Everything
- * the ABI calls caller-saved is already spilled by the compiler around the
- * call, so the switch moves the minimum.
+ * A suspended fiber is nothing but a stack pointer: switching saves what the
+ * ABI says must survive a call onto the running stack, stores the stack
+ * pointer in *from, loads to->sp and resumes the other context from its
+ * stack. zio__ctx_switch() is an ordinary function per CPU (assembly);
+ * zio__ctx_switch_inline() is what the scheduler uses, inline where the CPU
+ * has an inline version (x86_64) and the function elsewhere.
  *
  * Floating-point control state (rounding mode, flush-to-zero, exception
  * masks) is callee-saved by every ABI here, and it is kept per fiber in two
@@ -102,6 +103,11 @@ static inline void zio__cpu_relax(void)
 #endif
 }
 
+#if defined(__x86_64__) && !defined(ZIO_ARCH_UCONTEXT)
+/* The resume address zio__ctx_switch() saves (x86_64.S). */
+extern const char zio__ctx_switch_resume[] __attribute__((visibility("hidden")));
+#endif
+
 /* Where a suspended context will resume and its frame pointer, for
  * frame-pointer backtraces of fibers that are not running. */
 static inline void zio__ctx_frame(const struct zio__ctx *c, void **pc, void **fp)
@@ -110,9 +116,9 @@ static inline void zio__ctx_frame(const struct zio__ctx *c, void **pc, void **fp
 	(void)c;
 	*pc = *fp = NULL;
 #elif defined(__x86_64__)
-	void **sp = (void **)c->sp; /* r15, r14, r13, r12, rbx, rbp, ret */
-	*fp = sp[5];
-	*pc = sp[6];
+	void **sp = (void **)c->sp; /* resume address, rbp, ... (x86_64.S) */
+	*fp = sp[1];
+	*pc = sp[0] == (void *)zio__ctx_switch_resume ? sp[7] : sp[0];
 #elif defined(__aarch64__)
 	void **sp = (void **)c->sp; /* x29, x30, x19..x28, d8..d15, fpcr */
 	register void *lr __asm__("x30") = sp[1];
@@ -130,6 +136,49 @@ static inline void zio__ctx_frame(const struct zio__ctx *c, void **pc, void **fp
 }
 
 void zio__ctx_switch(struct zio__ctx *from, struct zio__ctx *to);
+
+/*
+ * zio__ctx_switch_inline(): the switch the scheduler uses. On x86_64 it is
+ * inline assembly that saves a resume address and rbp, switches stacks and
+ * jumps; every other register is declared clobbered, so the compiler spills
+ * only what is live across the switch, and there is no call/ret pair whose
+ * return-stack prediction a switch would break (a ret-based switch
+ * mispredicts every return above it in the resumed fiber, which cost 20 ns
+ * per yield here). The frame it leaves ([resume address][rbp]) is the one
+ * zio__ctx_switch() leaves, so each resumes the other's contexts. The
+ * 128-byte red zone below rsp is stepped over before anything is pushed.
+ * Other CPUs call their assembly switch.
+ */
+#if defined(__x86_64__) && !defined(ZIO_ARCH_UCONTEXT)
+static inline __attribute__((always_inline)) void
+zio__ctx_switch_inline(struct zio__ctx *from, struct zio__ctx *to)
+{
+	__asm__ __volatile__(
+		"leaq -128(%%rsp), %%rsp\n\t"
+		"pushq %%rbp\n\t"
+		"leaq 1f(%%rip), %%rax\n\t"
+		"pushq %%rax\n\t"
+		"movq %%rsp, (%0)\n\t"
+		"movq (%1), %%rsp\n\t"
+		"popq %%rax\n\t"
+		"jmp *%%rax\n"
+		"1:\n\t"
+		"popq %%rbp\n\t"
+		"leaq 128(%%rsp), %%rsp\n\t"
+		: "+D"(from), "+S"(to)
+		:
+		: "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+		  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+		  "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)",
+		  "st(3)", "st(4)", "st(5)", "st(6)", "st(7)", "mm0", "mm1", "mm2", "mm3", "mm4",
+		  "mm5", "mm6", "mm7", "cc", "memory");
+}
+#else
+static inline void zio__ctx_switch_inline(struct zio__ctx *from, struct zio__ctx *to)
+{
+	zio__ctx_switch(from, to);
+}
+#endif
 void zio__ctx_make(struct zio__ctx *ctx, void *stack_lo, void *stack_hi,
 		   void (*entry)(void *), void *arg);
 

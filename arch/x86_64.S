@@ -1,16 +1,23 @@
 /*
- * x86_64 (System V) context switch.
+ * x86_64 (System V) context switch, out-of-line version.
  *
- * Saved frame, from the saved stack pointer upwards:
- *   0  r15, r14, r13, r12, rbx, rbp
- *  48  return address
+ * The scheduler switches with zio__ctx_switch_inline() (arch.h), which saves
+ * only a resume address and rbp and lets the compiler spill whatever else is
+ * live. This function is the same protocol for callers that want an
+ * ordinary call (tests, code that is not hot). Both leave the same two words
+ * at the saved stack pointer, so either can resume the other's contexts:
  *
- * The switch ends with pop + indirect jmp rather than ret: a ret here would
- * always mispredict, because the return-stack buffer expects to return into
- * the caller of *this* context, and measured on this machine that doubles the
- * cost. MXCSR and the x87 control word are not touched here (see arch.h:
- * reading MXCSR alone costs more than this whole routine); the scheduler
- * keeps them for the tasks that asked for their own FP environment.
+ *   sp -> [resume address][rbp] ... whatever the resume code pops itself
+ *
+ * Here the resume code is .Lresume, which pops the callee-saved registers
+ * pushed below it and returns to our caller:
+ *
+ *   0 .Lresume   8 rbp   16 r15   24 r14   32 r13   40 r12   48 rbx   56 return address
+ *
+ * A context is entered by popping its resume address and jumping to it: an
+ * indirect jump the branch predictor learns per call site, with no call or
+ * ret to unbalance the return-stack buffer. MXCSR and the x87 control word
+ * are not touched (see arch.h): reading MXCSR alone costs more than this.
  */
 	.text
 
@@ -20,9 +27,6 @@
 	.p2align 4
 zio__ctx_switch:
 	.cfi_startproc
-	pushq	%rbp
-	.cfi_adjust_cfa_offset 8
-	.cfi_rel_offset %rbp, 0
 	pushq	%rbx
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %rbx, 0
@@ -38,8 +42,19 @@ zio__ctx_switch:
 	pushq	%r15
 	.cfi_adjust_cfa_offset 8
 	.cfi_rel_offset %r15, 0
+	pushq	%rbp
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset %rbp, 0
+	leaq	.Lresume(%rip), %rax
+	pushq	%rax
+	.cfi_adjust_cfa_offset 8
 	movq	%rsp, (%rdi)
 	movq	(%rsi), %rsp		/* now on the incoming context's stack */
+	popq	%rax
+	jmp	*%rax
+.Lresume:
+	popq	%rbp
+	.cfi_adjust_cfa_offset -8
 	popq	%r15
 	.cfi_adjust_cfa_offset -8
 	popq	%r14
@@ -50,21 +65,20 @@ zio__ctx_switch:
 	.cfi_adjust_cfa_offset -8
 	popq	%rbx
 	.cfi_adjust_cfa_offset -8
-	popq	%rbp
-	.cfi_adjust_cfa_offset -8
-	popq	%rcx
-	.cfi_adjust_cfa_offset -8
-	.cfi_register %rip, %rcx
-	jmp	*%rcx
+	ret
 	.cfi_endproc
 	.size	zio__ctx_switch, .-zio__ctx_switch
+
+/* Where zio__ctx_frame() learns that a context was saved by the function
+ * above, whose caller's return address sits 56 bytes up. */
+	.globl	zio__ctx_switch_resume
+	.hidden	zio__ctx_switch_resume
+	.set	zio__ctx_switch_resume, .Lresume
 
 /*
  * void zio__ctx_make(struct zio__ctx *ctx, void *lo, void *hi,
  *                    void (*entry)(void *), void *arg)
- * Builds a frame that zio__ctx_switch "returns" from into ctx_entry, with
- * entry in r12 and arg in r13. After the frame is popped rsp is hi rounded
- * down to 16, so the call in ctx_entry gives entry the ABI's alignment.
+ * Builds [ctx_entry][0 (rbp)][arg][entry] below hi (rounded down to 16).
  */
 	.globl	zio__ctx_make
 	.hidden	zio__ctx_make
@@ -73,29 +87,30 @@ zio__ctx_switch:
 zio__ctx_make:
 	.cfi_startproc
 	andq	$-16, %rdx
-	leaq	-56(%rdx), %rax
-	movq	$0, (%rax)		/* r15 */
-	movq	$0, 8(%rax)		/* r14 */
-	movq	%r8, 16(%rax)		/* r13 = arg */
-	movq	%rcx, 24(%rax)		/* r12 = entry */
-	movq	$0, 32(%rax)		/* rbx */
-	movq	$0, 40(%rax)		/* rbp */
-	leaq	ctx_entry(%rip), %rcx
-	movq	%rcx, 48(%rax)
+	leaq	-32(%rdx), %rax
+	leaq	ctx_entry(%rip), %r9
+	movq	%r9, (%rax)
+	movq	$0, 8(%rax)		/* rbp: ends frame-pointer walks */
+	movq	%r8, 16(%rax)		/* arg */
+	movq	%rcx, 24(%rax)		/* entry */
 	movq	%rax, (%rdi)
 	ret
 	.cfi_endproc
 	.size	zio__ctx_make, .-zio__ctx_make
 
-/* First code a fiber runs. rip is undefined here so unwinders stop. */
+/* First code a fiber runs, entered with rsp just above its resume address.
+ * rip is undefined here so unwinders stop. After the three pops rsp is hi,
+ * 16-aligned, so the call gives entry the ABI's alignment. */
 	.type	ctx_entry, @function
 	.p2align 4
 ctx_entry:
 	.cfi_startproc
 	.cfi_undefined %rip
-	xorl	%ebp, %ebp
-	movq	%r13, %rdi
-	call	*%r12
+	popq	%rbp
+	popq	%rdi
+	popq	%rax
+	addq	$8, %rsp
+	call	*%rax
 	ud2
 	.cfi_endproc
 	.size	ctx_entry, .-ctx_entry

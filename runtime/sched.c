@@ -390,10 +390,10 @@ static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct 
 	if (to) {
 		to->exec = e;
 		e->cur = to;
-		zio__ctx_switch(from, &to->ctx);
+		zio__ctx_switch_inline(from, &to->ctx);
 	} else {
 		e->cur = NULL;
-		zio__ctx_switch(from, &e->sched_ctx);
+		zio__ctx_switch_inline(from, &e->sched_ctx);
 	}
 }
 
