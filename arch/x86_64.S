@@ -109,7 +109,6 @@ ctx_entry:
 	popq	%rbp
 	popq	%rdi
 	popq	%rax
-	addq	$8, %rsp
 	call	*%rax
 	ud2
 	.cfi_endproc
