@@ -578,31 +578,6 @@ static void run_timers_and_io(struct zio__exec *e, bool block, bool (*done)(stru
 	zio__timers_run(&e->timers, e->now);
 }
 
-/* Before parking, an executor that found nothing keeps looking for a short
- * while, counted as searching: pushers skip the wake-up syscall while
- * someone searches, so a producer that spawns or wakes at a steady pace
- * feeds this executor without a futex/eventfd round trip per item (Go's
- * spinning Ms). Bounded, so an idle runtime still costs no CPU. */
-#define SPIN_NS 20000
-
-static struct zio__fiber *spin_for_work(struct zio__exec *e, bool (*done)(struct zio__exec *))
-{
-	zio__runtime *rt = e->rt;
-	struct zio__fiber *f = NULL;
-	atomic_fetch_add(&rt->n_searching, 1);
-	int64_t until = zio__now() + SPIN_NS;
-	while (!done(e) && zio__timers_next(&e->timers) > e->now) {
-		if (work_visible(e) && (f = find_work(e)))
-			break;
-		for (int i = 0; i < 32; i++)
-			zio__cpu_relax();
-		if ((e->now = zio__now()) >= until)
-			break;
-	}
-	atomic_fetch_sub(&rt->n_searching, 1);
-	return f;
-}
-
 /* Runs fibers until done(e) says stop. */
 static void exec_loop(struct zio__exec *e, bool (*done)(struct zio__exec *))
 {
@@ -617,13 +592,6 @@ static void exec_loop(struct zio__exec *e, bool (*done)(struct zio__exec *))
 			/* Every pass through here: timers due, I/O ready, no wait. */
 			if (e->tick % 8 == 0 || e->timers.root)
 				run_timers_and_io(e, false, done);
-			continue;
-		}
-		if (e->rt->n_exec > 1 && (f = spin_for_work(e, done))) {
-			atomic_store_explicit(&f->state, ZIO__F_RUNNING, memory_order_relaxed);
-			switch_to(e, &e->sched_ctx, NULL, f);
-			zio__asan_landed(e->san);
-			land(e);
 			continue;
 		}
 		run_timers_and_io(e, true, done);
