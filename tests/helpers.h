@@ -13,22 +13,8 @@
 #include <stdlib.h>
 #include <zio.h>
 
-/* Runs fn(arg) as the main task of a runtime with n executors and returns
- * its result; every failure along the way fails the test. */
-static inline void *run_in_runtime(unsigned n, zio_task_fn fn, void *arg)
-{
-	zio_runtime *rt;
-	struct zio_runtime_options o = { .executors = n };
-	int err = zio_runtime_create(&rt, &o);
-	cr_assert_eq(err, 0, "zio_runtime_create: %d", err);
-	void *res = NULL;
-	err = zio_runtime_run(rt, fn, arg, &res);
-	cr_assert_eq(err, 0, "zio_runtime_run: %d", err);
-	zio_runtime_destroy(rt);
-	return res;
-}
-
-/* Runs in a runtime with the given options. */
+/* Runs fn(arg) as the main task of a runtime made with the given options
+ * and returns its result; every failure along the way fails the test. */
 static inline void *run_with(const struct zio_runtime_options *o, zio_task_fn fn, void *arg)
 {
 	zio_runtime *rt;
@@ -39,6 +25,12 @@ static inline void *run_with(const struct zio_runtime_options *o, zio_task_fn fn
 	cr_assert_eq(err, 0, "zio_runtime_run: %d", err);
 	zio_runtime_destroy(rt);
 	return res;
+}
+
+/* The same with n executors and every other option at its default. */
+static inline void *run_in_runtime(unsigned n, zio_task_fn fn, void *arg)
+{
+	return run_with(&(struct zio_runtime_options){ .executors = n }, fn, arg);
 }
 
 #define TEST_MS(n) ZIO_MSEC(n)
