@@ -422,3 +422,38 @@ Test(fiber, own_fp_environment, .timeout = 10)
 	run_in_runtime(1, fpenv_main, NULL);
 	run_in_runtime(2, fpenv_main, NULL);
 }
+
+/* zio_runtime_dump lists every task with its state and a backtrace. */
+#include <sys/mman.h>
+
+static void *park_named(void *arg)
+{
+	zio_sleep(ZIO_SEC(60));
+	return NULL;
+}
+
+static void *dump_main(void *arg)
+{
+	zio_task *t;
+	zio_spawn(NULL, &t, park_named, NULL, &(struct zio_spawn_options){ .name = "sleepy" });
+	zio_yield();
+	int fd = memfd_create("dump", 0);
+	zio_runtime_dump(zio_runtime_current(), fd);
+	char out[16384];
+	ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+	close(fd);
+	cr_assert_gt(n, 0);
+	out[n] = 0;
+	cr_assert(strstr(out, "2 live task(s)"), "%s", out);
+	cr_assert(strstr(out, "\"main\": running"), "%s", out);
+	cr_assert(strstr(out, "\"sleepy\": parked"), "%s", out);
+	cr_assert(strstr(out, "park_named"), "no backtrace of the parked task: %s", out);
+	zio_task_cancel(t);
+	zio_task_join(t, NULL);
+	return NULL;
+}
+
+Test(fiber, dump_lists_tasks_with_backtraces, .timeout = 10)
+{
+	run_in_runtime(1, dump_main, NULL);
+}
