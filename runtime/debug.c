@@ -19,6 +19,16 @@
 
 static void print_frame(int fd, int n, void *pc)
 {
+#ifdef ZIO_HAVE_UNWIND
+	/* libunwind reads the ELF symbol table, so static functions resolve too. */
+	char name[128];
+	unw_word_t off;
+	if (unw_get_proc_name_by_ip(unw_local_addr_space, (unw_word_t)pc, name, sizeof(name), &off,
+				    NULL) == 0) {
+		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, name, (unsigned long)off);
+		return;
+	}
+#endif
 	Dl_info info;
 	if (dladdr(pc, &info) && info.dli_sname)
 		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, info.dli_sname,
