@@ -20,11 +20,15 @@
 static void print_frame(int fd, int n, void *pc)
 {
 #ifdef ZIO_HAVE_UNWIND
-	/* libunwind reads the ELF symbol table, so static functions resolve too. */
+	/* libunwind reads the ELF symbol table, so static functions resolve
+	 * too; a cursor pointed at pc is only used for the name lookup. */
+	unw_context_t uc;
+	unw_cursor_t cur;
 	char name[128];
 	unw_word_t off;
-	if (unw_get_proc_name_by_ip(unw_local_addr_space, (unw_word_t)pc, name, sizeof(name), &off,
-				    NULL) == 0) {
+	if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0 &&
+	    unw_set_reg(&cur, UNW_REG_IP, (unw_word_t)pc) == 0 &&
+	    unw_get_proc_name(&cur, name, sizeof(name), &off) == 0) {
 		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, name, (unsigned long)off);
 		return;
 	}
