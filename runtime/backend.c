@@ -1,13 +1,23 @@
 /*
- * backend.c - choosing a backend and the executor-side glue.
+ * backend.c - choosing a backend, the executor-side glue, and the
+ * process-wide fd table.
  *
  * The choice is made once per name: an explicit name must work (an error
  * otherwise, so a typo is not silently ignored), while the automatic choice
  * falls back from io_uring to epoll to poll and says so once, because a
  * missing io_uring (old kernel, seccomp, kernel.io_uring_disabled) is a
  * normal condition, not a failure.
+ *
+ * The fd table is a two-level array (chunks of 1024 entries, allocated on
+ * first use and never freed), so a lookup is two loads and no lock, and an
+ * entry's address never changes. It holds what must outlive one call and be
+ * shared by executors: readiness wait lists and sequence numbers, the epoll
+ * instance an fd is registered with, a hint of the fd's kind, and which
+ * executors' rings may hold ops on it (for zio_close).
  */
 #include "backend.h"
+
+#include <signal.h>
 
 static const struct zio__backend *const all_backends[] = {
 #ifdef ZIO_HAVE_URING
@@ -62,9 +72,33 @@ const struct zio__backend *zio__backend_choose(const char *name)
 	return b;
 }
 
+/* A write to a socket whose peer is gone must return -EPIPE, not kill the
+ * process. A do-nothing handler rather than SIG_IGN: handlers are reset by
+ * exec, so children still get the default. An application's own handler
+ * or SIG_IGN is left alone. */
+static void sigpipe_noop(int sig)
+{
+	(void)sig;
+}
+
+static void sigpipe_once(void)
+{
+	static atomic_bool done;
+	if (atomic_exchange(&done, true))
+		return;
+	struct sigaction old;
+	if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+	    !(old.sa_flags & SA_SIGINFO)) {
+		struct sigaction sa = { .sa_handler = sigpipe_noop, .sa_flags = SA_RESTART };
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
 int zio__loop_create(struct zio__exec *e, const struct zio__backend *b)
 {
 	struct zio__loop *l;
+	sigpipe_once();
 	int err = b->create(e, &l);
 	if (err)
 		return err;
@@ -93,4 +127,91 @@ void zio__loop_wake(struct zio__exec *e)
 	if (atomic_exchange(&e->wake_pending, 1))
 		return;
 	e->loop->ops->wake(e->loop);
+}
+
+/* ----------------------------------------------------------------- fd table */
+
+#define FD_CHUNK_SHIFT 10
+#define FD_CHUNK (1u << FD_CHUNK_SHIFT)
+#define FD_CHUNKS (1u << 16) /* 64M descriptors */
+
+static struct zio__fd *_Atomic fd_chunks[FD_CHUNKS];
+
+struct zio__fd *zio__fd_peek(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
+		return NULL;
+	struct zio__fd *c = atomic_load_explicit(&fd_chunks[(unsigned)fd >> FD_CHUNK_SHIFT],
+						 memory_order_acquire);
+	return c ? &c[(unsigned)fd & (FD_CHUNK - 1)] : NULL;
+}
+
+struct zio__fd *zio__fd_get(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
+		return NULL;
+	unsigned i = (unsigned)fd >> FD_CHUNK_SHIFT;
+	struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_acquire);
+	if (zio__unlikely(!c)) {
+		struct zio__fd *n = calloc(FD_CHUNK, sizeof(*n));
+		if (!n)
+			return NULL;
+		for (unsigned k = 0; k < FD_CHUNK; k++)
+			n[k].owner_epfd = -1;
+		if (atomic_compare_exchange_strong_explicit(&fd_chunks[i], &c, n, memory_order_acq_rel,
+							    memory_order_acquire))
+			c = n;
+		else
+			free(n); /* someone else won; c holds theirs */
+	}
+	return &c[(unsigned)fd & (FD_CHUNK - 1)];
+}
+
+void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < FD_CHUNKS; i++) {
+		struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_acquire);
+		if (!c)
+			continue;
+		for (unsigned k = 0; k < FD_CHUNK; k++)
+			fn((int)(i * FD_CHUNK + k), &c[k], arg);
+	}
+}
+
+void zio__fd_link(struct zio__fd *ent, struct zio__op *op)
+{
+	struct zio__op **head = &ent->waiters[op->dir];
+	op->prev = NULL;
+	op->next = *head;
+	if (*head)
+		(*head)->prev = op;
+	*head = op;
+	op->linked = 1;
+}
+
+void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op)
+{
+	if (!op->linked)
+		return;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		ent->waiters[op->dir] = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->next = op->prev = NULL;
+	op->linked = 0;
+}
+
+void zio__fd_wake(struct zio__fd *ent, int dir, int value)
+{
+	struct zio__op *op;
+	while ((op = ent->waiters[dir])) {
+		zio__fd_unlink(ent, op);
+		/* The op's memory belongs to its fiber again once claimed;
+		 * read what we need first. */
+		struct zio__parker *p = op->parker;
+		uint32_t gen = op->gen;
+		zio__unpark(p, gen, value);
+	}
 }

@@ -60,6 +60,7 @@ enum zio__opcode {
 	ZIO__OP_ACCEPT,   /* sa: addr, addrlen (in/out), flags */
 	ZIO__OP_CONNECT,  /* sa: addr, len */
 	ZIO__OP_POLL,     /* poll: events in, revents out (res) */
+	ZIO__OP_CANCEL_FD, /* completion backends: cancel every op on fd */
 	/* file and path ops: native on io_uring, blocking pool elsewhere */
 	ZIO__OP_PREAD,    /* rw with off >= 0, regular files */
 	ZIO__OP_PWRITE,
@@ -90,6 +91,8 @@ struct zio__op {
 	uint8_t dir;          /* ZIO__DIR_*: which readiness the op waits for */
 	volatile uint8_t done; /* set by the backend with res (completion kind) */
 	uint8_t linked;       /* readiness: on an fd wait list (under its lock) */
+	uint8_t in_loop;      /* poll backend: on the loop's list (owner only) */
+	uint8_t state;        /* io.c: connect in progress, etc. */
 	int fd;
 	int64_t res;          /* result or -errno, like a CQE's res */
 	union {
@@ -234,7 +237,11 @@ struct zio__job {
 	long result;
 };
 /* Queues j and waits for it until deadline; returns 0 if it ran, else the
- * wait's error (the job then finishes on its own and releases itself). */
+ * wait's error (the job then finishes on its own). Either way the caller
+ * drops its reference with zio__job_unref() when done with the result. */
 int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
+void zio__job_unref(struct zio__job *j);
+/* io.c: a descriptor zio created non-blocking. */
+void zio__fd_created(int fd);
 
 #endif

@@ -1,20 +1,47 @@
 /*
  * backend_epoll.c - epoll: readiness emulating completions.
  *
- * Parking: epoll_wait on the executor's epoll fd, which also watches an
- * eventfd that wake() writes to from any thread.
+ * An fd is registered once, edge-triggered, for both directions, with the
+ * epoll instance of the executor that first waits on it (its owner), and
+ * stays registered until zio_close() removes it. Waiters from any executor
+ * queue on the fd's entry in the process-wide fd table (backend.h), under
+ * the entry's lock; the owner's epoll_wait() bumps the entry's per-direction
+ * sequence number and wakes every waiter of that direction, wherever it
+ * runs (zio__unpark is cross-thread). A fiber whose executor is not the
+ * owner is therefore served by the owner's poll: correct, at the price of a
+ * cross-thread wake, and the common case (accept and serve on one executor)
+ * never pays it.
+ *
+ * The lost-edge race: a fiber tries its syscall (EAGAIN), then an edge
+ * arrives before it is on the list. It remembers the sequence number before
+ * the syscall and submit() compares under the lock: if it moved, the fiber
+ * retries at once instead of sleeping.
+ *
+ * Events carry fd | incarnation << 32; zio_close() bumps the incarnation,
+ * so an event still queued for a closed fd is never taken for a new file
+ * that reuses the number.
+ *
+ * Parking: epoll_pwait2 (ns timeout; epoll_wait on kernels without it), on
+ * the executor's epoll fd, which also watches an eventfd for wake().
  */
 #include "backend.h"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+#define WAKE_TAG (~(uint64_t)0)
+#define MAX_EVENTS 256
 
 struct epoll_loop {
 	struct zio__loop base;
 	int epfd;
 	int wakefd;
+	struct epoll_event evs[MAX_EVENTS];
 };
+
+static atomic_bool no_pwait2;
 
 static int ep_probe(void)
 {
@@ -41,7 +68,7 @@ static int ep_create(struct zio__exec *e, struct zio__loop **out)
 		free(l);
 		return err;
 	}
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WAKE_TAG };
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &ev) < 0) {
 		int err = -errno;
 		close(l->epfd);
@@ -53,29 +80,81 @@ static int ep_create(struct zio__exec *e, struct zio__loop **out)
 	return 0;
 }
 
+static void disown(int fd, struct zio__fd *ent, void *arg)
+{
+	(void)fd;
+	if (ent->owner != arg)
+		return;
+	zio__spin_lock(&ent->lock);
+	if (ent->owner == arg) {
+		ent->owner = NULL;
+		ent->owner_epfd = -1;
+	}
+	zio__spin_unlock(&ent->lock);
+}
+
 static void ep_destroy(struct zio__loop *base)
 {
 	struct epoll_loop *l = (struct epoll_loop *)base;
+	/* Fds it owned must register again with whoever waits next. */
+	zio__fd_foreach(disown, l);
 	close(l->epfd);
 	close(l->wakefd);
 	free(l);
 }
 
+static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
+{
+	uint64_t data = ev->data.u64;
+	if (data == WAKE_TAG) {
+		uint64_t v;
+		ssize_t r = read(l->wakefd, &v, sizeof(v));
+		(void)r;
+		return;
+	}
+	int fd = (int)(uint32_t)data;
+	struct zio__fd *ent = zio__fd_peek(fd);
+	if (!ent)
+		return;
+	uint32_t ev_mask = ev->events;
+	zio__spin_lock(&ent->lock);
+	if (ent->incarnation == (uint32_t)(data >> 32) && ent->owner_epfd == l->epfd) {
+		if (ev_mask & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+			ent->seq[ZIO__DIR_READ]++;
+			zio__fd_wake(ent, ZIO__DIR_READ, 0);
+		}
+		if (ev_mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+			ent->seq[ZIO__DIR_WRITE]++;
+			zio__fd_wake(ent, ZIO__DIR_WRITE, 0);
+		}
+	}
+	zio__spin_unlock(&ent->lock);
+}
+
 static int ep_poll(struct zio__loop *base, int64_t timeout_ns)
 {
 	struct epoll_loop *l = (struct epoll_loop *)base;
-	struct epoll_event evs[64];
-	int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
-	int n = epoll_wait(l->epfd, evs, 64, ms);
+	int n;
+	if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+		struct timespec ts, *tsp = NULL;
+		if (timeout_ns >= 0) {
+			ts.tv_sec = timeout_ns / 1000000000;
+			ts.tv_nsec = timeout_ns % 1000000000;
+			tsp = &ts;
+		}
+		n = epoll_pwait2(l->epfd, l->evs, MAX_EVENTS, tsp, NULL);
+		if (n < 0 && errno == ENOSYS) {
+			atomic_store(&no_pwait2, true);
+			return 0;
+		}
+	} else {
+		int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+		n = epoll_wait(l->epfd, l->evs, MAX_EVENTS, ms);
+	}
 	if (n < 0)
 		return -errno;
-	for (int i = 0; i < n; i++) {
-		if (evs[i].data.ptr == NULL) {
-			uint64_t v;
-			ssize_t r = read(l->wakefd, &v, sizeof(v));
-			(void)r;
-		}
-	}
+	for (int i = 0; i < n; i++)
+		dispatch(l, &l->evs[i]);
 	return n;
 }
 
@@ -87,6 +166,63 @@ static void ep_wake(struct zio__loop *base)
 	(void)r;
 }
 
+static void ep_submit(struct zio__loop *base, struct zio__op *op)
+{
+	struct epoll_loop *l = (struct epoll_loop *)base;
+	struct zio__fd *ent = zio__fd_get(op->fd);
+	int err = 0;
+	if (!ent) {
+		zio__unpark(op->parker, op->gen, -ENOMEM);
+		return;
+	}
+	zio__spin_lock(&ent->lock);
+	if (ent->seq[op->dir] != op->seq) {
+		/* An edge came after the syscall: retry instead of sleeping. */
+		zio__spin_unlock(&ent->lock);
+		zio__unpark(op->parker, op->gen, 0);
+		return;
+	}
+	if (ent->owner_epfd < 0) {
+		struct epoll_event ev = {
+			.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
+			.data.u64 = (uint64_t)ent->incarnation << 32 | (uint32_t)op->fd,
+		};
+		int r = epoll_ctl(l->epfd, EPOLL_CTL_ADD, op->fd, &ev);
+		if (r < 0 && errno == EEXIST) /* left over from a dup'ed description */
+			r = epoll_ctl(l->epfd, EPOLL_CTL_MOD, op->fd, &ev);
+		if (r < 0) {
+			err = -errno;
+		} else {
+			ent->owner_epfd = l->epfd;
+			ent->owner = base;
+		}
+	}
+	if (!err)
+		zio__fd_link(ent, op);
+	zio__spin_unlock(&ent->lock);
+	if (err)
+		zio__unpark(op->parker, op->gen, err);
+}
+
+static void ep_cancel(struct zio__loop *base, struct zio__op *op)
+{
+	(void)base;
+	struct zio__fd *ent = zio__fd_peek(op->fd);
+	if (!ent || !__atomic_load_n(&op->linked, __ATOMIC_RELAXED))
+		goto check;
+	zio__spin_lock(&ent->lock);
+	zio__fd_unlink(ent, op);
+	zio__spin_unlock(&ent->lock);
+	return;
+check:
+	/* Not linked: a waker unlinked it under the lock; taking the lock
+	 * once orders us after that waker's last touch of op. */
+	if (ent) {
+		zio__spin_lock(&ent->lock);
+		zio__spin_unlock(&ent->lock);
+	}
+}
+
 const struct zio__backend zio__backend_epoll = {
 	.name = "epoll",
 	.probe = ep_probe,
@@ -94,4 +230,6 @@ const struct zio__backend zio__backend_epoll = {
 	.destroy = ep_destroy,
 	.poll = ep_poll,
 	.wake = ep_wake,
+	.submit = ep_submit,
+	.cancel = ep_cancel,
 };

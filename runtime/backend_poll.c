@@ -1,7 +1,15 @@
 /*
  * backend_poll.c - poll(2): the portable backend.
  *
- * Parking: poll() on an eventfd that wake() writes to from any thread.
+ * Each executor keeps a list of the readiness waits its own fibers armed
+ * (owner-only) and hands them all to ppoll(), with an eventfd that wake()
+ * writes to from any thread, rebuilding the pollfd array at every poll.
+ * That is O(waiters) per poll, which is the price of portability.
+ *
+ * Each wait is also on its fd's wait list in the fd table, under the
+ * entry's lock, so that zio_close() from any thread can claim it with
+ * -EBADF before the number is reused; ppoll() results for a wait that is
+ * no longer on its fd's list are ignored.
  */
 #include "backend.h"
 
@@ -13,6 +21,11 @@
 struct poll_loop {
 	struct zio__loop base;
 	int wakefd;
+	struct zio__op *head; /* waits armed on this executor (lnext/lprev) */
+	unsigned count;
+	unsigned cap;
+	struct pollfd *pfd;
+	struct zio__op **pop;
 };
 
 static int pl_probe(void)
@@ -39,28 +52,93 @@ static void pl_destroy(struct zio__loop *base)
 {
 	struct poll_loop *l = (struct poll_loop *)base;
 	close(l->wakefd);
+	free(l->pfd);
+	free(l->pop);
 	free(l);
+}
+
+static void loop_remove(struct poll_loop *l, struct zio__op *op)
+{
+	if (!op->in_loop)
+		return;
+	if (op->lprev)
+		op->lprev->lnext = op->lnext;
+	else
+		l->head = op->lnext;
+	if (op->lnext)
+		op->lnext->lprev = op->lprev;
+	op->in_loop = 0;
+	l->count--;
+}
+
+static int grow(struct poll_loop *l, unsigned need)
+{
+	if (need <= l->cap)
+		return 0;
+	unsigned cap = l->cap ? l->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	struct pollfd *p = realloc(l->pfd, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	l->pfd = p;
+	struct zio__op **o = realloc(l->pop, cap * sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	l->pop = o;
+	l->cap = cap;
+	return 0;
 }
 
 static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 {
 	struct poll_loop *l = (struct poll_loop *)base;
-	struct pollfd pfd = { .fd = l->wakefd, .events = POLLIN };
+	int err = grow(l, l->count + 1);
+	if (err)
+		return err;
+	unsigned n = 0;
+	l->pfd[n] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
+	l->pop[n++] = NULL;
+	for (struct zio__op *op = l->head; op; op = op->lnext) {
+		short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
+						      : (op->dir == ZIO__DIR_READ ? POLLIN : POLLOUT);
+		l->pfd[n] = (struct pollfd){ .fd = op->fd, .events = ev };
+		l->pop[n++] = op;
+	}
 	struct timespec ts, *tsp = NULL;
 	if (timeout_ns >= 0) {
 		ts.tv_sec = timeout_ns / 1000000000;
 		ts.tv_nsec = timeout_ns % 1000000000;
 		tsp = &ts;
 	}
-	int n = ppoll(&pfd, 1, tsp, NULL);
-	if (n < 0)
+	int r = ppoll(l->pfd, n, tsp, NULL);
+	if (r < 0)
 		return -errno;
-	if (n > 0 && (pfd.revents & POLLIN)) {
+	if (r == 0)
+		return 0;
+	if (l->pfd[0].revents & POLLIN) {
 		uint64_t v;
-		ssize_t r = read(l->wakefd, &v, sizeof(v));
-		(void)r;
+		ssize_t rr = read(l->wakefd, &v, sizeof(v));
+		(void)rr;
 	}
-	return n;
+	for (unsigned i = 1; i < n; i++) {
+		if (!l->pfd[i].revents)
+			continue;
+		struct zio__op *op = l->pop[i];
+		struct zio__fd *ent = zio__fd_peek(op->fd);
+		/* Only the owner thread touches the loop list, and the op's
+		 * fiber cannot run before this poll returns: op stays valid. */
+		loop_remove(l, op);
+		if (!ent)
+			continue;
+		zio__spin_lock(&ent->lock);
+		if (op->linked) {
+			zio__fd_unlink(ent, op);
+			zio__unpark(op->parker, op->gen, 0);
+		}
+		zio__spin_unlock(&ent->lock);
+	}
+	return r;
 }
 
 static void pl_wake(struct zio__loop *base)
@@ -71,6 +149,39 @@ static void pl_wake(struct zio__loop *base)
 	(void)r;
 }
 
+static void pl_submit(struct zio__loop *base, struct zio__op *op)
+{
+	struct poll_loop *l = (struct poll_loop *)base;
+	struct zio__fd *ent = zio__fd_get(op->fd);
+	if (!ent) {
+		zio__unpark(op->parker, op->gen, -ENOMEM);
+		return;
+	}
+	zio__spin_lock(&ent->lock);
+	zio__fd_link(ent, op);
+	zio__spin_unlock(&ent->lock);
+	op->lprev = NULL;
+	op->lnext = l->head;
+	if (l->head)
+		l->head->lprev = op;
+	l->head = op;
+	op->in_loop = 1;
+	l->count++;
+}
+
+static void pl_cancel(struct zio__loop *base, struct zio__op *op)
+{
+	struct poll_loop *l = (struct poll_loop *)base;
+	loop_remove(l, op);
+	struct zio__fd *ent = zio__fd_peek(op->fd);
+	if (!ent)
+		return;
+	/* Locked even when unlinked: orders us after a closer's last touch. */
+	zio__spin_lock(&ent->lock);
+	zio__fd_unlink(ent, op);
+	zio__spin_unlock(&ent->lock);
+}
+
 const struct zio__backend zio__backend_poll = {
 	.name = "poll",
 	.probe = pl_probe,
@@ -78,4 +189,6 @@ const struct zio__backend zio__backend_poll = {
 	.destroy = pl_destroy,
 	.poll = pl_poll,
 	.wake = pl_wake,
+	.submit = pl_submit,
+	.cancel = pl_cancel,
 };

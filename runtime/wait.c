@@ -171,6 +171,7 @@ int zio__park(struct zio__parker *p, int64_t deadline)
 
 	struct park_timer pt;
 	bool timed = deadline != ZIO_FOREVER;
+	bool was_pinned = f->flags & ZIO__FIBER_TEMP_PIN; /* an I/O op pins too */
 	if (timed) {
 		if (deadline <= zio__now() && claim_self(p, -ETIMEDOUT))
 			return -ETIMEDOUT;
@@ -185,7 +186,8 @@ int zio__park(struct zio__parker *p, int64_t deadline)
 	if (timed) {
 		/* Still on the executor that owns the heap (TEMP_PIN). */
 		zio__timer_remove(&f->exec->timers, &pt.timer);
-		f->flags &= ~ZIO__FIBER_TEMP_PIN;
+		if (!was_pinned)
+			f->flags &= ~ZIO__FIBER_TEMP_PIN;
 	}
 	return claimed_value(p);
 }

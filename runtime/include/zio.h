@@ -208,8 +208,11 @@ struct zio_stats {
 };
 ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out);
 
+/* Synchronization primitives; channels, select and broadcast channels. */
+
 #ifdef __cplusplus
 }
 #endif
+#include "zio/io.h"
 
 #endif

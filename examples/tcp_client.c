@@ -1,0 +1,92 @@
+/*
+ * tcp_client - connects to HOST:PORT with a timeout, sends each line of
+ * stdin and prints each reply line, waiting at most the timeout for it.
+ *
+ *   tcp_client [-t TIMEOUT_MS] HOST PORT
+ *
+ * Exit status: 0 on success (stdin ended), 1 on a connection error or
+ * timeout, with the reason on stderr. stdin is read through zio too, so a
+ * slow producer never blocks the executor.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zio.h>
+
+struct opts {
+	const char *host;
+	int port;
+	int64_t timeout;
+};
+
+static void *client(void *arg)
+{
+	struct opts *o = arg;
+	int fd = zio_tcp_connect_host(o->host, (uint16_t)o->port, zio_deadline_after(o->timeout));
+	if (fd < 0) {
+		fprintf(stderr, "tcp_client: connect %s:%d: %s\n", o->host, o->port, strerror(-fd));
+		return (void *)1;
+	}
+	char ib[4096], sb[4096], ob[4096], line[4096];
+	zio_reader in, sock;
+	zio_writer out;
+	zio_reader_init_fd(&in, STDIN_FILENO, ib, sizeof(ib));
+	zio_reader_init_fd(&sock, fd, sb, sizeof(sb));
+	zio_writer_init_fd(&out, STDOUT_FILENO, ob, sizeof(ob));
+	intptr_t rc = 0;
+	ssize_t n;
+	while ((n = zio_reader_take_delim(&in, '\n', true, line, sizeof(line))) > 0) {
+		if (line[n - 1] != '\n')
+			line[n++] = '\n'; /* the last line had none */
+		ssize_t w = zio_write_all(fd, line, (size_t)n, zio_deadline_after(o->timeout));
+		if (w < 0) {
+			fprintf(stderr, "tcp_client: send: %s\n", strerror((int)-w));
+			rc = 1;
+			break;
+		}
+		sock.deadline = zio_deadline_after(o->timeout);
+		ssize_t r = zio_reader_take_delim(&sock, '\n', true, line, sizeof(line));
+		if (r <= 0) {
+			fprintf(stderr, "tcp_client: reply: %s\n", r == 0 ? "connection closed" : strerror((int)-r));
+			rc = 1;
+			break;
+		}
+		zio_writer_write(&out, line, (size_t)r);
+		zio_writer_flush(&out);
+	}
+	if (n < 0 && rc == 0) {
+		fprintf(stderr, "tcp_client: stdin: %s\n", strerror((int)-n));
+		rc = 1;
+	}
+	zio_close(fd);
+	return (void *)rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .timeout = ZIO_SEC(5) };
+	int c;
+	while ((c = getopt(argc, argv, "t:")) != -1) {
+		if (c == 't') {
+			o.timeout = ZIO_MSEC(atol(optarg));
+		} else {
+			fprintf(stderr, "usage: %s [-t TIMEOUT_MS] HOST PORT\n", argv[0]);
+			return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "usage: %s [-t TIMEOUT_MS] HOST PORT\n", argv[0]);
+		return 2;
+	}
+	o.host = argv[optind];
+	o.port = atoi(argv[optind + 1]);
+	zio_runtime *rt;
+	if (zio_runtime_create(&rt, NULL))
+		return 1;
+	void *res = NULL;
+	zio_runtime_run(rt, client, &o, &res);
+	zio_runtime_destroy(rt);
+	return res ? 1 : 0;
+}

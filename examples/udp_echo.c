@@ -1,0 +1,71 @@
+/*
+ * udp_echo - sends every datagram back to where it came from.
+ *
+ *   udp_echo [-p PORT] [-h ADDR]
+ *
+ * One task receives and answers; -p 0 picks a free port (see the banner).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zio.h>
+
+struct opts {
+	const char *host;
+	int port;
+};
+
+static void *serve(void *arg)
+{
+	struct opts *o = arg;
+	zio_addr addr, from;
+	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port))
+		return (void *)1;
+	int fd = zio_udp_bind(&addr);
+	if (fd < 0) {
+		fprintf(stderr, "udp_echo: bind: %s\n", strerror(-fd));
+		return (void *)1;
+	}
+	zio_local_addr(fd, &addr);
+	char txt[ZIO_ADDR_STRLEN];
+	zio_addr_format(&addr, txt, sizeof(txt));
+	fprintf(stderr, "udp_echo: listening on %s (%s backend)\n", txt,
+		zio_runtime_backend(zio_runtime_current()));
+	char buf[65536];
+	for (;;) {
+		ssize_t n = zio_recvfrom(fd, buf, sizeof(buf), 0, &from, ZIO_FOREVER);
+		if (n < 0) {
+			if (n == -ECANCELED)
+				break;
+			continue; /* e.g. ICMP errors surfacing as ECONNREFUSED */
+		}
+		zio_sendto(fd, buf, (size_t)n, 0, &from, zio_deadline_after(ZIO_SEC(1)));
+	}
+	zio_close(fd);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { "127.0.0.1", 8080 };
+	int c;
+	while ((c = getopt(argc, argv, "p:h:")) != -1) {
+		if (c == 'p')
+			o.port = atoi(optarg);
+		else if (c == 'h')
+			o.host = optarg;
+		else {
+			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
+			return 2;
+		}
+	}
+	zio_runtime *rt;
+	if (zio_runtime_create(&rt, NULL))
+		return 1;
+	void *res = NULL;
+	zio_runtime_run(rt, serve, &o, &res);
+	zio_runtime_destroy(rt);
+	return res ? 1 : 0;
+}

@@ -1,0 +1,284 @@
+/*
+ * addr.c - socket addresses: parse, format, convert.
+ *
+ * Text forms (what zio_addr_format writes and zio_addr_parse reads back):
+ *   IPv4   1.2.3.4:80            (strict dotted quad, no leading zeros)
+ *   IPv6   [::1]:80  [fe80::1%eth0]:80  [fe80::1%3]:80
+ *   Unix   unix:/run/x.sock      unix:@abstract
+ * The parser also takes an address without a port (port 0), "/path" and
+ * "@name". It is strict and total: any input, however long or malformed,
+ * yields 0 or -EINVAL, never a partial address (it is fuzzed in
+ * tests/test_addr.c).
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <stddef.h>
+#include <zio/io.h>
+
+#define SUN_OFF offsetof(struct sockaddr_un, sun_path)
+#define SUN_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+static int parse_port(const char *s, size_t n, uint16_t *out)
+{
+	if (n == 0 || n > 5)
+		return -EINVAL;
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v > 65535)
+		return -EINVAL;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+static int parse_ip4(zio_addr *out, const char *s, size_t n, uint16_t port)
+{
+	char tmp[INET_ADDRSTRLEN];
+	if (n == 0 || n >= sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, s, n);
+	tmp[n] = 0;
+	struct in_addr a;
+	if (inet_pton(AF_INET, tmp, &a) != 1)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->in4.sin_family = AF_INET;
+	out->in4.sin_port = htons(port);
+	out->in4.sin_addr = a;
+	out->len = sizeof(out->in4);
+	return 0;
+}
+
+static int parse_ip6(zio_addr *out, const char *s, size_t n, uint16_t port)
+{
+	char tmp[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+	if (n == 0 || n >= sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, s, n);
+	tmp[n] = 0;
+	uint32_t scope = 0;
+	char *pct = memchr(tmp, '%', n);
+	if (pct) {
+		*pct++ = 0;
+		size_t sl = strlen(pct);
+		if (sl == 0 || sl >= IF_NAMESIZE)
+			return -EINVAL;
+		bool digits = true;
+		for (size_t i = 0; i < sl; i++)
+			if (pct[i] < '0' || pct[i] > '9')
+				digits = false;
+		if (digits) {
+			if (sl > 10)
+				return -EINVAL;
+			unsigned long long v = strtoull(pct, NULL, 10);
+			if (v > UINT32_MAX)
+				return -EINVAL;
+			scope = (uint32_t)v;
+		} else {
+			scope = if_nametoindex(pct);
+			if (scope == 0)
+				return -EINVAL;
+		}
+	}
+	struct in6_addr a;
+	if (inet_pton(AF_INET6, tmp, &a) != 1)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->in6.sin6_family = AF_INET6;
+	out->in6.sin6_port = htons(port);
+	out->in6.sin6_addr = a;
+	out->in6.sin6_scope_id = scope;
+	out->len = sizeof(out->in6);
+	return 0;
+}
+
+static int unix_addr(zio_addr *out, const char *p, size_t n)
+{
+	if (n == 0 || memchr(p, 0, n))
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->un.sun_family = AF_UNIX;
+	if (p[0] == '@') {
+		/* Abstract: a leading NUL, then the name's bytes, no terminator. */
+		if (n - 1 + 1 > SUN_MAX)
+			return -EINVAL;
+		memcpy(out->un.sun_path + 1, p + 1, n - 1);
+		out->len = (socklen_t)(SUN_OFF + n);
+		return 0;
+	}
+	if (n + 1 > SUN_MAX)
+		return -EINVAL;
+	memcpy(out->un.sun_path, p, n);
+	out->len = (socklen_t)(SUN_OFF + n + 1);
+	return 0;
+}
+
+ZIO_API int zio_addr_parse(zio_addr *out, const char *text)
+{
+	if (!out || !text)
+		return -EINVAL;
+	size_t n = strnlen(text, 4096);
+	if (n == 0 || n == 4096)
+		return -EINVAL;
+	if (n >= 5 && memcmp(text, "unix:", 5) == 0)
+		return unix_addr(out, text + 5, n - 5);
+	if (text[0] == '/' || text[0] == '@')
+		return unix_addr(out, text, n);
+	uint16_t port = 0;
+	if (text[0] == '[') {
+		const char *close = memchr(text, ']', n);
+		if (!close)
+			return -EINVAL;
+		size_t rest = n - (size_t)(close + 1 - text);
+		if (rest > 0) {
+			if (close[1] != ':' || parse_port(close + 2, rest - 1, &port))
+				return -EINVAL;
+		}
+		return parse_ip6(out, text + 1, (size_t)(close - text - 1), port);
+	}
+	const char *colon = memchr(text, ':', n);
+	if (colon && memchr(colon + 1, ':', n - (size_t)(colon + 1 - text)))
+		return parse_ip6(out, text, n, 0); /* bare IPv6, no port */
+	if (colon) {
+		if (parse_port(colon + 1, n - (size_t)(colon + 1 - text), &port))
+			return -EINVAL;
+		return parse_ip4(out, text, (size_t)(colon - text), port);
+	}
+	return parse_ip4(out, text, n, 0);
+}
+
+ZIO_API int zio_addr_ip(zio_addr *out, const char *ip, uint16_t port)
+{
+	if (!out || !ip)
+		return -EINVAL;
+	size_t n = strnlen(ip, 256);
+	if (n == 256)
+		return -EINVAL;
+	if (memchr(ip, ':', n))
+		return parse_ip6(out, ip, n, port);
+	return parse_ip4(out, ip, n, port);
+}
+
+ZIO_API int zio_addr_unix(zio_addr *out, const char *path)
+{
+	if (!out || !path)
+		return -EINVAL;
+	size_t n = strnlen(path, SUN_MAX + 1);
+	return unix_addr(out, path, n);
+}
+
+ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, socklen_t len)
+{
+	if (!out || !sa || len < sizeof(sa_family_t))
+		return -EINVAL;
+	switch (sa->sa_family) {
+	case AF_INET:
+		if (len < sizeof(struct sockaddr_in))
+			return -EINVAL;
+		len = sizeof(struct sockaddr_in);
+		break;
+	case AF_INET6:
+		if (len < sizeof(struct sockaddr_in6))
+			return -EINVAL;
+		len = sizeof(struct sockaddr_in6);
+		break;
+	case AF_UNIX:
+		if (len < SUN_OFF || len > sizeof(struct sockaddr_un))
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	memset(out, 0, sizeof(*out));
+	memcpy(&out->ss, sa, len);
+	out->len = len;
+	return 0;
+}
+
+ZIO_API int zio_addr_format(const zio_addr *a, char *buf, size_t size)
+{
+	if (!a || !buf)
+		return -EINVAL;
+	char tmp[ZIO_ADDR_STRLEN + SUN_MAX];
+	int n;
+	switch (a->sa.sa_family) {
+	case AF_INET: {
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof(ip));
+		n = snprintf(tmp, sizeof(tmp), "%s:%u", ip, ntohs(a->in4.sin_port));
+		break;
+	}
+	case AF_INET6: {
+		char ip[INET6_ADDRSTRLEN], scope[IF_NAMESIZE + 2] = "";
+		inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof(ip));
+		if (a->in6.sin6_scope_id) {
+			char name[IF_NAMESIZE];
+			if (if_indextoname(a->in6.sin6_scope_id, name))
+				snprintf(scope, sizeof(scope), "%%%s", name);
+			else
+				snprintf(scope, sizeof(scope), "%%%u", a->in6.sin6_scope_id);
+		}
+		n = snprintf(tmp, sizeof(tmp), "[%s%s]:%u", ip, scope, ntohs(a->in6.sin6_port));
+		break;
+	}
+	case AF_UNIX: {
+		size_t plen = a->len > SUN_OFF ? a->len - SUN_OFF : 0;
+		const char *p = a->un.sun_path;
+		if (plen > 0 && p[0] == 0) {
+			n = snprintf(tmp, sizeof(tmp), "unix:@%.*s", (int)(plen - 1), p + 1);
+		} else {
+			size_t l = strnlen(p, plen);
+			n = snprintf(tmp, sizeof(tmp), "unix:%.*s", (int)l, p);
+		}
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n >= size)
+		return -ENOSPC;
+	memcpy(buf, tmp, (size_t)n + 1);
+	return n;
+}
+
+ZIO_API int zio_addr_port(const zio_addr *a)
+{
+	if (!a)
+		return -EINVAL;
+	if (a->sa.sa_family == AF_INET)
+		return ntohs(a->in4.sin_port);
+	if (a->sa.sa_family == AF_INET6)
+		return ntohs(a->in6.sin6_port);
+	return -EINVAL;
+}
+
+ZIO_API int zio_addr_set_port(zio_addr *a, uint16_t port)
+{
+	if (!a)
+		return -EINVAL;
+	if (a->sa.sa_family == AF_INET)
+		a->in4.sin_port = htons(port);
+	else if (a->sa.sa_family == AF_INET6)
+		a->in6.sin6_port = htons(port);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+ZIO_API bool zio_addr_is_loopback(const zio_addr *a)
+{
+	if (!a)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return (ntohl(a->in4.sin_addr.s_addr) >> 24) == 127;
+	if (a->sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr);
+	return false;
+}

@@ -1,0 +1,527 @@
+/*
+ * backend_uring.c - io_uring: native completions.
+ *
+ * One ring per executor, 256 SQ entries and a 512-entry CQ. SQEs are only
+ * queued by submit(); they reach the kernel in one io_uring_enter() at poll
+ * time (or earlier if the SQ fills up), together with the wait for
+ * completions, bounded by the executor's nearest timer (EXT_ARG timeouts,
+ * no timeout SQE). A CQE's user_data is the op's address; the low bits tag
+ * the few internal requests (wake poll, cancels) whose CQEs need no waiter.
+ *
+ * Setup tries IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN,
+ * then COOP_TASKRUN alone, then nothing, so an older kernel (EINVAL) gets a
+ * plain ring. SINGLE_ISSUER binds the ring to one thread, but executors'
+ * loops are created by the thread calling zio_runtime_create(); the ring is
+ * therefore created disabled (R_DISABLED) and enabled by the executor's own
+ * thread on first use, which then also registers the ring fd (fewer fd
+ * lookups per enter). A runtime whose executor 0 is later driven by another
+ * thread than the first one that ran it loses the ring (the kernel refuses
+ * its submissions with EEXIST): executor 0 must stay on one thread.
+ *
+ * Opcode support comes from io_uring_get_probe_ring(); an op the kernel
+ * lacks takes the readiness path (a POLL_ADD plus the syscall) or, for
+ * files, the blocking pool (io.c). Setup flags, features and the optional
+ * opcodes (MSG_RING, SOCKET, SEND_ZC) are logged once with ZIO_DEBUG.
+ * Multishot accept/recv and provided buffers are not used: every zio call
+ * reads into its caller's buffer and waits for one result, which single-
+ * shot SQEs match exactly; they are the next step for the accept loop.
+ *
+ * Cross-thread wake: wake() writes an eventfd the ring watches with a
+ * multishot POLL_ADD. Cross-executor cancellation (zio_close on an fd that
+ * another executor's ring holds ops on) is a request pushed onto the target
+ * loop's lock-free list, which its next poll turns into ASYNC_CANCEL(fd,
+ * ALL); the requester waits for that cancel's CQE.
+ *
+ * CQ overflow: with FEAT_NODROP the kernel keeps overflowed CQEs; poll()
+ * flushes them (io_uring_get_events) and reaps again.
+ *
+ * ZIO_URING_PROBE_FAIL=1 makes probe() fail, to prove the fallback.
+ */
+#include "backend.h"
+
+#include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SQ_ENTRIES 256
+#define TAG_MASK 7ull
+#define TAG_OP 0ull
+#define TAG_WAKE 1ull
+#define TAG_IGNORE 2ull
+
+struct uring_loop {
+	struct zio__loop base;
+	struct io_uring ring;
+	int wakefd;
+	bool enabled;        /* R_DISABLED ring enabled by its thread */
+	bool disabled_ring;  /* created with R_DISABLED */
+	bool wake_armed;
+	unsigned flags;
+	pid_t reg_tid;       /* thread whose task registered the ring fd */
+	struct zio__op *_Atomic remote; /* cancel requests from other executors */
+	uint64_t wake_buf;
+};
+
+/* Which zio opcodes the kernel can do, from the probe (same for all rings). */
+static bool native_op[ZIO__OP_COUNT];
+static atomic_int probed; /* 0 not yet, 1 ok, -errno failure */
+static _Atomic unsigned setup_flags_ok = ~0u;
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const struct {
+	uint8_t zop;
+	uint8_t iop;
+} opmap[] = {
+	{ ZIO__OP_NOP, IORING_OP_NOP },
+	{ ZIO__OP_READ, IORING_OP_READ },
+	{ ZIO__OP_WRITE, IORING_OP_WRITE },
+	{ ZIO__OP_READV, IORING_OP_READV },
+	{ ZIO__OP_WRITEV, IORING_OP_WRITEV },
+	{ ZIO__OP_RECV, IORING_OP_RECV },
+	{ ZIO__OP_SEND, IORING_OP_SEND },
+	{ ZIO__OP_RECVMSG, IORING_OP_RECVMSG },
+	{ ZIO__OP_SENDMSG, IORING_OP_SENDMSG },
+	{ ZIO__OP_ACCEPT, IORING_OP_ACCEPT },
+	{ ZIO__OP_CONNECT, IORING_OP_CONNECT },
+	{ ZIO__OP_POLL, IORING_OP_POLL_ADD },
+	{ ZIO__OP_CANCEL_FD, IORING_OP_ASYNC_CANCEL },
+	{ ZIO__OP_PREAD, IORING_OP_READ },
+	{ ZIO__OP_PWRITE, IORING_OP_WRITE },
+	{ ZIO__OP_FREAD, IORING_OP_READ },
+	{ ZIO__OP_FWRITE, IORING_OP_WRITE },
+	{ ZIO__OP_FSYNC, IORING_OP_FSYNC },
+	{ ZIO__OP_OPENAT, IORING_OP_OPENAT },
+	{ ZIO__OP_STATX, IORING_OP_STATX },
+	{ ZIO__OP_RENAMEAT, IORING_OP_RENAMEAT },
+	{ ZIO__OP_UNLINKAT, IORING_OP_UNLINKAT },
+	{ ZIO__OP_MKDIRAT, IORING_OP_MKDIRAT },
+	{ ZIO__OP_CLOSE, IORING_OP_CLOSE },
+};
+
+static int ring_init(struct io_uring *ring, unsigned *flags_used)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN |
+			IORING_SETUP_R_DISABLED,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int err = -EINVAL;
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		unsigned fl = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+		if (setup_flags_ok != ~0u && tries[i] != setup_flags_ok)
+			continue;
+		struct io_uring_params p = { .flags = fl, .cq_entries = SQ_ENTRIES * 2 };
+		err = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+		if (err == -EINVAL && (fl & IORING_SETUP_SUBMIT_ALL)) {
+			p = (struct io_uring_params){ .flags = fl & ~IORING_SETUP_SUBMIT_ALL,
+						      .cq_entries = SQ_ENTRIES * 2 };
+			err = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+		}
+		if (err == 0) {
+			*flags_used = tries[i];
+			setup_flags_ok = tries[i];
+			return 0;
+		}
+		if (err != -EINVAL)
+			return err; /* ENOSYS, EPERM, ENOMEM: not a flags problem */
+	}
+	return err;
+}
+
+static int do_probe(void)
+{
+	const char *f = getenv("ZIO_URING_PROBE_FAIL");
+	if (f && *f && strcmp(f, "0") != 0)
+		return -ENOSYS;
+	struct io_uring ring;
+	unsigned used;
+	int err = ring_init(&ring, &used);
+	if (err)
+		return err;
+	struct io_uring_probe *pr = io_uring_get_probe_ring(&ring);
+	if (!pr) {
+		io_uring_queue_exit(&ring);
+		return -ENOSYS;
+	}
+	for (size_t i = 0; i < sizeof(opmap) / sizeof(opmap[0]); i++)
+		native_op[opmap[i].zop] = io_uring_opcode_supported(pr, opmap[i].iop);
+	/* Vectored and plain reads share the fd kinds; without the basics
+	 * io_uring is not worth using. */
+	bool usable = native_op[ZIO__OP_READ] && native_op[ZIO__OP_WRITE] &&
+		      native_op[ZIO__OP_POLL] && native_op[ZIO__OP_CANCEL_FD] &&
+		      (ring.features & IORING_FEAT_NODROP) && (ring.features & IORING_FEAT_EXT_ARG);
+	zio__log(0,
+		 "io_uring: setup flags %#x (single_issuer %d, defer_taskrun %d), features %#x: "
+		 "ext_arg %d fast_poll %d nodrop %d; ops: send/recv %d accept %d connect %d "
+		 "openat %d statx %d msg_ring %d socket %d send_zc %d",
+		 used, !!(used & IORING_SETUP_SINGLE_ISSUER), !!(used & IORING_SETUP_DEFER_TASKRUN),
+		 ring.features, !!(ring.features & IORING_FEAT_EXT_ARG),
+		 !!(ring.features & IORING_FEAT_FAST_POLL), !!(ring.features & IORING_FEAT_NODROP),
+		 native_op[ZIO__OP_RECV], native_op[ZIO__OP_ACCEPT], native_op[ZIO__OP_CONNECT],
+		 native_op[ZIO__OP_OPENAT], native_op[ZIO__OP_STATX],
+		 io_uring_opcode_supported(pr, IORING_OP_MSG_RING),
+		 io_uring_opcode_supported(pr, IORING_OP_SOCKET),
+		 io_uring_opcode_supported(pr, IORING_OP_SEND_ZC));
+	io_uring_free_probe(pr);
+	io_uring_queue_exit(&ring);
+	return usable ? 0 : -ENOSYS;
+}
+
+static int ur_probe(void)
+{
+	int p = atomic_load(&probed);
+	if (p)
+		return p > 0 ? 0 : p;
+	pthread_mutex_lock(&probe_lock);
+	p = atomic_load(&probed);
+	if (!p) {
+		int err = do_probe();
+		p = err ? err : 1;
+		atomic_store(&probed, p);
+	}
+	pthread_mutex_unlock(&probe_lock);
+	return p > 0 ? 0 : p;
+}
+
+static int ur_create(struct zio__exec *e, struct zio__loop **out)
+{
+	int err = ur_probe();
+	if (err)
+		return err;
+	struct uring_loop *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	err = ring_init(&l->ring, &l->flags);
+	if (err) {
+		free(l);
+		return err;
+	}
+	l->disabled_ring = l->flags & IORING_SETUP_R_DISABLED;
+	l->enabled = !l->disabled_ring;
+	l->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wakefd < 0) {
+		err = -errno;
+		io_uring_queue_exit(&l->ring);
+		free(l);
+		return err;
+	}
+	*out = &l->base;
+	return 0;
+}
+
+static void ur_destroy(struct zio__loop *base)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	if (l->reg_tid && l->reg_tid != gettid()) {
+		/* Registered by an executor thread that has exited (which
+		 * dropped the registration): unregistering here would hit
+		 * this thread's table at the same index. liburing's flag for
+		 * "ring fd registered" is bit 0 of int_flags. */
+		l->ring.int_flags &= ~1u;
+		l->ring.enter_ring_fd = l->ring.ring_fd;
+	}
+	io_uring_queue_exit(&l->ring);
+	close(l->wakefd);
+	free(l);
+}
+
+static struct io_uring_sqe *get_sqe(struct uring_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	while (zio__unlikely(!sqe)) {
+		/* SQ full: hand what we have to the kernel. */
+		int r = io_uring_submit(&l->ring);
+		if (r < 0 && r != -EAGAIN && r != -EBUSY && r != -EINTR)
+			zio__panic("io_uring_submit: %s", strerror(-r));
+		sqe = io_uring_get_sqe(&l->ring);
+		if (!sqe && (r == -EAGAIN || r == -EBUSY)) {
+			/* CQ backlog: let completions drain (they are
+			 * reaped by the next poll; the kernel keeps them). */
+			io_uring_get_events(&l->ring);
+		}
+	}
+	return sqe;
+}
+
+static void arm_wake(struct uring_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_poll_multishot(sqe, l->wakefd, POLLIN);
+	io_uring_sqe_set_data64(sqe, TAG_WAKE);
+	l->wake_armed = true;
+}
+
+/* First use on the executor's own thread. */
+static void ensure_enabled(struct uring_loop *l)
+{
+	if (zio__likely(l->enabled && l->wake_armed))
+		return;
+	if (!l->enabled) {
+		/* liburing 2.3 declares io_uring_enable_rings() but does not
+		 * export it: the raw syscall. */
+		long r = syscall(__NR_io_uring_register, l->ring.ring_fd,
+				 IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+		if (r < 0)
+			zio__panic("io_uring: enabling the ring: %s", strerror(errno));
+		l->enabled = true;
+	}
+	/* Fewer fd lookups per enter; best effort. The registration is per
+	 * thread, hence the tid for destroy(). */
+	if (io_uring_register_ring_fd(&l->ring) == 1)
+		l->reg_tid = gettid();
+	if (!l->wake_armed)
+		arm_wake(l);
+}
+
+static bool ur_native(struct zio__loop *base, unsigned opcode)
+{
+	(void)base;
+	return opcode < ZIO__OP_COUNT && native_op[opcode];
+}
+
+static inline unsigned len32(size_t n)
+{
+	return n > 0x7ffff000u ? 0x7ffff000u : (unsigned)n;
+}
+
+static void prep(struct io_uring_sqe *sqe, struct zio__op *op)
+{
+	int fd = op->fd;
+	switch (op->opcode) {
+	case ZIO__OP_NOP:
+		io_uring_prep_nop(sqe);
+		break;
+	case ZIO__OP_READ:
+	case ZIO__OP_FREAD:
+	case ZIO__OP_PREAD:
+		io_uring_prep_read(sqe, fd, op->u.rw.buf, len32(op->u.rw.len),
+				   (uint64_t)op->u.rw.off);
+		break;
+	case ZIO__OP_WRITE:
+	case ZIO__OP_FWRITE:
+	case ZIO__OP_PWRITE:
+		io_uring_prep_write(sqe, fd, op->u.rw.buf, len32(op->u.rw.len),
+				    (uint64_t)op->u.rw.off);
+		break;
+	case ZIO__OP_READV:
+		io_uring_prep_readv(sqe, fd, op->u.vec.iov, (unsigned)op->u.vec.iovcnt,
+				    (uint64_t)op->u.vec.off);
+		break;
+	case ZIO__OP_WRITEV:
+		io_uring_prep_writev(sqe, fd, op->u.vec.iov, (unsigned)op->u.vec.iovcnt,
+				     (uint64_t)op->u.vec.off);
+		break;
+	case ZIO__OP_RECV:
+		io_uring_prep_recv(sqe, fd, op->u.rw.buf, len32(op->u.rw.len), op->u.rw.flags);
+		break;
+	case ZIO__OP_SEND:
+		io_uring_prep_send(sqe, fd, op->u.rw.buf, len32(op->u.rw.len),
+				   op->u.rw.flags | MSG_NOSIGNAL);
+		break;
+	case ZIO__OP_RECVMSG:
+		io_uring_prep_recvmsg(sqe, fd, op->u.msg.msg, (unsigned)op->u.msg.flags);
+		break;
+	case ZIO__OP_SENDMSG:
+		io_uring_prep_sendmsg(sqe, fd, op->u.msg.msg,
+				      (unsigned)op->u.msg.flags | MSG_NOSIGNAL);
+		break;
+	case ZIO__OP_ACCEPT:
+		io_uring_prep_accept(sqe, fd, op->u.sa.addr, op->u.sa.addrlen, op->u.sa.flags);
+		break;
+	case ZIO__OP_CONNECT:
+		io_uring_prep_connect(sqe, fd, op->u.sa.addr, op->u.sa.len);
+		break;
+	case ZIO__OP_POLL:
+		io_uring_prep_poll_add(sqe, fd, (unsigned)op->u.poll.events);
+		break;
+	case ZIO__OP_CANCEL_FD:
+		io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+		break;
+	case ZIO__OP_FSYNC:
+		io_uring_prep_fsync(sqe, fd, op->u.fsync.datasync ? IORING_FSYNC_DATASYNC : 0);
+		break;
+	case ZIO__OP_OPENAT:
+		io_uring_prep_openat(sqe, op->u.path.dirfd, op->u.path.path, op->u.path.flags,
+				     op->u.path.mode);
+		break;
+	case ZIO__OP_STATX:
+		io_uring_prep_statx(sqe, op->u.path.dirfd, op->u.path.path, op->u.path.flags,
+				    op->u.path.mode, op->u.path.stx);
+		break;
+	case ZIO__OP_RENAMEAT:
+		io_uring_prep_renameat(sqe, op->u.path.dirfd, op->u.path.path, op->u.path.dirfd2,
+				       op->u.path.path2, (unsigned)op->u.path.flags);
+		break;
+	case ZIO__OP_UNLINKAT:
+		io_uring_prep_unlinkat(sqe, op->u.path.dirfd, op->u.path.path, op->u.path.flags);
+		break;
+	case ZIO__OP_MKDIRAT:
+		io_uring_prep_mkdirat(sqe, op->u.path.dirfd, op->u.path.path, op->u.path.mode);
+		break;
+	case ZIO__OP_CLOSE:
+		io_uring_prep_close(sqe, fd);
+		break;
+	default:
+		zio__panic("io_uring: opcode %u has no SQE", op->opcode);
+	}
+}
+
+static void ur_submit(struct zio__loop *base, struct zio__op *op)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	ensure_enabled(l);
+	struct io_uring_sqe *sqe = get_sqe(l);
+	prep(sqe, op);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
+}
+
+static void ur_cancel(struct zio__loop *base, struct zio__op *op)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
+	io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+}
+
+static void complete(struct uring_loop *l, struct io_uring_cqe *cqe)
+{
+	uint64_t data = cqe->user_data;
+	switch (data & TAG_MASK) {
+	case TAG_OP: {
+		struct zio__op *op = (struct zio__op *)(uintptr_t)data;
+		op->res = cqe->res;
+		op->done = 1;
+		/* The fiber is pinned here and parked; it reads op after
+		 * resuming, on this thread. */
+		zio__unpark(op->parker, op->gen, 0);
+		break;
+	}
+	case TAG_WAKE: {
+		ssize_t r = read(l->wakefd, &l->wake_buf, sizeof(l->wake_buf));
+		(void)r;
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			l->wake_armed = false;
+		break;
+	}
+	default:
+		break; /* cancels, liburing's own timeouts */
+	}
+}
+
+static int reap(struct uring_loop *l)
+{
+	int total = 0;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&l->ring, head, cqe)
+		{
+			if (cqe->user_data != LIBURING_UDATA_TIMEOUT)
+				complete(l, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&l->ring, n);
+		total += (int)n;
+		if (n == 0 || !io_uring_cq_has_overflow(&l->ring))
+			break;
+		/* Overflowed CQEs wait in the kernel: flush them in. */
+		io_uring_get_events(&l->ring);
+	}
+	return total;
+}
+
+static void take_remote(struct uring_loop *l)
+{
+	if (!atomic_load_explicit(&l->remote, memory_order_relaxed))
+		return;
+	struct zio__op *op = atomic_exchange_explicit(&l->remote, NULL, memory_order_acquire);
+	while (op) {
+		struct zio__op *next = op->next;
+		ur_submit(&l->base, op);
+		op = next;
+	}
+}
+
+static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	ensure_enabled(l);
+	if (!l->wake_armed)
+		arm_wake(l);
+	take_remote(l);
+	int r;
+	if (timeout_ns == 0 || io_uring_cq_ready(&l->ring)) {
+		/* Submit, run deferred task work, do not wait. */
+		r = io_uring_submit_and_get_events(&l->ring);
+	} else {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts, *tsp = NULL;
+		if (timeout_ns > 0) {
+			ts.tv_sec = timeout_ns / 1000000000;
+			ts.tv_nsec = timeout_ns % 1000000000;
+			tsp = &ts;
+		}
+		r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
+	}
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+		return r;
+	return reap(l);
+}
+
+static void ur_wake(struct zio__loop *base)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	uint64_t one = 1;
+	ssize_t r = write(l->wakefd, &one, sizeof(one));
+	(void)r;
+}
+
+static void ur_close_fd(struct zio__loop *base, int fd)
+{
+	struct uring_loop *l = (struct uring_loop *)base;
+	struct zio__fiber *f = zio__fiber_current();
+	struct zio__exec *me = f->exec;
+	uint32_t pin = f->flags & ZIO__FIBER_TEMP_PIN;
+	f->flags |= ZIO__FIBER_TEMP_PIN;
+	struct zio__op op = { .opcode = ZIO__OP_CANCEL_FD, .fd = fd };
+	op.parker = &f->park;
+	op.loop = base;
+	op.gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
+	if (base == me->loop) {
+		ur_submit(base, &op);
+	} else {
+		/* Another executor's ring: it submits the cancel at its next
+		 * poll, after everything it had queued, and its CQE wakes us. */
+		struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
+		do {
+			op.next = old;
+		} while (!atomic_compare_exchange_weak_explicit(&l->remote, &old, &op,
+								memory_order_release,
+								memory_order_relaxed));
+		zio__loop_wake(base->exec);
+	}
+	for (;;) {
+		zio__park(&f->park, ZIO_FOREVER);
+		f->flags |= ZIO__FIBER_TEMP_PIN;
+		if (op.done)
+			break;
+		op.gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
+	}
+	f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
+}
+
+const struct zio__backend zio__backend_uring = {
+	.name = "uring",
+	.probe = ur_probe,
+	.create = ur_create,
+	.destroy = ur_destroy,
+	.poll = ur_poll,
+	.wake = ur_wake,
+	.native = ur_native,
+	.submit = ur_submit,
+	.cancel = ur_cancel,
+	.close_fd = ur_close_fd,
+};

@@ -1,0 +1,288 @@
+/*
+ * blocking.c - a bounded pool of OS threads for what cannot be made
+ * asynchronous: regular-file I/O on epoll/poll, getaddrinfo, and user code
+ * that must call something blocking (zio_blocking_call).
+ *
+ * The pool is process-wide and starts empty. A job is queued FIFO; a thread
+ * is started when nobody is idle and fewer than the limit run
+ * ($ZIO_BLOCKING_THREADS, default 64); a thread idle for 10 s
+ * ($ZIO_BLOCKING_IDLE_MS) exits. Pool threads block every signal, so
+ * signals keep going to the application's threads.
+ *
+ * Jobs live on the waiting fiber's stack, so a waiter can only leave once
+ * its job can no longer touch it: a job still queued when the wait ends (by
+ * timeout or cancellation) is unqueued and never runs; a job that is running
+ * is waited for, shielded, and its result returned if it succeeded (the
+ * cancellation stays pending, as everywhere). Jobs that may be abandoned
+ * while running (DNS lookups) are heap-allocated and reference-counted
+ * instead (zio__blocking_wait_detached): the waiter returns at once and the
+ * job frees itself when it finishes.
+ *
+ * The completion is published under the pool lock, and the waiter checks
+ * the job's state under the same lock after a timeout, so a worker never
+ * touches a job whose waiter has gone.
+ */
+#include "backend.h"
+
+#include <signal.h>
+#include <time.h>
+
+enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cond;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static struct zio__job *q_head, *q_tail;
+static unsigned n_threads, n_idle, max_threads;
+static int64_t idle_ns;
+
+static void pool_init(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool_cond, &a);
+	pthread_condattr_destroy(&a);
+	const char *v = getenv("ZIO_BLOCKING_THREADS");
+	long n = v ? strtol(v, NULL, 10) : 0;
+	max_threads = n > 0 && n <= 4096 ? (unsigned)n : 64;
+	v = getenv("ZIO_BLOCKING_IDLE_MS");
+	n = v ? strtol(v, NULL, 10) : 0;
+	idle_ns = (n > 0 ? n : 10000) * 1000000LL;
+}
+
+void zio__job_unref(struct zio__job *j)
+{
+	if (atomic_fetch_sub(&j->refs, 1) == 1)
+		j->release(j);
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&pool_lock);
+	for (;;) {
+		while (!q_head) {
+			struct timespec ts;
+			int64_t until = zio__now() + idle_ns;
+			ts.tv_sec = until / 1000000000;
+			ts.tv_nsec = until % 1000000000;
+			n_idle++;
+			int rc = pthread_cond_timedwait(&pool_cond, &pool_lock, &ts);
+			n_idle--;
+			if (rc == ETIMEDOUT && !q_head) {
+				n_threads--;
+				pthread_mutex_unlock(&pool_lock);
+				return NULL;
+			}
+		}
+		struct zio__job *j = q_head;
+		q_head = j->next;
+		if (!q_head)
+			q_tail = NULL;
+		j->state = JOB_RUNNING;
+		pthread_mutex_unlock(&pool_lock);
+
+		j->run(j);
+
+		pthread_mutex_lock(&pool_lock);
+		j->state = JOB_DONE;
+		bool detached = j->detached;
+		if (j->parker)
+			zio__unpark(j->parker, j->gen, 0);
+		if (detached) {
+			pthread_mutex_unlock(&pool_lock);
+			zio__job_unref(j);
+			pthread_mutex_lock(&pool_lock);
+		}
+	}
+}
+
+/* Under pool_lock. */
+static int enqueue(struct zio__job *j)
+{
+	j->next = NULL;
+	j->state = JOB_QUEUED;
+	if (q_tail)
+		q_tail->next = j;
+	else
+		q_head = j;
+	q_tail = j;
+	if (n_idle > 0) {
+		pthread_cond_signal(&pool_cond);
+		return 0;
+	}
+	if (n_threads >= max_threads)
+		return 0; /* it waits for a busy thread */
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the thread */
+	pthread_t t;
+	int rc = pthread_create(&t, &a, worker, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (rc == 0) {
+		n_threads++;
+		return 0;
+	}
+	if (n_threads > 0)
+		return 0; /* a running thread will get to it */
+	/* No thread at all: take the job back. */
+	q_head = q_tail = NULL;
+	return -rc;
+}
+
+/* Under pool_lock: removes a queued job. */
+static void unqueue(struct zio__job *j)
+{
+	struct zio__job **pp = &q_head, *prev = NULL;
+	while (*pp && *pp != j) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = j->next;
+	if (q_tail == j)
+		q_tail = prev;
+}
+
+struct op_job {
+	struct zio__job job;
+	struct zio__op *op;
+};
+
+static void run_op(struct zio__job *j)
+{
+	struct op_job *oj = (struct op_job *)j;
+	j->result = zio__op_syscall(oj->op);
+}
+
+/* Runs j (on the caller's stack) and waits as described at the top. */
+static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	*ran = false;
+	if (!f) {
+		/* A plain thread just blocks. */
+		j->run(j);
+		*ran = true;
+		return j->result;
+	}
+	if (f->shield == 0 && atomic_load(&f->cancelled))
+		return -ECANCELED;
+	pthread_once(&pool_once, pool_init);
+	struct zio__parker *p = &f->park;
+	j->parker = p;
+	j->detached = false;
+	pthread_mutex_lock(&pool_lock);
+	j->gen = zio__park_prepare(p, 0);
+	int err = enqueue(j);
+	pthread_mutex_unlock(&pool_lock);
+	if (err) {
+		/* Armed but nobody will claim it: claim it ourselves. */
+		zio__unpark(p, j->gen, 0);
+		zio__park(p, ZIO_FOREVER);
+		return err;
+	}
+	int w = zio__park(p, deadline);
+	pthread_mutex_lock(&pool_lock);
+	if (j->state == JOB_QUEUED) {
+		unqueue(j);
+		pthread_mutex_unlock(&pool_lock);
+		return w;
+	}
+	if (j->state == JOB_RUNNING) {
+		/* Running: its memory is ours, wait for it. */
+		f->shield++;
+		while (j->state != JOB_DONE) {
+			j->gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
+			pthread_mutex_unlock(&pool_lock);
+			zio__park(p, ZIO_FOREVER);
+			pthread_mutex_lock(&pool_lock);
+		}
+		f->shield--;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	*ran = true;
+	/* Woken with 0 means it ran; a timeout that lost the race to the
+	 * job's completion keeps the job's result if it succeeded. */
+	if (w != 0 && j->result < 0)
+		return w;
+	return j->result;
+}
+
+ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
+{
+	struct op_job oj = { .op = op };
+	oj.job.run = run_op;
+	bool ran;
+	return run_stack_job(&oj.job, deadline, &ran);
+}
+
+struct call_job {
+	struct zio__job job;
+	long (*fn)(void *);
+	void *arg;
+};
+
+static void run_call(struct zio__job *j)
+{
+	struct call_job *c = (struct call_job *)j;
+	j->result = c->fn(c->arg);
+}
+
+ZIO_API long zio_blocking_call(long (*fn)(void *), void *arg, int64_t deadline)
+{
+	if (!fn)
+		return -EINVAL;
+	struct call_job c = { .fn = fn, .arg = arg };
+	c.job.run = run_call;
+	bool ran;
+	long r = run_stack_job(&c.job, deadline, &ran);
+	if (ran)
+		return c.job.result; /* fn's own value, even if the wait ended */
+	return r;
+}
+
+int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	atomic_store(&j->refs, 1); /* the waiter's */
+	if (!f) {
+		j->run(j);
+		return 0;
+	}
+	if (f->shield == 0 && atomic_load(&f->cancelled))
+		return -ECANCELED;
+	pthread_once(&pool_once, pool_init);
+	struct zio__parker *p = &f->park;
+	atomic_store(&j->refs, 2); /* the waiter's and the pool's */
+	j->parker = p;
+	j->detached = true;
+	pthread_mutex_lock(&pool_lock);
+	j->gen = zio__park_prepare(p, 0);
+	int err = enqueue(j);
+	pthread_mutex_unlock(&pool_lock);
+	if (err) {
+		zio__unpark(p, j->gen, 0);
+		zio__park(p, ZIO_FOREVER);
+		atomic_store(&j->refs, 1);
+		return err;
+	}
+	int w = zio__park(p, deadline);
+	pthread_mutex_lock(&pool_lock);
+	bool done = j->state == JOB_DONE;
+	j->parker = NULL; /* the worker must not wake us any more */
+	if (j->state == JOB_QUEUED) {
+		unqueue(j);
+		atomic_fetch_sub(&j->refs, 1); /* the pool's: it never ran */
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (done)
+		return 0; /* the waiter still holds its reference */
+	return w ? w : -EINTR;
+}

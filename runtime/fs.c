@@ -1,0 +1,298 @@
+/*
+ * fs.c - files and the filesystem.
+ *
+ * Each call is one file op (backend.h): io_uring performs it natively when
+ * its probe says so, otherwise (epoll, poll, older kernels) it runs on the
+ * blocking pool, so a slow disk stalls a pool thread, never an executor.
+ * Deadlines and cancellation apply to the wait: a pool job that has not
+ * started is dropped; io_uring cancels what it can (an op already running
+ * in the kernel may still complete, and then its result is returned).
+ *
+ * zio_sendfile() copies in the kernel: sendfile(2) into sockets and pipes
+ * (waiting for writability on EAGAIN), copy_file_range(2) between files
+ * (on the pool, like any disk I/O), with a read/write fallback.
+ */
+#include "backend.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/sysmacros.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int path_op(int opcode, int dirfd, const char *path, int flags, unsigned mode,
+		   int64_t deadline)
+{
+	if (!path)
+		return -EINVAL;
+	struct zio__op op = { .opcode = (uint8_t)opcode, .fd = -1 };
+	op.u.path.dirfd = dirfd;
+	op.u.path.path = path;
+	op.u.path.flags = flags;
+	op.u.path.mode = mode;
+	return (int)zio__op_run(&op, deadline);
+}
+
+ZIO_API int zio_file_openat(int dirfd, const char *path, int flags, mode_t mode,
+			    int64_t deadline)
+{
+	int fd = path_op(ZIO__OP_OPENAT, dirfd, path, flags | O_CLOEXEC, mode, deadline);
+	if (fd >= 0) {
+		/* A fresh number: forget what its previous owner left. */
+		struct zio__fd *ent = zio__fd_get(fd);
+		if (ent)
+			__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_UNKNOWN, __ATOMIC_RELAXED);
+	}
+	return fd;
+}
+
+ZIO_API int zio_file_open(const char *path, int flags, mode_t mode, int64_t deadline)
+{
+	return zio_file_openat(AT_FDCWD, path, flags, mode, deadline);
+}
+
+static ssize_t file_rw(int opcode, int fd, void *buf, size_t len, int64_t off, int64_t deadline)
+{
+	struct zio__op op = { .opcode = (uint8_t)opcode, .fd = fd };
+	op.u.rw.buf = buf;
+	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
+	op.u.rw.off = off;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_file_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+	return file_rw(ZIO__OP_FREAD, fd, buf, len, -1, deadline);
+}
+
+ZIO_API ssize_t zio_file_write(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	return file_rw(ZIO__OP_FWRITE, fd, (void *)buf, len, -1, deadline);
+}
+
+ZIO_API ssize_t zio_file_pread(int fd, void *buf, size_t len, off_t off, int64_t deadline)
+{
+	if (off < 0)
+		return -EINVAL;
+	return file_rw(ZIO__OP_PREAD, fd, buf, len, off, deadline);
+}
+
+ZIO_API ssize_t zio_file_pwrite(int fd, const void *buf, size_t len, off_t off,
+				int64_t deadline)
+{
+	if (off < 0)
+		return -EINVAL;
+	return file_rw(ZIO__OP_PWRITE, fd, (void *)buf, len, off, deadline);
+}
+
+ZIO_API ssize_t zio_file_write_all(int fd, const void *buf, size_t len, off_t off,
+				   int64_t deadline)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = off < 0 ? zio_file_write(fd, (const char *)buf + done, len - done, deadline)
+				    : zio_file_pwrite(fd, (const char *)buf + done, len - done,
+						      off + (off_t)done, deadline);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return -EIO;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+static int do_sync(int fd, bool datasync, int64_t deadline)
+{
+	struct zio__op op = { .opcode = ZIO__OP_FSYNC, .fd = fd };
+	op.u.fsync.datasync = datasync;
+	return (int)zio__op_run(&op, deadline);
+}
+
+ZIO_API int zio_file_sync(int fd, int64_t deadline)
+{
+	return do_sync(fd, false, deadline);
+}
+
+ZIO_API int zio_file_datasync(int fd, int64_t deadline)
+{
+	return do_sync(fd, true, deadline);
+}
+
+static void statx_to_stat(const struct statx *x, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x->stx_dev_major, x->stx_dev_minor);
+	st->st_ino = x->stx_ino;
+	st->st_mode = x->stx_mode;
+	st->st_nlink = x->stx_nlink;
+	st->st_uid = x->stx_uid;
+	st->st_gid = x->stx_gid;
+	st->st_rdev = makedev(x->stx_rdev_major, x->stx_rdev_minor);
+	st->st_size = (off_t)x->stx_size;
+	st->st_blksize = x->stx_blksize;
+	st->st_blocks = (blkcnt_t)x->stx_blocks;
+	st->st_atim.tv_sec = x->stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x->stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x->stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x->stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x->stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x->stx_ctime.tv_nsec;
+}
+
+static int do_statx(int dirfd, const char *path, int flags, struct stat *st, int64_t deadline)
+{
+	if (!st)
+		return -EINVAL;
+	struct statx x;
+	struct zio__op op = { .opcode = ZIO__OP_STATX, .fd = -1 };
+	op.u.path.dirfd = dirfd;
+	op.u.path.path = path;
+	op.u.path.flags = flags;
+	op.u.path.mode = STATX_BASIC_STATS;
+	op.u.path.stx = &x;
+	int r = (int)zio__op_run(&op, deadline);
+	if (r == 0)
+		statx_to_stat(&x, st);
+	return r;
+}
+
+ZIO_API int zio_file_stat(const char *path, struct stat *st, int64_t deadline)
+{
+	if (!path)
+		return -EINVAL;
+	return do_statx(AT_FDCWD, path, 0, st, deadline);
+}
+
+ZIO_API int zio_file_fstat(int fd, struct stat *st, int64_t deadline)
+{
+	if (fd < 0)
+		return -EBADF;
+	return do_statx(fd, "", AT_EMPTY_PATH, st, deadline);
+}
+
+ZIO_API int zio_file_rename(const char *from, const char *to, int64_t deadline)
+{
+	if (!from || !to)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_RENAMEAT, .fd = -1 };
+	op.u.path.dirfd = AT_FDCWD;
+	op.u.path.path = from;
+	op.u.path.dirfd2 = AT_FDCWD;
+	op.u.path.path2 = to;
+	return (int)zio__op_run(&op, deadline);
+}
+
+ZIO_API int zio_file_unlink(const char *path, int64_t deadline)
+{
+	return path_op(ZIO__OP_UNLINKAT, AT_FDCWD, path, 0, 0, deadline);
+}
+
+ZIO_API int zio_dir_remove(const char *path, int64_t deadline)
+{
+	return path_op(ZIO__OP_UNLINKAT, AT_FDCWD, path, AT_REMOVEDIR, 0, deadline);
+}
+
+ZIO_API int zio_dir_create(const char *path, mode_t mode, int64_t deadline)
+{
+	return path_op(ZIO__OP_MKDIRAT, AT_FDCWD, path, 0, mode, deadline);
+}
+
+ZIO_API int zio_file_close(int fd)
+{
+	return zio_close(fd);
+}
+
+/* ---------------------------------------------------------------- sendfile */
+
+struct copy_args {
+	int out_fd, in_fd;
+	off_t *offset;
+	size_t count;
+};
+
+static long copy_range(void *arg)
+{
+	struct copy_args *c = arg;
+	ssize_t r = copy_file_range(c->in_fd, c->offset, c->out_fd, NULL, c->count, 0);
+	if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+		r = sendfile(c->out_fd, c->in_fd, c->offset, c->count);
+	return r < 0 ? -errno : r;
+}
+
+/* Read/write through a buffer: for pairs the kernel will not copy. */
+static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int64_t deadline)
+{
+	char buf[16384];
+	size_t done = 0;
+	while (done < count) {
+		size_t want = count - done < sizeof(buf) ? count - done : sizeof(buf);
+		ssize_t r = offset ? zio_file_pread(in_fd, buf, want, *offset, deadline)
+				   : zio_read(in_fd, buf, want, deadline);
+		if (r <= 0) {
+			if (r < 0 && done == 0)
+				return r;
+			break;
+		}
+		ssize_t w = zio_write_all(out_fd, buf, (size_t)r, deadline);
+		if (w < 0)
+			return done ? (ssize_t)done : w;
+		if (offset)
+			*offset += r;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
+			     int64_t deadline)
+{
+	struct stat st;
+	if (fstat(out_fd, &st) < 0)
+		return -errno;
+	size_t done = 0;
+	if (S_ISREG(st.st_mode)) {
+		/* File to file: disk work, on the pool (or here, off-runtime). */
+		while (done < count) {
+			struct copy_args c = { out_fd, in_fd, offset, count - done };
+			long r = zio_blocking_call(copy_range, &c, deadline);
+			if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -EXDEV) {
+				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
+				return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);
+			}
+			if (r < 0)
+				return done ? (ssize_t)done : r;
+			if (r == 0)
+				break;
+			done += (size_t)r;
+		}
+		return (ssize_t)done;
+	}
+	/* Into a socket or pipe: sendfile, waiting for room on EAGAIN. The
+	 * file side reads from the page cache, which may block briefly. */
+	while (done < count) {
+		size_t chunk = count - done > (1u << 20) ? (1u << 20) : count - done;
+		ssize_t r = sendfile(out_fd, in_fd, offset, chunk);
+		if (r < 0) {
+			int e = errno;
+			if (e == EAGAIN) {
+				int w = zio_wait_fd(out_fd, POLLOUT, deadline);
+				if (w < 0)
+					return done ? (ssize_t)done : w;
+				continue;
+			}
+			if (e == EINVAL || e == ENOSYS) {
+				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
+				return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);
+			}
+			if (e == EINTR)
+				continue;
+			return done ? (ssize_t)done : -e;
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}

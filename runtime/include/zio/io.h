@@ -1,0 +1,215 @@
+/*
+ * zio/io.h - I/O that looks blocking to the task: sockets, addresses, DNS,
+ * files, readiness waits, the blocking pool, buffered streams.
+ *
+ * Included by zio.h. The conventions of zio.h hold: -errno results, and
+ * every call that may wait takes an absolute deadline (ZIO_FOREVER, a
+ * zio_deadline_after() value, or 0 = try once: a stream call that would
+ * have to wait returns -EAGAIN) and honours deadline scopes and
+ * cancellation. While a call waits, the executor runs other tasks.
+ *
+ * Descriptors are plain ints. Sockets and pipes made here are non-blocking
+ * and close-on-exec. fds made elsewhere work too, blocking or not (their
+ * O_NONBLOCK flag is never changed). Close every fd you use with zio calls
+ * through zio_close(): it wakes other tasks waiting on it (they get -EBADF)
+ * and drops the backend's registration before the number can be reused.
+ *
+ * Cancellation of a call in flight really cancels it (io_uring
+ * ASYNC_CANCEL, or the readiness wait is removed) and returns -ECANCELED;
+ * if the operation completed anyway, its result is returned instead (no
+ * bytes are lost) and the cancellation stays pending for the next call.
+ *
+ * Called from a thread that is not running a task, these calls block the
+ * thread (poll() with the deadline), so libraries can use them anywhere.
+ *
+ * Regular files: use zio_file_*: io_uring does them natively; on the epoll
+ * and poll backends they run on the blocking pool, so a slow disk never
+ * stalls an executor.
+ */
+#ifndef ZIO_IO_H
+#define ZIO_IO_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- addresses */
+
+/* An IPv4, IPv6 or Unix socket address, with its length. */
+typedef struct zio_addr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+		struct sockaddr_un un;
+		struct sockaddr_storage ss;
+	};
+	socklen_t len;
+} zio_addr;
+
+/* Longest text zio_addr_format() writes, NUL included. */
+#define ZIO_ADDR_STRLEN 128
+
+/* Parses "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80", "1.2.3.4", "::1"
+ * (port 0), "unix:/path", "unix:@abstract", or "/path" / "@abstract" (a
+ * Unix socket; '@' is the abstract namespace). -EINVAL for anything else:
+ * garbage, ports over 65535, unknown interfaces, paths too long. */
+ZIO_API int zio_addr_parse(zio_addr *out, const char *text);
+/* An IP address (no port in text) with port. */
+ZIO_API int zio_addr_ip(zio_addr *out, const char *ip, uint16_t port);
+/* A Unix address; a leading '@' means the abstract namespace. */
+ZIO_API int zio_addr_unix(zio_addr *out, const char *path);
+/* From a kernel sockaddr, length-checked. */
+ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, socklen_t len);
+/* The text zio_addr_parse() reads back. Returns its length or -ENOSPC. */
+ZIO_API int zio_addr_format(const zio_addr *a, char *buf, size_t size);
+ZIO_API int zio_addr_port(const zio_addr *a); /* -EINVAL for Unix addresses */
+ZIO_API int zio_addr_set_port(zio_addr *a, uint16_t port);
+ZIO_API bool zio_addr_is_loopback(const zio_addr *a);
+
+/* ------------------------------------------------------------------ sockets */
+
+/* socket(2), always non-blocking and close-on-exec. */
+ZIO_API int zio_socket(int domain, int type, int protocol);
+ZIO_API int zio_bind(int fd, const zio_addr *addr);
+ZIO_API int zio_listen(int fd, int backlog);
+/* Returns the new connection (non-blocking, close-on-exec); *peer (may be
+ * NULL) gets its address. */
+ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline);
+/* On -ETIMEDOUT or -ECANCELED the socket is left half-connected: close it. */
+ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline);
+ZIO_API int zio_shutdown(int fd, int how);
+ZIO_API int zio_socketpair(int domain, int type, int fds[2]);
+ZIO_API int zio_local_addr(int fd, zio_addr *out);
+ZIO_API int zio_peer_addr(int fd, zio_addr *out);
+
+struct zio_listen_options {
+	int backlog;        /* 0: SOMAXCONN */
+	bool no_reuse_addr; /* SO_REUSEADDR is on unless this is set */
+	bool reuse_port;    /* SO_REUSEPORT */
+};
+/* Stream listener on addr (TCP, or a Unix stream socket for a Unix
+ * address; a stale socket file is not removed). opts may be NULL. */
+ZIO_API int zio_tcp_listen(const zio_addr *addr, const struct zio_listen_options *opts);
+ZIO_API int zio_tcp_accept(int lfd, zio_addr *peer, int64_t deadline);
+/* Stream connection to addr (TCP with TCP_NODELAY, or Unix). */
+ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline);
+/* Resolves host (zio_dns_resolve) and tries each address in turn until one
+ * connects, all within deadline. Returns the fd or the last error. */
+ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline);
+
+/* Datagram socket bound to addr (UDP, or a Unix datagram socket). */
+ZIO_API int zio_udp_bind(const zio_addr *addr);
+/* Unbound datagram socket of a family (AF_INET, AF_INET6, AF_UNIX). */
+ZIO_API int zio_udp_socket(int family);
+
+ZIO_API int zio_socket_set_nodelay(int fd, bool on);
+ZIO_API int zio_socket_set_keepalive(int fd, bool on);
+ZIO_API int zio_socket_set_reuseaddr(int fd, bool on);
+ZIO_API int zio_socket_set_reuseport(int fd, bool on);
+ZIO_API int zio_socket_set_sndbuf(int fd, int bytes);
+ZIO_API int zio_socket_set_rcvbuf(int fd, int bytes);
+ZIO_API int zio_socket_sndbuf(int fd); /* current size, or -errno */
+ZIO_API int zio_socket_rcvbuf(int fd);
+
+/* ---------------------------------------------------------------- transfers */
+
+/* Any fd: sockets, pipes, ttys, eventfds... read returns 0 at EOF. */
+ZIO_API ssize_t zio_read(int fd, void *buf, size_t len, int64_t deadline);
+ZIO_API ssize_t zio_write(int fd, const void *buf, size_t len, int64_t deadline);
+ZIO_API ssize_t zio_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+ZIO_API ssize_t zio_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+/* Writes everything (len on success). On an error part may have gone out. */
+ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadline);
+/* Like zio_write_all over an iovec array, which it advances in place. */
+ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline);
+
+/* Sockets: send/recv flags as in send(2)/recv(2); MSG_NOSIGNAL is implied. */
+ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline);
+ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline);
+ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr *from,
+			     int64_t deadline);
+ZIO_API ssize_t zio_sendto(int fd, const void *buf, size_t len, int flags, const zio_addr *to,
+			   int64_t deadline);
+ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
+ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+
+/* Waits until fd is ready for events (POLLIN, POLLOUT, POLLPRI); returns
+ * the ready events (poll revents, POLLHUP/POLLERR included), -ETIMEDOUT,
+ * -ECANCELED or -EBADF (closed by zio_close meanwhile). For code that owns
+ * its own fds and does its own non-blocking calls. */
+ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
+
+/* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
+ * closes it. */
+ZIO_API int zio_close(int fd);
+/* pipe2(O_NONBLOCK | O_CLOEXEC). */
+ZIO_API int zio_pipe(int fds[2]);
+
+/* ---------------------------------------------------------------------- DNS */
+
+/* Up to max addresses of host (a name or a numeric address) with port set,
+ * in getaddrinfo order; family is AF_UNSPEC, AF_INET or AF_INET6. Returns
+ * how many were stored (> 0), or -errno: -ENOENT for an unknown name,
+ * -EAGAIN for a temporary failure, -EINVAL for a bad name. The lookup runs
+ * on the blocking pool; a timeout or cancellation returns at once even if
+ * the lookup is still running (it finishes and is thrown away). */
+ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_addr *out, int max,
+			    int64_t deadline);
+
+/* -------------------------------------------------------------------- files */
+
+/* open(2)/openat(2): O_CLOEXEC is added. */
+ZIO_API int zio_file_open(const char *path, int flags, mode_t mode, int64_t deadline);
+ZIO_API int zio_file_openat(int dirfd, const char *path, int flags, mode_t mode,
+			    int64_t deadline);
+/* At the file position (read/write) or at off (pread/pwrite). */
+ZIO_API ssize_t zio_file_read(int fd, void *buf, size_t len, int64_t deadline);
+ZIO_API ssize_t zio_file_write(int fd, const void *buf, size_t len, int64_t deadline);
+ZIO_API ssize_t zio_file_pread(int fd, void *buf, size_t len, off_t off, int64_t deadline);
+ZIO_API ssize_t zio_file_pwrite(int fd, const void *buf, size_t len, off_t off,
+				int64_t deadline);
+/* Writes all of buf at off (or at the position if off < 0). */
+ZIO_API ssize_t zio_file_write_all(int fd, const void *buf, size_t len, off_t off,
+				   int64_t deadline);
+ZIO_API int zio_file_sync(int fd, int64_t deadline);
+ZIO_API int zio_file_datasync(int fd, int64_t deadline);
+ZIO_API int zio_file_stat(const char *path, struct stat *st, int64_t deadline);
+ZIO_API int zio_file_fstat(int fd, struct stat *st, int64_t deadline);
+ZIO_API int zio_file_rename(const char *from, const char *to, int64_t deadline);
+ZIO_API int zio_file_unlink(const char *path, int64_t deadline);
+ZIO_API int zio_dir_create(const char *path, mode_t mode, int64_t deadline);
+ZIO_API int zio_dir_remove(const char *path, int64_t deadline);
+ZIO_API int zio_file_close(int fd);
+/* Copies up to count bytes from in_fd (at *offset, advanced, or at its
+ * position if offset is NULL) to out_fd, a socket, pipe or file, in the
+ * kernel where it can (sendfile/copy_file_range). Returns bytes copied
+ * (short only at EOF) or -errno. */
+ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
+			     int64_t deadline);
+
+/* ------------------------------------------------------------ blocking pool */
+
+/* Runs fn(arg) on a thread of the bounded blocking pool and returns its
+ * value; the executor keeps running other tasks meanwhile. If the wait
+ * ends (deadline, cancellation) before fn has started, fn never runs and
+ * -ETIMEDOUT / -ECANCELED is returned; once started, fn is waited for
+ * (it may use the caller's stack) and its value is returned. From a plain
+ * thread fn simply runs there. */
+ZIO_API long zio_blocking_call(long (*fn)(void *arg), void *arg, int64_t deadline);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "zio/stream.h"
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * zio/stream.h - buffered readers and writers over any byte source or sink
+ * (the C counterpart of Zig's std.Io.Reader / std.Io.Writer).
+ *
+ * A source or sink is a small vtable plus a context pointer; zio provides
+ * ones for fds (sockets, pipes: zio_read/zio_write; files: zio_file_*) and
+ * memory, and users can write their own. Readers and writers are structs
+ * the caller embeds, with caller-provided buffers, so nothing is allocated.
+ *
+ * Every call takes no deadline of its own: the stream's `deadline` field
+ * (ZIO_FOREVER by default) applies to each underlying call; set it, or use
+ * a zio_timeout scope. Errors are -errno; a stream remembers its first
+ * error (`err`) and returns it from then on. End of input is a short
+ * result, not an error, except where a call promises an exact amount
+ * (zio_reader_read_exact: -EPIPE).
+ *
+ * zio_stream_fopen() wraps a reader and/or writer in a stdio FILE * (via
+ * fopencookie), so fprintf/fgets work on a socket inside a task without
+ * blocking the executor.
+ */
+#ifndef ZIO_STREAM_H
+#define ZIO_STREAM_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A byte source: read up to len bytes, 0 at end, or -errno. */
+struct zio_source_vtable {
+	ssize_t (*read)(void *ctx, void *buf, size_t len, int64_t deadline);
+};
+/* A byte sink: write up to len bytes (at least 1), or -errno. */
+struct zio_sink_vtable {
+	ssize_t (*write)(void *ctx, const void *buf, size_t len, int64_t deadline);
+	int (*flush)(void *ctx, int64_t deadline); /* may be NULL */
+};
+
+/* Ready-made: ctx is (void *)(intptr_t)fd. */
+ZIO_API extern const struct zio_source_vtable zio_fd_source;   /* zio_read */
+ZIO_API extern const struct zio_sink_vtable zio_fd_sink;       /* zio_write */
+ZIO_API extern const struct zio_source_vtable zio_file_source; /* zio_file_read */
+ZIO_API extern const struct zio_sink_vtable zio_file_sink;     /* zio_file_write */
+
+/* Memory: a reader over a fixed buffer, a writer into one (full: -ENOSPC). */
+struct zio_mem {
+	char *data;
+	size_t len; /* reader: bytes available; writer: bytes written */
+	size_t cap; /* writer: capacity */
+	size_t pos; /* reader: bytes consumed */
+};
+ZIO_API extern const struct zio_source_vtable zio_mem_source;
+ZIO_API extern const struct zio_sink_vtable zio_mem_sink;
+
+typedef struct zio_reader {
+	const struct zio_source_vtable *vt;
+	void *ctx;
+	char *buf;
+	size_t cap, start, end; /* buffered bytes are buf[start, end) */
+	int64_t deadline;
+	int err;                /* first error, sticky */
+	bool eof;
+} zio_reader;
+
+typedef struct zio_writer {
+	const struct zio_sink_vtable *vt;
+	void *ctx;
+	char *buf;
+	size_t cap, len;
+	int64_t deadline;
+	int err;
+} zio_writer;
+
+ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, void *ctx,
+			     void *buf, size_t cap);
+ZIO_API void zio_writer_init(zio_writer *w, const struct zio_sink_vtable *vt, void *ctx,
+			     void *buf, size_t cap);
+/* Convenience: over an fd with zio_read / zio_write. */
+ZIO_API void zio_reader_init_fd(zio_reader *r, int fd, void *buf, size_t cap);
+ZIO_API void zio_writer_init_fd(zio_writer *w, int fd, void *buf, size_t cap);
+
+/* Up to len bytes: buffered ones first, else one read from the source.
+ * 0 at end of input. */
+ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len);
+/* Exactly len bytes: len, or -EPIPE if the input ended first (the bytes
+ * read so far are consumed), or -errno. */
+ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len);
+/* Makes n bytes (n <= cap) available without consuming them; *out points
+ * into the buffer. Returns how many are available: n, fewer at end of
+ * input, or -errno. */
+ZIO_API ssize_t zio_reader_peek(zio_reader *r, size_t n, const char **out);
+/* Skips n bytes; returns how many were skipped (fewer at end). */
+ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n);
+/* Bytes up to the first delim, copied into out (size max): with the
+ * delimiter if inclusive, without it (but consumed) otherwise. Returns the
+ * length stored; 0 at end of input with nothing read; -EMSGSIZE if no
+ * delimiter came within max bytes (nothing is consumed then, unless the
+ * line was longer than the reader's buffer). If the input
+ * ends in the middle of a line, that partial line is returned like fgets()
+ * does (inclusive mode: it is the one result not ending in delim). */
+ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, char *out,
+				      size_t max);
+/* Like take_delim but returns a pointer into the reader's buffer (valid
+ * until the next call): the line can be at most cap bytes. */
+ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusive,
+					  const char **out);
+/* Everything up to end of input into out (at most max bytes): the length,
+ * or -EMSGSIZE if there was more than max. */
+ZIO_API ssize_t zio_reader_read_all(zio_reader *r, char *out, size_t max);
+/* Bytes buffered and not yet consumed. */
+static inline size_t zio_reader_buffered(const zio_reader *r)
+{
+	return r->end - r->start;
+}
+
+/* Buffers and writes; returns len or -errno. */
+ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len);
+ZIO_API int zio_writer_putc(zio_writer *w, int c);
+ZIO_API ssize_t zio_writer_print(zio_writer *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap);
+/* Writes out everything buffered, then flushes the sink. */
+ZIO_API int zio_writer_flush(zio_writer *w);
+
+/* A stdio stream over a reader (mode "r"), a writer ("w") or both ("r+").
+ * stdio buffers on its own; the reader's and writer's buffers still apply.
+ * fclose() flushes the writer but does not close the underlying fd. */
+ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

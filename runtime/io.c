@@ -1,0 +1,631 @@
+/*
+ * io.c - the op helper every I/O call goes through, and the generic fd calls
+ * (read, write, vectors, wait for readiness, close, pipes).
+ *
+ * zio__op_run(op, deadline) makes one syscall look blocking to the fiber:
+ *
+ *  - completion backend (io_uring) and an op it performs natively: pin the
+ *    fiber to its executor, submit, park with the deadline. If the wait ends
+ *    by timeout or cancellation, ask the kernel to cancel and wait, shielded
+ *    and without a deadline, for the op's real completion: its memory is on
+ *    this stack. If the op succeeded anyway its result is returned (bytes
+ *    read are never lost) and the cancellation stays pending, because it is
+ *    sticky: the next suspension point reports it.
+ *  - readiness backend (epoll, poll), or an op io_uring cannot do: try the
+ *    syscall non-blocking; on EAGAIN arm a readiness wait and park; retry
+ *    when woken. Timeout or cancellation unlinks the wait; nothing was
+ *    consumed, so nothing is lost.
+ *  - regular-file and path ops without native support go to the blocking
+ *    pool (blocking.c).
+ *  - a plain thread outside any runtime performs the call itself: the
+ *    syscall, then poll() with the deadline, then the syscall again.
+ *
+ * Deadlines: ZIO_FOREVER, an absolute CLOCK_MONOTONIC time, or 0, which
+ * means "try once": a stream op that would have to wait returns -EAGAIN.
+ * Deadline scopes (zio_timeout_begin) apply through zio__park().
+ *
+ * Non-blocking attempts on fds zio did not create: O_NONBLOCK fds are used
+ * as they are; blocking sockets get MSG_DONTWAIT; other blocking fds (pipes,
+ * ttys) are polled before the call, and O_NONBLOCK is never changed on a
+ * shared file description. A connect on a blocking socket runs on the pool.
+ * The kind of an fd is learned once (fcntl + fstat) and cached in the fd
+ * table until zio_close(); zio's own sockets are recorded at creation.
+ */
+#include "backend.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RW 0x7ffff000u /* what Linux transfers in one call at most */
+
+static inline size_t clamp_len(size_t n)
+{
+	return n > MAX_RW ? MAX_RW : n;
+}
+
+ssize_t zio__op_syscall(struct zio__op *op)
+{
+	ssize_t r;
+	int fd = op->fd;
+	switch (op->opcode) {
+	case ZIO__OP_NOP:
+		r = 0;
+		break;
+	case ZIO__OP_READ:
+	case ZIO__OP_FREAD:
+	case ZIO__OP_PREAD:
+		r = op->u.rw.off < 0 ? read(fd, op->u.rw.buf, op->u.rw.len)
+				     : pread(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.off);
+		break;
+	case ZIO__OP_WRITE:
+	case ZIO__OP_FWRITE:
+	case ZIO__OP_PWRITE:
+		r = op->u.rw.off < 0 ? write(fd, op->u.rw.buf, op->u.rw.len)
+				     : pwrite(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.off);
+		break;
+	case ZIO__OP_READV:
+		r = op->u.vec.off < 0 ? readv(fd, op->u.vec.iov, op->u.vec.iovcnt)
+				      : preadv(fd, op->u.vec.iov, op->u.vec.iovcnt, op->u.vec.off);
+		break;
+	case ZIO__OP_WRITEV:
+		r = op->u.vec.off < 0 ? writev(fd, op->u.vec.iov, op->u.vec.iovcnt)
+				      : pwritev(fd, op->u.vec.iov, op->u.vec.iovcnt, op->u.vec.off);
+		break;
+	case ZIO__OP_RECV:
+		r = recv(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags);
+		break;
+	case ZIO__OP_SEND:
+		r = send(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_NOSIGNAL);
+		break;
+	case ZIO__OP_RECVMSG:
+		r = recvmsg(fd, op->u.msg.msg, op->u.msg.flags);
+		break;
+	case ZIO__OP_SENDMSG:
+		r = sendmsg(fd, op->u.msg.msg, op->u.msg.flags | MSG_NOSIGNAL);
+		break;
+	case ZIO__OP_ACCEPT:
+		r = accept4(fd, op->u.sa.addr, op->u.sa.addrlen, op->u.sa.flags);
+		break;
+	case ZIO__OP_CONNECT:
+		r = connect(fd, op->u.sa.addr, op->u.sa.len);
+		break;
+	case ZIO__OP_POLL: {
+		struct pollfd p = { .fd = fd, .events = op->u.poll.events };
+		r = poll(&p, 1, 0);
+		if (r > 0)
+			r = p.revents;
+		else if (r == 0)
+			return -EAGAIN;
+		break;
+	}
+	case ZIO__OP_FSYNC:
+		r = op->u.fsync.datasync ? fdatasync(fd) : fsync(fd);
+		break;
+	case ZIO__OP_OPENAT:
+		r = openat(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode);
+		break;
+	case ZIO__OP_STATX:
+		r = statx(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode,
+			  op->u.path.stx);
+		break;
+	case ZIO__OP_RENAMEAT:
+		r = renameat2(op->u.path.dirfd, op->u.path.path, op->u.path.dirfd2, op->u.path.path2,
+			      (unsigned)op->u.path.flags);
+		break;
+	case ZIO__OP_UNLINKAT:
+		r = unlinkat(op->u.path.dirfd, op->u.path.path, op->u.path.flags);
+		break;
+	case ZIO__OP_MKDIRAT:
+		r = mkdirat(op->u.path.dirfd, op->u.path.path, op->u.path.mode);
+		break;
+	case ZIO__OP_CLOSE:
+		r = close(fd);
+		break;
+	case ZIO__OP_CALL:
+		return op->u.call.fn(op->u.call.arg);
+	default:
+		return -EINVAL;
+	}
+	return r < 0 ? -errno : r;
+}
+
+/* ------------------------------------------------------------- fd kinds */
+
+static int fd_kind(int fd, struct zio__fd *ent)
+{
+	int k = ent ? __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) : ZIO__FD_UNKNOWN;
+	if (k != ZIO__FD_UNKNOWN)
+		return k;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
+		k = ZIO__FD_REGULAR;
+	else if (fl & O_NONBLOCK)
+		k = ZIO__FD_NONBLOCK;
+	else if (S_ISSOCK(st.st_mode))
+		k = ZIO__FD_SOCKET;
+	else
+		k = ZIO__FD_BLOCKING;
+	if (ent)
+		__atomic_store_n(&ent->kind, (uint8_t)k, __ATOMIC_RELAXED);
+	return k;
+}
+
+static inline int op_dir(const struct zio__op *op)
+{
+	switch (op->opcode) {
+	case ZIO__OP_WRITE:
+	case ZIO__OP_WRITEV:
+	case ZIO__OP_SEND:
+	case ZIO__OP_SENDMSG:
+	case ZIO__OP_CONNECT:
+		return ZIO__DIR_WRITE;
+	case ZIO__OP_POLL:
+		return (op->u.poll.events & POLLIN) ? ZIO__DIR_READ : ZIO__DIR_WRITE;
+	default:
+		return ZIO__DIR_READ;
+	}
+}
+
+static bool poll_now(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	return poll(&p, 1, 0) > 0;
+}
+
+/* One non-blocking attempt; -EAGAIN if it would have to wait. */
+static ssize_t try_op(struct zio__op *op, int kind)
+{
+	if (op->opcode == ZIO__OP_CONNECT) {
+		if (op->state == 0) {
+			ssize_t r = zio__op_syscall(op);
+			if (r == -EINPROGRESS) {
+				op->state = 1;
+				return -EAGAIN;
+			}
+			return r;
+		}
+		/* In progress: done once writable, and SO_ERROR says how. */
+		if (!poll_now(op->fd, POLLOUT))
+			return -EAGAIN;
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			return -errno;
+		return -err;
+	}
+	if (kind == ZIO__FD_SOCKET) {
+		/* A blocking socket: MSG_DONTWAIT makes this one call
+		 * non-blocking without touching the shared description. */
+		struct zio__op o = *op;
+		switch (op->opcode) {
+		case ZIO__OP_READ:
+			o.opcode = ZIO__OP_RECV;
+			o.u.rw.flags = MSG_DONTWAIT;
+			return zio__op_syscall(&o);
+		case ZIO__OP_WRITE:
+			o.opcode = ZIO__OP_SEND;
+			o.u.rw.flags = MSG_DONTWAIT;
+			return zio__op_syscall(&o);
+		case ZIO__OP_READV:
+		case ZIO__OP_WRITEV: {
+			struct msghdr m = { .msg_iov = (struct iovec *)op->u.vec.iov,
+					    .msg_iovlen = (size_t)op->u.vec.iovcnt };
+			o.opcode = op->opcode == ZIO__OP_READV ? ZIO__OP_RECVMSG : ZIO__OP_SENDMSG;
+			o.u.msg.msg = &m;
+			o.u.msg.flags = MSG_DONTWAIT;
+			return zio__op_syscall(&o);
+		}
+		case ZIO__OP_RECV:
+		case ZIO__OP_SEND:
+			o.u.rw.flags |= MSG_DONTWAIT;
+			return zio__op_syscall(&o);
+		case ZIO__OP_RECVMSG:
+		case ZIO__OP_SENDMSG:
+			o.u.msg.flags |= MSG_DONTWAIT;
+			return zio__op_syscall(&o);
+		default:
+			break; /* accept, poll: poll first, below */
+		}
+		kind = ZIO__FD_BLOCKING;
+	}
+	if (kind == ZIO__FD_BLOCKING && op->opcode != ZIO__OP_POLL &&
+	    !poll_now(op->fd, op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT))
+		return -EAGAIN;
+	ssize_t r = zio__op_syscall(op);
+	return r == -EWOULDBLOCK ? -EAGAIN : r;
+}
+
+/* ---------------------------------------------------- plain threads */
+
+static ssize_t thread_run(struct zio__op *op, int64_t deadline)
+{
+	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
+		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
+	int kind = fd_kind(op->fd, zio__fd_get(op->fd));
+	if (kind < 0)
+		return kind;
+	if (kind == ZIO__FD_REGULAR || (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET))
+		return zio__op_syscall(op);
+	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
+					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
+	for (;;) {
+		ssize_t r = try_op(op, kind);
+		if (r != -EAGAIN)
+			return r;
+		if (deadline == 0)
+			return -EAGAIN;
+		struct timespec ts, *tsp = NULL;
+		if (deadline != ZIO_FOREVER) {
+			int64_t left = deadline - zio__now();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		}
+		struct pollfd p = { .fd = op->fd, .events = ev };
+		int n = ppoll(&p, 1, tsp, NULL);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0 && (p.revents & POLLNVAL))
+			return -EBADF;
+	}
+}
+
+/* ------------------------------------------------------------ fibers */
+
+#define PIN ZIO__FIBER_TEMP_PIN
+
+/* Completion path: the backend performs op. */
+static ssize_t native_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
+			  int64_t deadline)
+{
+	uint32_t pin = f->flags & PIN;
+	ssize_t r;
+	f->flags |= PIN;
+	op->loop = l;
+	op->parker = &f->park;
+again:
+	op->done = 0;
+	/* Submit before arming the wait: nothing completes before this
+	 * executor polls, which is after we have parked. */
+	l->ops->submit(l, op);
+	op->gen = zio__park_prepare(&f->park, 0);
+	int w = zio__park(&f->park, deadline);
+	f->flags |= PIN; /* zio__park drops it after a timed wait */
+	if (op->done) {
+		r = op->res;
+		if (r == -EINTR)
+			goto again;
+		/* Cancelled without our asking: zio_close() on another fiber. */
+		if (r == -ECANCELED)
+			r = -EBADF;
+	} else {
+		l->ops->cancel(l, op);
+		f->shield++;
+		while (!op->done) {
+			op->gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
+			zio__park(&f->park, ZIO_FOREVER);
+			f->flags |= PIN;
+		}
+		f->shield--;
+		r = op->res >= 0 ? op->res : w;
+	}
+	f->flags = (f->flags & ~PIN) | pin;
+	return r;
+}
+
+/* Waits until op's fd may be ready in op's direction, or the wait ends.
+ * Returns 0 (retry), or the wait's error. */
+static int wait_ready(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
+		      int64_t deadline)
+{
+	if (l->ops->native) {
+		/* io_uring without native support for op: a one-shot poll. */
+		struct zio__op p = { .opcode = ZIO__OP_POLL, .fd = op->fd };
+		p.u.poll.events = op->opcode == ZIO__OP_POLL ? op->u.poll.events
+			: (op->dir == ZIO__DIR_READ ? POLLIN : POLLOUT);
+		ssize_t r = native_run(l, f, &p, deadline);
+		return r < 0 ? (int)r : 0;
+	}
+	op->loop = l;
+	op->parker = &f->park;
+	/* Arm before publishing: another executor's epoll may wake us as
+	 * soon as the op is on the fd's list. */
+	op->gen = zio__park_prepare(&f->park, 0);
+	l->ops->submit(l, op);
+	int w = zio__park(&f->park, deadline);
+	f->flags |= PIN;
+	if (w != 0)
+		l->ops->cancel(l, op);
+	return w;
+}
+
+/* Readiness path: try, wait, retry. */
+static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
+			 int64_t deadline)
+{
+	struct zio__fd *ent = zio__fd_get(op->fd);
+	if (!ent)
+		return op->fd < 0 ? -EBADF : -ENOMEM;
+	int kind = fd_kind(op->fd, ent);
+	if (kind < 0)
+		return kind;
+	if (kind == ZIO__FD_REGULAR || (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
+		if (op->opcode == ZIO__OP_POLL)
+			return op->u.poll.events & (POLLIN | POLLOUT); /* always ready */
+		return zio__blocking_op(op, deadline);
+	}
+	op->dir = (uint8_t)op_dir(op);
+	uint32_t pin = f->flags & PIN;
+	f->flags |= PIN;
+	ssize_t r;
+	for (;;) {
+		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
+		r = try_op(op, kind);
+		if (r != -EAGAIN)
+			break;
+		if (deadline == 0)
+			break;
+		int w = wait_ready(l, f, op, deadline);
+		if (w == -EPERM && !l->ops->native) {
+			/* epoll refuses this kind of file: it cannot block
+			 * for long, so a pool thread may. */
+			f->flags = (f->flags & ~PIN) | pin;
+			return zio__blocking_op(op, deadline);
+		}
+		if (w != 0) {
+			r = w;
+			break;
+		}
+	}
+	f->flags = (f->flags & ~PIN) | pin;
+	return r;
+}
+
+ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (!f)
+		return thread_run(op, deadline);
+	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
+	struct zio__loop *l = f->exec->loop;
+	if (l->ops->native && l->ops->native(l, op->opcode)) {
+		if (deadline == 0 && !zio__op_is_file(op->opcode) &&
+		    op->opcode != ZIO__OP_CANCEL_FD)
+			return ready_run(l, f, op, 0);
+		if (op->fd >= 0 && !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD) {
+			/* Remember that this executor's ring may hold ops on
+			 * fd, so zio_close() knows whom to ask to cancel. */
+			struct zio__fd *ent = zio__fd_get(op->fd);
+			uint64_t bit = 1ull << (f->exec->id & 63);
+			if (ent && !(atomic_load_explicit(&ent->execs, memory_order_relaxed) & bit))
+				atomic_fetch_or(&ent->execs, bit);
+		}
+		return native_run(l, f, op, deadline);
+	}
+	if (zio__op_is_file(op->opcode))
+		return zio__blocking_op(op, deadline);
+	if (op->opcode == ZIO__OP_CANCEL_FD)
+		return 0;
+	return ready_run(l, f, op, deadline);
+}
+
+/* ------------------------------------------------------------ public calls */
+
+ZIO_API ssize_t zio_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+	struct zio__op op = { .opcode = ZIO__OP_READ, .fd = fd };
+	op.u.rw.buf = buf;
+	op.u.rw.len = clamp_len(len);
+	op.u.rw.off = -1;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_write(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	struct zio__op op = { .opcode = ZIO__OP_WRITE, .fd = fd };
+	op.u.rw.buf = (void *)buf;
+	op.u.rw.len = clamp_len(len);
+	op.u.rw.off = -1;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_READV, .fd = fd };
+	op.u.vec.iov = iov;
+	op.u.vec.iovcnt = iovcnt;
+	op.u.vec.off = -1;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_WRITEV, .fd = fd };
+	op.u.vec.iov = iov;
+	op.u.vec.iovcnt = iovcnt;
+	op.u.vec.off = -1;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadline)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = zio_write(fd, (const char *)buf + done, len - done, deadline);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return -EIO; /* a write that moves nothing would loop forever */
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
+{
+	size_t total = 0;
+	while (iovcnt > 0 && iov->iov_len == 0) {
+		iov++;
+		iovcnt--;
+	}
+	while (iovcnt > 0) {
+		ssize_t r = zio_writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt, deadline);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return -EIO;
+		total += (size_t)r;
+		size_t n = (size_t)r;
+		/* Advance past what went out; iov is the caller's to modify. */
+		while (iovcnt > 0 && n >= iov->iov_len) {
+			n -= iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= n;
+		}
+	}
+	return (ssize_t)total;
+}
+
+ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
+{
+	if (!(events & (POLLIN | POLLOUT | POLLPRI)))
+		return -EINVAL;
+	struct zio__fiber *f = zio__fiber_current();
+	if (f && (events & POLLIN) && (events & POLLOUT)) {
+		struct zio__loop *l = f->exec->loop;
+		if (!(l->ops->native && l->ops->native(l, ZIO__OP_POLL))) {
+			/* Readiness lists are per direction: wait on both with
+			 * one parker; the first edge ends the wait. */
+			if (f->shield == 0 && atomic_load(&f->cancelled))
+				return -ECANCELED;
+			struct zio__fd *ent = zio__fd_get(fd);
+			if (!ent)
+				return -EBADF;
+			int kind = fd_kind(fd, ent);
+			if (kind < 0)
+				return kind;
+			uint32_t pin = f->flags & PIN;
+			f->flags |= PIN;
+			int r;
+			for (;;) {
+				struct zio__op rd = { .opcode = ZIO__OP_POLL, .fd = fd, .dir = ZIO__DIR_READ };
+				struct zio__op wr = { .opcode = ZIO__OP_POLL, .fd = fd, .dir = ZIO__DIR_WRITE };
+				rd.u.poll.events = wr.u.poll.events = events;
+				rd.seq = __atomic_load_n(&ent->seq[0], __ATOMIC_ACQUIRE);
+				wr.seq = __atomic_load_n(&ent->seq[1], __ATOMIC_ACQUIRE);
+				r = (int)zio__op_syscall(&rd);
+				if (r != -EAGAIN || deadline == 0 || kind == ZIO__FD_REGULAR)
+					break;
+				rd.loop = wr.loop = l;
+				rd.parker = wr.parker = &f->park;
+				rd.gen = wr.gen = zio__park_prepare(&f->park, 0);
+				l->ops->submit(l, &rd);
+				l->ops->submit(l, &wr);
+				int w = zio__park(&f->park, deadline);
+				f->flags |= PIN;
+				l->ops->cancel(l, &rd);
+				l->ops->cancel(l, &wr);
+				if (w != 0) {
+					r = w;
+					break;
+				}
+			}
+			f->flags = (f->flags & ~PIN) | pin;
+			return r;
+		}
+	}
+	struct zio__op op = { .opcode = ZIO__OP_POLL, .fd = fd };
+	op.u.poll.events = events;
+	return (int)zio__op_run(&op, deadline);
+}
+
+/* The fd table forgets fd, waking its readiness waiters with -EBADF, and
+ * every ring that may hold ops on it cancels them, all before the number
+ * can be reused by the close below. */
+static void forget_fd(int fd)
+{
+	struct zio__fd *ent = zio__fd_peek(fd);
+	if (!ent)
+		return;
+	zio__spin_lock(&ent->lock);
+	ent->incarnation++;
+	ent->seq[0]++;
+	ent->seq[1]++;
+	zio__fd_wake(ent, ZIO__DIR_READ, -EBADF);
+	zio__fd_wake(ent, ZIO__DIR_WRITE, -EBADF);
+	if (ent->owner_epfd >= 0) {
+		/* Needed even though close() would do it when this is the
+		 * last reference: a dup elsewhere keeps a registration alive
+		 * that would report events under a reused number. */
+		epoll_ctl(ent->owner_epfd, EPOLL_CTL_DEL, fd, NULL);
+		ent->owner_epfd = -1;
+		ent->owner = NULL;
+	}
+	ent->kind = ZIO__FD_UNKNOWN;
+	uint64_t execs = atomic_exchange(&ent->execs, 0);
+	zio__spin_unlock(&ent->lock);
+
+	struct zio__fiber *f = zio__fiber_current();
+	if (!execs || !f || !f->exec->loop->ops->close_fd)
+		return;
+	zio__runtime *rt = f->rt;
+	/* Shielded: a close must finish even in a cancelled task. */
+	f->shield++;
+	for (unsigned i = 0; i < rt->n_exec; i++) {
+		struct zio__exec *x = rt->exec[i];
+		if (execs & (1ull << (x->id & 63)))
+			x->loop->ops->close_fd(x->loop, fd);
+	}
+	f->shield--;
+}
+
+ZIO_API int zio_close(int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	forget_fd(fd);
+	/* close() is never retried: on Linux the fd is gone even on EINTR. */
+	int r = close(fd);
+	return r < 0 && errno != EINTR ? -errno : 0;
+}
+
+/* Records a descriptor zio created non-blocking, so its first op needs
+ * no fcntl/fstat. */
+void zio__fd_created(int fd)
+{
+	struct zio__fd *ent = zio__fd_get(fd);
+	if (ent)
+		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
+}
+
+ZIO_API int zio_pipe(int fds[2])
+{
+	if (!fds)
+		return -EINVAL;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	zio__fd_created(fds[0]);
+	zio__fd_created(fds[1]);
+	return 0;
+}

@@ -1,0 +1,333 @@
+/*
+ * net.c - sockets: creation, options, accept/connect, datagrams and
+ * messages, and the TCP/UDP/Unix conveniences.
+ *
+ * Everything that waits is one zio__op through zio__op_run() (io.c), so it
+ * gets the backend's native path or readiness emulation, deadlines and
+ * cancellation for free. Sockets made here are SOCK_NONBLOCK|SOCK_CLOEXEC
+ * and recorded as such in the fd table, so their first op costs no probe.
+ */
+#include "backend.h"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+ZIO_API int zio_socket(int domain, int type, int protocol)
+{
+	int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+	if (fd < 0)
+		return -errno;
+	zio__fd_created(fd);
+	return fd;
+}
+
+ZIO_API int zio_bind(int fd, const zio_addr *addr)
+{
+	if (!addr)
+		return -EINVAL;
+	return bind(fd, &addr->sa, addr->len) < 0 ? -errno : 0;
+}
+
+ZIO_API int zio_listen(int fd, int backlog)
+{
+	return listen(fd, backlog) < 0 ? -errno : 0;
+}
+
+ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct zio__op op = { .opcode = ZIO__OP_ACCEPT, .fd = fd };
+	op.u.sa.addr = peer ? (struct sockaddr *)&ss : NULL;
+	op.u.sa.addrlen = peer ? &len : NULL;
+	op.u.sa.flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+	int r = (int)zio__op_run(&op, deadline);
+	if (r < 0)
+		return r;
+	zio__fd_created(r);
+	if (peer) {
+		memset(peer, 0, sizeof(*peer));
+		if (len > sizeof(ss))
+			len = sizeof(ss);
+		memcpy(&peer->ss, &ss, len);
+		peer->len = len;
+	}
+	return r;
+}
+
+ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
+{
+	if (!addr)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_CONNECT, .fd = fd };
+	op.u.sa.addr = (struct sockaddr *)&addr->sa;
+	op.u.sa.len = addr->len;
+	return (int)zio__op_run(&op, deadline);
+}
+
+ZIO_API int zio_shutdown(int fd, int how)
+{
+	return shutdown(fd, how) < 0 ? -errno : 0;
+}
+
+ZIO_API int zio_socketpair(int domain, int type, int fds[2])
+{
+	if (!fds)
+		return -EINVAL;
+	if (socketpair(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
+		return -errno;
+	zio__fd_created(fds[0]);
+	zio__fd_created(fds[1]);
+	return 0;
+}
+
+static int name_of(int fd, zio_addr *out, int peer)
+{
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	socklen_t len = sizeof(out->ss);
+	int r = peer ? getpeername(fd, &out->sa, &len) : getsockname(fd, &out->sa, &len);
+	if (r < 0)
+		return -errno;
+	out->len = len;
+	return 0;
+}
+
+ZIO_API int zio_local_addr(int fd, zio_addr *out)
+{
+	return name_of(fd, out, 0);
+}
+
+ZIO_API int zio_peer_addr(int fd, zio_addr *out)
+{
+	return name_of(fd, out, 1);
+}
+
+/* ------------------------------------------------------------------ options */
+
+static int setopt(int fd, int level, int name, int v)
+{
+	return setsockopt(fd, level, name, &v, sizeof(v)) < 0 ? -errno : 0;
+}
+
+static int getopt_int(int fd, int level, int name)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+	if (getsockopt(fd, level, name, &v, &len) < 0)
+		return -errno;
+	return v;
+}
+
+ZIO_API int zio_socket_set_nodelay(int fd, bool on)
+{
+	return setopt(fd, IPPROTO_TCP, TCP_NODELAY, on);
+}
+
+ZIO_API int zio_socket_set_keepalive(int fd, bool on)
+{
+	return setopt(fd, SOL_SOCKET, SO_KEEPALIVE, on);
+}
+
+ZIO_API int zio_socket_set_reuseaddr(int fd, bool on)
+{
+	return setopt(fd, SOL_SOCKET, SO_REUSEADDR, on);
+}
+
+ZIO_API int zio_socket_set_reuseport(int fd, bool on)
+{
+	return setopt(fd, SOL_SOCKET, SO_REUSEPORT, on);
+}
+
+ZIO_API int zio_socket_set_sndbuf(int fd, int bytes)
+{
+	return bytes < 0 ? -EINVAL : setopt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
+}
+
+ZIO_API int zio_socket_set_rcvbuf(int fd, int bytes)
+{
+	return bytes < 0 ? -EINVAL : setopt(fd, SOL_SOCKET, SO_RCVBUF, bytes);
+}
+
+ZIO_API int zio_socket_sndbuf(int fd)
+{
+	return getopt_int(fd, SOL_SOCKET, SO_SNDBUF);
+}
+
+ZIO_API int zio_socket_rcvbuf(int fd)
+{
+	return getopt_int(fd, SOL_SOCKET, SO_RCVBUF);
+}
+
+/* ------------------------------------------------------------- conveniences */
+
+static bool valid_addr(const zio_addr *a)
+{
+	return a && (a->sa.sa_family == AF_INET || a->sa.sa_family == AF_INET6 ||
+		     a->sa.sa_family == AF_UNIX) && a->len >= sizeof(sa_family_t) &&
+	       a->len <= sizeof(a->ss);
+}
+
+ZIO_API int zio_tcp_listen(const zio_addr *addr, const struct zio_listen_options *opts)
+{
+	if (!valid_addr(addr))
+		return -EINVAL;
+	struct zio_listen_options o = { 0 };
+	if (opts)
+		o = *opts;
+	int fd = zio_socket(addr->sa.sa_family, SOCK_STREAM, 0);
+	if (fd < 0)
+		return fd;
+	int err = 0;
+	if (addr->sa.sa_family != AF_UNIX) {
+		if (!o.no_reuse_addr)
+			err = zio_socket_set_reuseaddr(fd, true);
+		if (!err && o.reuse_port)
+			err = zio_socket_set_reuseport(fd, true);
+	}
+	if (!err)
+		err = zio_bind(fd, addr);
+	if (!err)
+		err = zio_listen(fd, o.backlog > 0 ? o.backlog : SOMAXCONN);
+	if (err) {
+		zio_close(fd);
+		return err;
+	}
+	return fd;
+}
+
+ZIO_API int zio_tcp_accept(int lfd, zio_addr *peer, int64_t deadline)
+{
+	return zio_accept(lfd, peer, deadline);
+}
+
+ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline)
+{
+	if (!valid_addr(addr))
+		return -EINVAL;
+	int fd = zio_socket(addr->sa.sa_family, SOCK_STREAM, 0);
+	if (fd < 0)
+		return fd;
+	if (addr->sa.sa_family != AF_UNIX)
+		zio_socket_set_nodelay(fd, true);
+	int err = zio_connect(fd, addr, deadline);
+	if (err) {
+		zio_close(fd);
+		return err;
+	}
+	return fd;
+}
+
+ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline)
+{
+	zio_addr addrs[16];
+	int n = zio_dns_resolve(host, port, AF_UNSPEC, addrs, 16, deadline);
+	if (n < 0)
+		return n;
+	int err = -ECONNREFUSED;
+	for (int i = 0; i < n; i++) {
+		int fd = zio_tcp_connect(&addrs[i], deadline);
+		if (fd >= 0)
+			return fd;
+		err = fd;
+		/* Out of time or cancelled: the next address would fail the same way. */
+		if (err == -ETIMEDOUT || err == -ECANCELED)
+			break;
+	}
+	return err;
+}
+
+ZIO_API int zio_udp_socket(int family)
+{
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
+		return -EINVAL;
+	return zio_socket(family, SOCK_DGRAM, 0);
+}
+
+ZIO_API int zio_udp_bind(const zio_addr *addr)
+{
+	if (!valid_addr(addr))
+		return -EINVAL;
+	int fd = zio_udp_socket(addr->sa.sa_family);
+	if (fd < 0)
+		return fd;
+	int err = zio_bind(fd, addr);
+	if (err) {
+		zio_close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* ---------------------------------------------------------------- transfers */
+
+ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline)
+{
+	struct zio__op op = { .opcode = ZIO__OP_RECV, .fd = fd };
+	op.u.rw.buf = buf;
+	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
+	op.u.rw.flags = flags;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline)
+{
+	struct zio__op op = { .opcode = ZIO__OP_SEND, .fd = fd };
+	op.u.rw.buf = (void *)buf;
+	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
+	op.u.rw.flags = flags;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline)
+{
+	if (!msg)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_RECVMSG, .fd = fd };
+	op.u.msg.msg = msg;
+	op.u.msg.flags = flags;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline)
+{
+	if (!msg)
+		return -EINVAL;
+	struct zio__op op = { .opcode = ZIO__OP_SENDMSG, .fd = fd };
+	op.u.msg.msg = (struct msghdr *)msg;
+	op.u.msg.flags = flags;
+	return zio__op_run(&op, deadline);
+}
+
+ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr *from,
+			     int64_t deadline)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct sockaddr_storage ss;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (from) {
+		m.msg_name = &ss;
+		m.msg_namelen = sizeof(ss);
+	}
+	ssize_t r = zio_recvmsg(fd, &m, flags, deadline);
+	if (r >= 0 && from) {
+		memset(from, 0, sizeof(*from));
+		memcpy(&from->ss, &ss, m.msg_namelen <= sizeof(ss) ? m.msg_namelen : sizeof(ss));
+		from->len = m.msg_namelen;
+	}
+	return r;
+}
+
+ZIO_API ssize_t zio_sendto(int fd, const void *buf, size_t len, int flags, const zio_addr *to,
+			   int64_t deadline)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (to) {
+		m.msg_name = (void *)&to->sa;
+		m.msg_namelen = to->len;
+	}
+	return zio_sendmsg(fd, &m, flags, deadline);
+}

@@ -1,0 +1,508 @@
+/*
+ * stream.c - buffered readers and writers over a small source/sink vtable,
+ * and a stdio FILE * over them.
+ *
+ * The reader keeps buf[start, end) buffered; it refills by compacting to
+ * the front and reading once into the free space, so a read never asks the
+ * source for more than one call's worth. Large reads with an empty buffer
+ * go straight to the caller's memory. The writer buffers up to cap and
+ * writes through when a write would not fit. Both remember their first
+ * error: a stream that failed stays failed (like std.Io's err field).
+ */
+#include "internal.h"
+
+#include <zio/io.h>
+
+/* ------------------------------------------------------------ sources/sinks */
+
+static ssize_t fd_read(void *ctx, void *buf, size_t len, int64_t deadline)
+{
+	return zio_read((int)(intptr_t)ctx, buf, len, deadline);
+}
+
+static ssize_t fd_write(void *ctx, const void *buf, size_t len, int64_t deadline)
+{
+	return zio_write((int)(intptr_t)ctx, buf, len, deadline);
+}
+
+static ssize_t file_read(void *ctx, void *buf, size_t len, int64_t deadline)
+{
+	return zio_file_read((int)(intptr_t)ctx, buf, len, deadline);
+}
+
+static ssize_t file_write(void *ctx, const void *buf, size_t len, int64_t deadline)
+{
+	return zio_file_write((int)(intptr_t)ctx, buf, len, deadline);
+}
+
+static ssize_t mem_read(void *ctx, void *buf, size_t len, int64_t deadline)
+{
+	(void)deadline;
+	struct zio_mem *m = ctx;
+	size_t n = m->len - m->pos;
+	if (n > len)
+		n = len;
+	memcpy(buf, m->data + m->pos, n);
+	m->pos += n;
+	return (ssize_t)n;
+}
+
+static ssize_t mem_write(void *ctx, const void *buf, size_t len, int64_t deadline)
+{
+	(void)deadline;
+	struct zio_mem *m = ctx;
+	size_t n = m->cap - m->len;
+	if (n == 0)
+		return -ENOSPC;
+	if (n > len)
+		n = len;
+	memcpy(m->data + m->len, buf, n);
+	m->len += n;
+	return (ssize_t)n;
+}
+
+ZIO_API const struct zio_source_vtable zio_fd_source = { fd_read };
+ZIO_API const struct zio_sink_vtable zio_fd_sink = { fd_write, NULL };
+ZIO_API const struct zio_source_vtable zio_file_source = { file_read };
+ZIO_API const struct zio_sink_vtable zio_file_sink = { file_write, NULL };
+ZIO_API const struct zio_source_vtable zio_mem_source = { mem_read };
+ZIO_API const struct zio_sink_vtable zio_mem_sink = { mem_write, NULL };
+
+/* ------------------------------------------------------------------ reader */
+
+ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, void *ctx,
+			     void *buf, size_t cap)
+{
+	memset(r, 0, sizeof(*r));
+	r->vt = vt;
+	r->ctx = ctx;
+	r->buf = buf;
+	r->cap = cap;
+	r->deadline = ZIO_FOREVER;
+}
+
+ZIO_API void zio_reader_init_fd(zio_reader *r, int fd, void *buf, size_t cap)
+{
+	zio_reader_init(r, &zio_fd_source, (void *)(intptr_t)fd, buf, cap);
+}
+
+/* Reads once more into the free space; >0 bytes added, 0 at EOF, -errno. */
+static ssize_t fill(zio_reader *r)
+{
+	if (r->err)
+		return r->err;
+	if (r->eof)
+		return 0;
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	if (r->end == r->cap)
+		return -ENOBUFS;
+	ssize_t n = r->vt->read(r->ctx, r->buf + r->end, r->cap - r->end, r->deadline);
+	if (n < 0) {
+		/* A timeout or cancellation is the caller's, not the stream's:
+		 * the stream stays usable. Anything else sticks. */
+		if (n != -ETIMEDOUT && n != -ECANCELED && n != -EAGAIN)
+			r->err = (int)n;
+		return n;
+	}
+	if (n == 0)
+		r->eof = true;
+	r->end += (size_t)n;
+	return n;
+}
+
+ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len)
+{
+	if (len == 0)
+		return 0;
+	size_t have = r->end - r->start;
+	if (have == 0) {
+		if (r->err)
+			return r->err;
+		if (r->eof)
+			return 0;
+		if (len >= r->cap) {
+			/* Bypass the buffer: no point copying twice. */
+			ssize_t n = r->vt->read(r->ctx, buf, len, r->deadline);
+			if (n == 0)
+				r->eof = true;
+			else if (n < 0 && n != -ETIMEDOUT && n != -ECANCELED && n != -EAGAIN)
+				r->err = (int)n;
+			return n;
+		}
+		ssize_t n = fill(r);
+		if (n <= 0)
+			return n;
+		have = r->end - r->start;
+	}
+	if (have > len)
+		have = len;
+	memcpy(buf, r->buf + r->start, have);
+	r->start += have;
+	return (ssize_t)have;
+}
+
+ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = zio_reader_read(r, (char *)buf + done, len - done);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EPIPE;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+ZIO_API ssize_t zio_reader_peek(zio_reader *r, size_t n, const char **out)
+{
+	if (n > r->cap)
+		return -EINVAL;
+	while (r->end - r->start < n) {
+		ssize_t k = fill(r);
+		if (k < 0)
+			return k;
+		if (k == 0)
+			break;
+	}
+	*out = r->buf + r->start;
+	size_t have = r->end - r->start;
+	return (ssize_t)(have < n ? have : n);
+}
+
+ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		size_t have = r->end - r->start;
+		if (have == 0) {
+			ssize_t k = fill(r);
+			if (k < 0)
+				return done ? (ssize_t)done : k;
+			if (k == 0)
+				break;
+			continue;
+		}
+		if (have > n - done)
+			have = n - done;
+		r->start += have;
+		done += have;
+	}
+	return (ssize_t)done;
+}
+
+ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusive,
+					  const char **out)
+{
+	size_t scanned = 0;
+	for (;;) {
+		char *base = r->buf + r->start;
+		size_t have = r->end - r->start;
+		char *p = memchr(base + scanned, delim, have - scanned);
+		if (p) {
+			size_t len = (size_t)(p - base);
+			*out = base;
+			r->start += len + 1;
+			return (ssize_t)(inclusive ? len + 1 : len);
+		}
+		scanned = have;
+		if (have == r->cap)
+			return -EMSGSIZE;
+		ssize_t k = fill(r);
+		if (k < 0)
+			return k;
+		if (k == 0) {
+			/* End of input: the partial line, like fgets. */
+			base = r->buf + r->start;
+			have = r->end - r->start;
+			*out = base;
+			r->start = r->end;
+			return (ssize_t)have;
+		}
+	}
+}
+
+ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, char *out,
+				      size_t max)
+{
+	size_t got = 0;     /* already moved to out (only for lines > cap) */
+	size_t scanned = 0; /* buffered bytes known to hold no delimiter */
+	for (;;) {
+		char *base = r->buf + r->start;
+		size_t have = r->end - r->start;
+		char *p = memchr(base + scanned, delim, have - scanned);
+		if (p) {
+			size_t len = (size_t)(p - base);
+			size_t store = inclusive ? len + 1 : len;
+			if (got + store > max)
+				return -EMSGSIZE;
+			memcpy(out + got, base, store);
+			r->start += len + 1;
+			return (ssize_t)(got + store);
+		}
+		if (got + have > max)
+			return -EMSGSIZE;
+		if (have == r->cap) {
+			/* A line longer than our buffer: move what we have
+			 * out (it is consumed from here on) and go on. */
+			memcpy(out + got, base, have);
+			got += have;
+			r->start = r->end;
+			scanned = 0;
+		} else {
+			scanned = have;
+		}
+		ssize_t k = fill(r);
+		if (k < 0)
+			return k;
+		if (k == 0) {
+			/* End of input: the partial line, like fgets. */
+			base = r->buf + r->start;
+			have = r->end - r->start;
+			if (got + have > max)
+				return -EMSGSIZE;
+			memcpy(out + got, base, have);
+			r->start = r->end;
+			return (ssize_t)(got + have);
+		}
+	}
+}
+
+ZIO_API ssize_t zio_reader_read_all(zio_reader *r, char *out, size_t max)
+{
+	size_t done = 0;
+	for (;;) {
+		if (done == max) {
+			/* Full: is there more? */
+			const char *p;
+			ssize_t k = zio_reader_peek(r, 1, &p);
+			if (k < 0)
+				return k;
+			return k == 0 ? (ssize_t)done : -EMSGSIZE;
+		}
+		ssize_t n = zio_reader_read(r, out + done, max - done);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return (ssize_t)done;
+		done += (size_t)n;
+	}
+}
+
+/* ------------------------------------------------------------------ writer */
+
+ZIO_API void zio_writer_init(zio_writer *w, const struct zio_sink_vtable *vt, void *ctx,
+			     void *buf, size_t cap)
+{
+	memset(w, 0, sizeof(*w));
+	w->vt = vt;
+	w->ctx = ctx;
+	w->buf = buf;
+	w->cap = cap;
+	w->deadline = ZIO_FOREVER;
+}
+
+ZIO_API void zio_writer_init_fd(zio_writer *w, int fd, void *buf, size_t cap)
+{
+	zio_writer_init(w, &zio_fd_sink, (void *)(intptr_t)fd, buf, cap);
+}
+
+static ssize_t sink_all(zio_writer *w, const char *p, size_t n)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t k = w->vt->write(w->ctx, p + done, n - done, w->deadline);
+		if (k < 0) {
+			w->err = (int)k;
+			return k;
+		}
+		if (k == 0) {
+			w->err = -EIO;
+			return -EIO;
+		}
+		done += (size_t)k;
+	}
+	return (ssize_t)done;
+}
+
+static int drain(zio_writer *w)
+{
+	if (w->len == 0)
+		return 0;
+	ssize_t k = sink_all(w, w->buf, w->len);
+	if (k < 0)
+		return (int)k;
+	w->len = 0;
+	return 0;
+}
+
+ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len)
+{
+	if (w->err)
+		return w->err;
+	if (len <= w->cap - w->len) {
+		memcpy(w->buf + w->len, buf, len);
+		w->len += len;
+		return (ssize_t)len;
+	}
+	int e = drain(w);
+	if (e)
+		return e;
+	if (len < w->cap) {
+		memcpy(w->buf, buf, len);
+		w->len = len;
+		return (ssize_t)len;
+	}
+	ssize_t k = sink_all(w, buf, len);
+	return k < 0 ? k : (ssize_t)len;
+}
+
+ZIO_API int zio_writer_putc(zio_writer *w, int c)
+{
+	char ch = (char)c;
+	ssize_t r = zio_writer_write(w, &ch, 1);
+	return r < 0 ? (int)r : 0;
+}
+
+ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap)
+{
+	if (w->err)
+		return w->err;
+	va_list ap2;
+	va_copy(ap2, ap);
+	size_t room = w->cap - w->len;
+	int n = vsnprintf(w->buf + w->len, room, fmt, ap);
+	if (n < 0) {
+		va_end(ap2);
+		return -EINVAL;
+	}
+	if ((size_t)n < room) {
+		w->len += (size_t)n;
+		va_end(ap2);
+		return n;
+	}
+	/* Did not fit: make room, or format into a temporary. */
+	ssize_t r;
+	int e = drain(w);
+	if (e) {
+		va_end(ap2);
+		return e;
+	}
+	if ((size_t)n < w->cap) {
+		vsnprintf(w->buf, w->cap, fmt, ap2);
+		w->len = (size_t)n;
+		r = n;
+	} else {
+		char *tmp = malloc((size_t)n + 1);
+		if (!tmp) {
+			va_end(ap2);
+			return -ENOMEM;
+		}
+		vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
+		r = sink_all(w, tmp, (size_t)n);
+		free(tmp);
+	}
+	va_end(ap2);
+	return r;
+}
+
+ZIO_API ssize_t zio_writer_print(zio_writer *w, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ssize_t r = zio_writer_vprint(w, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+ZIO_API int zio_writer_flush(zio_writer *w)
+{
+	if (w->err)
+		return w->err;
+	int e = drain(w);
+	if (e)
+		return e;
+	if (w->vt->flush) {
+		e = w->vt->flush(w->ctx, w->deadline);
+		if (e < 0)
+			w->err = e;
+	}
+	return e;
+}
+
+/* ------------------------------------------------------------- FILE * glue */
+
+struct cookie {
+	zio_reader *r;
+	zio_writer *w;
+};
+
+static ssize_t ck_read(void *c, char *buf, size_t size)
+{
+	struct cookie *k = c;
+	if (!k->r) {
+		errno = EBADF;
+		return -1;
+	}
+	ssize_t n = zio_reader_read(k->r, buf, size);
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
+
+static ssize_t ck_write(void *c, const char *buf, size_t size)
+{
+	struct cookie *k = c;
+	if (!k->w) {
+		errno = EBADF;
+		return 0;
+	}
+	ssize_t n = zio_writer_write(k->w, buf, size);
+	if (n < 0) {
+		errno = (int)-n;
+		return 0; /* stdio: 0 means error for writes */
+	}
+	/* stdio flushes its own buffer when it thinks the data should go
+	 * out (fflush, line buffering): push ours too. */
+	int e = zio_writer_flush(k->w);
+	if (e) {
+		errno = -e;
+		return 0;
+	}
+	return n;
+}
+
+static int ck_close(void *c)
+{
+	struct cookie *k = c;
+	int e = k->w ? zio_writer_flush(k->w) : 0;
+	free(k);
+	if (e) {
+		errno = -e;
+		return -1;
+	}
+	return 0;
+}
+
+ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode)
+{
+	if (!mode || (!r && !w))
+		return NULL;
+	struct cookie *k = malloc(sizeof(*k));
+	if (!k)
+		return NULL;
+	k->r = r;
+	k->w = w;
+	cookie_io_functions_t io = { .read = ck_read, .write = ck_write, .close = ck_close };
+	FILE *f = fopencookie(k, mode, io);
+	if (!f)
+		free(k);
+	return f;
+}

@@ -1,0 +1,464 @@
+/*
+ * test_examples.c - runs every program in examples/ under each backend and
+ * drives it as a user would: servers are started on port 0 and the port is
+ * read from their one-line banner on stderr, clients are fed on stdin. The
+ * driver side is plain POSIX with socket timeouts, independent of zio.
+ * Every child dies with the test (PR_SET_PDEATHSIG) and is killed at the end.
+ */
+/* ZIO_TEST_BACKENDS */
+/* ZIO_TEST_LABELS: io examples */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EX ZIO_BINARY_DIR "/examples/"
+
+struct child {
+	pid_t pid;
+	int err_fd; /* its stderr */
+	int in_fd;  /* its stdin, or -1 */
+	int out_fd; /* its stdout, or -1 */
+	int port;
+};
+
+static void spawn(struct child *c, char *const argv[], const char *env_extra, bool pipes)
+{
+	int e[2], i[2] = { -1, -1 }, o[2] = { -1, -1 };
+	cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
+	if (pipes) {
+		cr_assert_eq(pipe2(i, O_CLOEXEC), 0);
+		cr_assert_eq(pipe2(o, O_CLOEXEC), 0);
+	}
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(e[1], 2);
+		if (pipes) {
+			dup2(i[0], 0);
+			dup2(o[1], 1);
+		}
+		if (env_extra)
+			putenv((char *)env_extra);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(e[1]);
+	c->pid = pid;
+	c->err_fd = e[0];
+	c->in_fd = pipes ? i[1] : -1;
+	c->out_fd = pipes ? o[0] : -1;
+	if (pipes) {
+		close(i[0]);
+		close(o[1]);
+	}
+	c->port = 0;
+}
+
+/* Reads stderr until the banner line and takes the port after the last ':'. */
+static void read_banner(struct child *c)
+{
+	char buf[512];
+	size_t n = 0;
+	for (;;) {
+		struct pollfd p = { c->err_fd, POLLIN, 0 };
+		cr_assert_gt(poll(&p, 1, 10000), 0, "no banner from the server");
+		ssize_t r = read(c->err_fd, buf + n, sizeof(buf) - 1 - n);
+		cr_assert_gt(r, 0, "server exited before its banner");
+		n += (size_t)r;
+		buf[n] = 0;
+		char *nl = strchr(buf, '\n');
+		if (!nl)
+			continue;
+		char *at = strstr(buf, "listening on ");
+		cr_assert_not_null(at, "banner: %s", buf);
+		char *colon = strrchr(at, ':');
+		cr_assert_not_null(colon);
+		c->port = atoi(colon + 1);
+		cr_assert_gt(c->port, 0, "banner: %s", buf);
+		return;
+	}
+}
+
+static void stop(struct child *c)
+{
+	kill(c->pid, SIGKILL);
+	waitpid(c->pid, NULL, 0);
+	close(c->err_fd);
+	if (c->in_fd >= 0)
+		close(c->in_fd);
+	if (c->out_fd >= 0)
+		close(c->out_fd);
+}
+
+static int exit_status(struct child *c)
+{
+	int st;
+	cr_assert_eq(waitpid(c->pid, &st, 0), c->pid);
+	c->pid = -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int dial(int port, int type)
+{
+	int fd = socket(AF_INET, type, 0);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+	return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+		cr_assert_gt(w, 0);
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Reads exactly n bytes (socket timeouts bound it). */
+static void recv_exact(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, buf + got, n - got);
+		cr_assert_gt(r, 0, "read: %zd (%s) after %zu of %zu bytes", r, strerror(errno), got, n);
+		got += (size_t)r;
+	}
+}
+
+/* Reads one line (up to '\n'). */
+static void recv_line(int fd, char *buf, size_t max)
+{
+	size_t n = 0;
+	while (n + 1 < max) {
+		ssize_t r = read(fd, buf + n, 1);
+		cr_assert_eq(r, 1, "read: %s", strerror(errno));
+		if (buf[n++] == '\n')
+			break;
+	}
+	buf[n] = 0;
+}
+
+/* ------------------------------------------------------------ echo */
+
+static void echo_check(const char *env)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, env, false);
+	read_banner(&s);
+	for (int k = 0; k < 4; k++) {
+		int fd = dial(s.port, SOCK_STREAM);
+		char msg[64], back[64];
+		for (int i = 0; i < 100; i++) {
+			int n = snprintf(msg, sizeof(msg), "line %d of conn %d\n", i, k);
+			send_all(fd, msg, (size_t)n);
+			recv_exact(fd, back, (size_t)n);
+			cr_assert_eq(memcmp(msg, back, (size_t)n), 0);
+		}
+		/* 64-byte requests without newlines, as the benchmark sends. */
+		memset(msg, 'a', 64);
+		send_all(fd, msg, 64);
+		recv_exact(fd, back, 64);
+		close(fd);
+	}
+	stop(&s);
+}
+
+Test(examples, echo_server, .timeout = 30)
+{
+	echo_check(NULL);
+	echo_check("ZIO_EXECUTORS=2");
+}
+
+Test(examples, echo_server_line_mode, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", "-l", NULL }, NULL, false);
+	read_banner(&s);
+	int fd = dial(s.port, SOCK_STREAM);
+	send_all(fd, "a\nb", 3);
+	char buf[8];
+	recv_exact(fd, buf, 2);
+	cr_assert_eq(memcmp(buf, "a\n", 2), 0);
+	send_all(fd, "c\n", 2);
+	recv_exact(fd, buf, 3);
+	cr_assert_eq(memcmp(buf, "bc\n", 3), 0);
+	close(fd);
+	stop(&s);
+}
+
+/* ------------------------------------------------------------ http */
+
+static const char ok_reply[] = "HTTP/1.1 200 OK\r\nServer: zio\r\nContent-Type: text/plain\r\n"
+			       "Content-Length: 13\r\n\r\nHello, World!";
+
+Test(examples, http_server, .timeout = 60)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	int fd = dial(s.port, SOCK_STREAM);
+	char buf[1024];
+	/* keep-alive: several requests on one connection, two pipelined */
+	for (int i = 0; i < 3; i++) {
+		const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+		send_all(fd, req, strlen(req));
+		recv_exact(fd, buf, sizeof(ok_reply) - 1);
+		cr_assert_eq(memcmp(buf, ok_reply, sizeof(ok_reply) - 1), 0);
+	}
+	const char *two = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Length: 5\r\n\r\nhello";
+	send_all(fd, two, strlen(two));
+	recv_exact(fd, buf, 2 * (sizeof(ok_reply) - 1));
+	cr_assert_eq(memcmp(buf + sizeof(ok_reply) - 1, ok_reply, sizeof(ok_reply) - 1), 0);
+	/* Connection: close ends it */
+	const char *cl = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+	send_all(fd, cl, strlen(cl));
+	ssize_t n, total = 0;
+	while ((n = read(fd, buf + total, sizeof(buf) - (size_t)total)) > 0)
+		total += n;
+	cr_assert_eq(n, 0);
+	buf[total] = 0;
+	cr_assert(strstr(buf, "Connection: close") && strstr(buf, "Hello, World!"), "%s", buf);
+	close(fd);
+	/* garbage gets a 400 */
+	fd = dial(s.port, SOCK_STREAM);
+	send_all(fd, "BLAH\r\n\r\n", 8);
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 12);
+	cr_assert_eq(memcmp(buf, "HTTP/1.1 400", 12), 0);
+	close(fd);
+	/* wrk, if installed, for a second: no errors */
+	if (access("/usr/bin/wrk", X_OK) == 0) {
+		char cmd[256];
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/wrk -t1 -c20 -d1 http://127.0.0.1:%d/ 2>&1", s.port);
+		FILE *p = popen(cmd, "r");
+		char line[256];
+		bool saw = false, errors = false;
+		while (fgets(line, sizeof(line), p)) {
+			if (strstr(line, "Requests/sec"))
+				saw = true;
+			if (strstr(line, "Non-2xx") || strstr(line, "Socket errors"))
+				errors = true;
+		}
+		pclose(p);
+		cr_assert(saw && !errors, "wrk reported errors");
+	}
+	stop(&s);
+}
+
+/* ------------------------------------------------------------ tcp_client */
+
+Test(examples, tcp_client, .timeout = 30)
+{
+	struct child s, c;
+	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s.port);
+	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "localhost", port, NULL }, NULL, true);
+	const char *in = "first\nsecond\nno newline";
+	cr_assert_eq(write(c.in_fd, in, strlen(in)), (ssize_t)strlen(in));
+	close(c.in_fd);
+	c.in_fd = -1;
+	char out[256];
+	size_t n = 0;
+	ssize_t r;
+	while ((r = read(c.out_fd, out + n, sizeof(out) - 1 - n)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	cr_assert_str_eq(out, "first\nsecond\nno newline\n");
+	cr_assert_eq(exit_status(&c), 0);
+	stop(&s);
+	close(c.err_fd);
+	close(c.out_fd);
+}
+
+Test(examples, tcp_client_errors, .timeout = 30)
+{
+	/* refused */
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(l, (struct sockaddr *)&a, sizeof(a));
+	socklen_t al = sizeof(a);
+	getsockname(l, (struct sockaddr *)&a, &al);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+	struct child c;
+	spawn(&c, (char *[]){ EX "tcp_client", "-t", "2000", "127.0.0.1", port, NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 1);
+	char err[256] = { 0 };
+	ssize_t n = read(c.err_fd, err, sizeof(err) - 1);
+	cr_assert(n > 0 && strstr(err, "refused"), "stderr: %s", err);
+	close(c.err_fd);
+	close(c.out_fd);
+
+	/* a server that never answers: the reply times out */
+	listen(l, 8);
+	spawn(&c, (char *[]){ EX "tcp_client", "-t", "200", "127.0.0.1", port, NULL }, NULL, true);
+	cr_assert_eq(write(c.in_fd, "ping\n", 5), 5);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(exit_status(&c), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(secs, 5.0);
+	memset(err, 0, sizeof(err));
+	n = read(c.err_fd, err, sizeof(err) - 1);
+	cr_assert(n > 0 && strstr(err, "timed out"), "stderr: %s", err);
+	close(c.in_fd);
+	close(c.err_fd);
+	close(c.out_fd);
+	close(l);
+}
+
+/* ------------------------------------------------------------ udp_echo */
+
+Test(examples, udp_echo, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "udp_echo", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	int fd = dial(s.port, SOCK_DGRAM);
+	for (int i = 0; i < 50; i++) {
+		char msg[32], back[64];
+		int n = snprintf(msg, sizeof(msg), "datagram %d", i);
+		cr_assert_eq(send(fd, msg, (size_t)n, 0), n);
+		cr_assert_eq(recv(fd, back, sizeof(back), 0), n);
+		cr_assert_eq(memcmp(msg, back, (size_t)n), 0);
+	}
+	close(fd);
+	stop(&s);
+}
+
+/* ------------------------------------------------------------ file_copy */
+
+static void copy_check(bool buffered)
+{
+	char src[128], dst[160];
+	snprintf(src, sizeof(src), "/tmp/zio-fc-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	snprintf(dst, sizeof(dst), "%s.out", src);
+	FILE *f = fopen(src, "w");
+	for (int i = 0; i < 300000; i++)
+		fprintf(f, "%ld,", (long)i * 7919);
+	fclose(f);
+	struct stat st;
+	stat(src, &st);
+	struct child c;
+	if (buffered)
+		spawn(&c, (char *[]){ EX "file_copy", "-b", src, dst, NULL }, NULL, true);
+	else
+		spawn(&c, (char *[]){ EX "file_copy", src, dst, NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	char out[64] = { 0 };
+	ssize_t n = read(c.out_fd, out, sizeof(out) - 1);
+	cr_assert_eq(exit_status(&c), 0);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(atoll(out), (long long)st.st_size);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "cmp -s %s %s", src, dst);
+	cr_assert_eq(system(cmd), 0, "copies differ");
+	unlink(src);
+	unlink(dst);
+	close(c.err_fd);
+	close(c.out_fd);
+}
+
+Test(examples, file_copy, .timeout = 30)
+{
+	copy_check(false);
+	copy_check(true);
+	struct child c;
+	spawn(&c, (char *[]){ EX "file_copy", "/nonexistent/zio", "/tmp/zio-never", NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 1);
+	close(c.err_fd);
+	close(c.out_fd);
+}
+
+/* ------------------------------------------------------------ chat */
+
+/* Reads lines until one contains want. */
+static void expect_line(int fd, const char *want)
+{
+	char line[256];
+	for (int i = 0; i < 20; i++) {
+		recv_line(fd, line, sizeof(line));
+		if (strstr(line, want))
+			return;
+	}
+	cr_assert_fail("never saw \"%s\"", want);
+}
+
+static void chat_check(const char *env)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "chat_server", "-p", "0", NULL }, env, false);
+	read_banner(&s);
+	int a = dial(s.port, SOCK_STREAM);
+	expect_line(a, "you are #1");
+	int b = dial(s.port, SOCK_STREAM);
+	expect_line(b, "you are #2");
+	expect_line(a, "#2 joined");
+	int c = dial(s.port, SOCK_STREAM);
+	expect_line(c, "you are #3, 3 online");
+	expect_line(a, "#3 joined");
+	expect_line(b, "#3 joined");
+	send_all(a, "hello all\n", 10);
+	expect_line(b, "[#1] hello all");
+	expect_line(c, "[#1] hello all");
+	send_all(c, "from c\n", 7);
+	expect_line(a, "[#3] from c");
+	expect_line(b, "[#3] from c");
+	close(b);
+	expect_line(a, "#2 left");
+	expect_line(c, "#2 left");
+	/* many messages in a row arrive in order */
+	for (int i = 0; i < 200; i++) {
+		char m[32];
+		int n = snprintf(m, sizeof(m), "n%d\n", i);
+		send_all(a, m, (size_t)n);
+	}
+	for (int i = 0; i < 200; i++) {
+		char want[32], line[64];
+		snprintf(want, sizeof(want), "[#1] n%d\n", i);
+		recv_line(c, line, sizeof(line));
+		cr_assert_str_eq(line, want);
+	}
+	close(a);
+	close(c);
+	stop(&s);
+}
+
+Test(examples, chat_server, .timeout = 30)
+{
+	chat_check(NULL);
+	chat_check("ZIO_EXECUTORS=2");
+}

@@ -1,0 +1,174 @@
+/*
+ * test_fs.c - files under every backend (native on io_uring, the blocking
+ * pool on epoll/poll): open, read/write at the position and at offsets,
+ * sync, stat/fstat, rename, unlink, mkdir/rmdir, errors, sendfile into a
+ * socket and into a file, and the executor staying responsive meanwhile.
+ */
+/* ZIO_TEST_BACKENDS */
+/* ZIO_TEST_LABELS: io */
+#include "helpers.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void tmpdir(char *out, size_t n)
+{
+	snprintf(out, n, "/tmp/zio-fs-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+}
+
+static void *files(void *arg)
+{
+	char dir[128], p1[160], p2[160];
+	tmpdir(dir, sizeof(dir));
+	snprintf(p1, sizeof(p1), "%s/a.txt", dir);
+	snprintf(p2, sizeof(p2), "%s/b.txt", dir);
+	cr_assert_eq(zio_dir_create(dir, 0700, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_dir_create(dir, 0700, ZIO_FOREVER), -EEXIST);
+
+	int fd = zio_file_open(p1, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0, "open: %d", fd);
+	cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	cr_assert_eq(zio_file_write(fd, "hello ", 6, ZIO_FOREVER), 6);
+	cr_assert_eq(zio_file_write_all(fd, "world", 5, -1, ZIO_FOREVER), 5);
+	cr_assert_eq(zio_file_pwrite(fd, "W", 1, 6, ZIO_FOREVER), 1);
+	cr_assert_eq(zio_file_sync(fd, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_file_datasync(fd, ZIO_FOREVER), 0);
+	char buf[32] = { 0 };
+	cr_assert_eq(zio_file_pread(fd, buf, sizeof(buf), 0, ZIO_FOREVER), 11);
+	cr_assert_str_eq(buf, "hello World");
+	cr_assert_eq(zio_file_pread(fd, buf, 4, -1, ZIO_FOREVER), -EINVAL);
+	lseek(fd, 6, SEEK_SET);
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(zio_file_read(fd, buf, 3, ZIO_FOREVER), 3);
+	cr_assert_str_eq(buf, "Wor");
+	struct stat st;
+	cr_assert_eq(zio_file_fstat(fd, &st, ZIO_FOREVER), 0);
+	cr_assert_eq(st.st_size, 11);
+	cr_assert(S_ISREG(st.st_mode));
+	/* The generic calls work on a regular file too. */
+	lseek(fd, 0, SEEK_SET);
+	cr_assert_eq(zio_read(fd, buf, 5, ZIO_FOREVER), 5);
+	cr_assert_eq(zio_file_close(fd), 0);
+
+	cr_assert_eq(zio_file_stat(p1, &st, ZIO_FOREVER), 0);
+	cr_assert_eq(st.st_size, 11);
+	cr_assert_eq(zio_file_rename(p1, p2, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_file_stat(p1, &st, ZIO_FOREVER), -ENOENT);
+	cr_assert_eq(zio_file_open(p1, O_RDONLY, 0, ZIO_FOREVER), -ENOENT);
+	cr_assert_eq(zio_dir_remove(dir, ZIO_FOREVER), -ENOTEMPTY);
+	cr_assert_eq(zio_file_unlink(p2, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_file_unlink(p2, ZIO_FOREVER), -ENOENT);
+	cr_assert_eq(zio_dir_remove(dir, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_file_stat(NULL, &st, ZIO_FOREVER), -EINVAL);
+	cr_assert_eq(zio_file_fstat(-1, &st, ZIO_FOREVER), -EBADF);
+	cr_assert_eq(zio_file_read(12345, buf, 1, ZIO_FOREVER), -EBADF);
+	return NULL;
+}
+
+Test(fs, files, .timeout = 20)
+{
+	run_in_runtime(1, files, NULL);
+	run_in_runtime(2, files, NULL);
+}
+
+Test(fs, plain_thread, .timeout = 20)
+{
+	files(NULL);
+}
+
+static void *sink(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[8192];
+	ssize_t n, total = 0;
+	while ((n = zio_read(fd, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(10)))) > 0)
+		total += n;
+	return (void *)total;
+}
+
+static void *sendfile_task(void *arg)
+{
+	char path[128], out[160];
+	snprintf(path, sizeof(path), "/tmp/zio-sf-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	snprintf(out, sizeof(out), "%s.copy", path);
+	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	size_t len = 3 << 20;
+	char *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (char)(i * 13);
+	cr_assert_eq(zio_file_write_all(fd, data, len, 0, ZIO_FOREVER), (ssize_t)len);
+
+	/* into a socket, with a small send buffer so it has to wait */
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	zio_socket_set_sndbuf(sv[0], 4096);
+	zio_task *t;
+	zio_spawn(NULL, &t, sink, (void *)(intptr_t)sv[1], NULL);
+	off_t off = 0;
+	cr_assert_eq(zio_sendfile(sv[0], fd, &off, len, ZIO_FOREVER), (ssize_t)len);
+	cr_assert_eq(off, (off_t)len);
+	zio_shutdown(sv[0], SHUT_WR);
+	void *r;
+	zio_task_join(t, &r);
+	cr_assert_eq((intptr_t)r, (intptr_t)len);
+
+	/* into a file */
+	int o = zio_file_open(out, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	off = 100;
+	cr_assert_eq(zio_sendfile(o, fd, &off, len, ZIO_FOREVER), (ssize_t)(len - 100));
+	char *back = malloc(len);
+	cr_assert_eq(zio_file_pread(o, back, len, 0, ZIO_FOREVER), (ssize_t)(len - 100));
+	cr_assert_eq(memcmp(back, data + 100, len - 100), 0);
+	free(back);
+	free(data);
+	zio_close(o);
+	zio_close(fd);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	zio_file_unlink(path, ZIO_FOREVER);
+	zio_file_unlink(out, ZIO_FOREVER);
+	return NULL;
+}
+
+Test(fs, sendfile, .timeout = 30)
+{
+	run_in_runtime(1, sendfile_task, NULL);
+}
+
+/* A task doing file I/O in a loop does not starve a task doing timers. */
+static void *spinner(void *arg)
+{
+	int *ticks = arg;
+	for (int i = 0; i < 20; i++) {
+		zio_sleep(ZIO_MSEC(1));
+		(*ticks)++;
+	}
+	return NULL;
+}
+
+static void *responsive(void *arg)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/tmp/zio-resp-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	int ticks = 0;
+	zio_task *t;
+	zio_spawn(NULL, &t, spinner, &ticks, NULL);
+	char block[4096] = { 1 };
+	for (int i = 0; i < 2000 && ticks < 20; i++)
+		zio_file_pwrite(fd, block, sizeof(block), (off_t)i * 4096, ZIO_FOREVER);
+	zio_task_join(t, NULL);
+	cr_assert_eq(ticks, 20);
+	zio_close(fd);
+	zio_file_unlink(path, ZIO_FOREVER);
+	return NULL;
+}
+
+Test(fs, executor_stays_responsive, .timeout = 30)
+{
+	run_in_runtime(1, responsive, NULL);
+}

@@ -1,0 +1,570 @@
+/*
+ * test_io.c - the op layer on plain fds (pipes, socketpairs), under every
+ * backend: transfers, try-once, deadlines, cancellation mid-read and
+ * mid-write, closing an fd another task waits on, readiness waits, blocking
+ * fds zio did not create, plain threads outside the runtime, two executors,
+ * the blocking pool, and the io_uring fallback.
+ */
+/* ZIO_TEST_BACKENDS */
+/* ZIO_TEST_LABELS: io */
+#include "helpers.h"
+#include "internal.h" /* zio__exec_current(): which executor a task runs on */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *backend_env(void)
+{
+	const char *b = getenv("ZIO_BACKEND");
+	return b ? b : "auto";
+}
+
+/* ------------------------------------------------------------- basics */
+
+static void *pipe_roundtrip(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_write(p[1], "hello", 5, ZIO_FOREVER), 5);
+	char buf[16];
+	cr_assert_eq(zio_read(p[0], buf, sizeof(buf), ZIO_FOREVER), 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	/* vectors */
+	struct iovec w[2] = { { "ab", 2 }, { "cde", 3 } };
+	cr_assert_eq(zio_writev(p[1], w, 2, ZIO_FOREVER), 5);
+	char x[2], y[8];
+	struct iovec r[2] = { { x, 2 }, { y, 8 } };
+	cr_assert_eq(zio_readv(p[0], r, 2, ZIO_FOREVER), 5);
+	cr_assert_eq(memcmp(x, "ab", 2), 0);
+	cr_assert_eq(memcmp(y, "cde", 3), 0);
+	/* EOF */
+	cr_assert_eq(zio_close(p[1]), 0);
+	cr_assert_eq(zio_read(p[0], buf, sizeof(buf), ZIO_FOREVER), 0);
+	cr_assert_eq(zio_close(p[0]), 0);
+	cr_assert_eq(zio_close(-1), -EBADF);
+	return NULL;
+}
+
+Test(io, pipe_roundtrip, .timeout = 10)
+{
+	zio_runtime *rt;
+	cr_assert_eq(zio_runtime_create(&rt, NULL), 0);
+	const char *want = backend_env();
+	if (strcmp(want, "auto") != 0)
+		cr_assert_str_eq(zio_runtime_backend(rt), want);
+	cr_assert_eq(zio_runtime_run(rt, pipe_roundtrip, NULL, NULL), 0);
+	zio_runtime_destroy(rt);
+}
+
+static void *try_once(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	char buf[4];
+	cr_assert_eq(zio_read(p[0], buf, 4, 0), -EAGAIN);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_read(p[0], buf, 4, zio_deadline_after(ZIO_MSEC(30))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(29));
+	/* A deadline scope applies too. */
+	struct zio_timeout sc;
+	zio_timeout_begin(&sc, zio_deadline_after(ZIO_MSEC(20)));
+	cr_assert_eq(zio_read(p[0], buf, 4, ZIO_FOREVER), -ETIMEDOUT);
+	cr_assert(zio_timeout_end(&sc));
+	cr_assert_eq(zio_write(p[1], "x", 1, 0), 1);
+	cr_assert_eq(zio_read(p[0], buf, 4, 0), 1);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, try_once_and_timeouts, .timeout = 10)
+{
+	run_in_runtime(1, try_once, NULL);
+}
+
+/* ------------------------------------------------------ ping-pong tasks */
+
+struct pp {
+	int fd;
+	int rounds;
+};
+
+static void *pong(void *arg)
+{
+	struct pp *p = arg;
+	char c;
+	for (int i = 0; i < p->rounds; i++) {
+		if (zio_read(p->fd, &c, 1, ZIO_FOREVER) != 1)
+			return (void *)1;
+		if (zio_write(p->fd, &c, 1, ZIO_FOREVER) != 1)
+			return (void *)2;
+	}
+	return NULL;
+}
+
+static void *ping_pong(void *arg)
+{
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	struct pp p = { sv[1], 2000 };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, pong, &p, NULL), 0);
+	for (int i = 0; i < p.rounds; i++) {
+		char c = (char)i, d;
+		cr_assert_eq(zio_write(sv[0], &c, 1, ZIO_FOREVER), 1);
+		cr_assert_eq(zio_read(sv[0], &d, 1, ZIO_FOREVER), 1);
+		cr_assert_eq(c, d);
+	}
+	void *r;
+	cr_assert_eq(zio_task_join(t, &r), 0);
+	cr_assert_null(r);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, ping_pong_one_executor, .timeout = 20)
+{
+	run_in_runtime(1, ping_pong, NULL);
+}
+
+Test(io, ping_pong_two_executors, .timeout = 20)
+{
+	run_in_runtime(2, ping_pong, NULL);
+}
+
+/* Many tasks, each with its own pair, across two executors. */
+static void *many_pairs_task(void *arg)
+{
+	int sv[2];
+	if (zio_socketpair(AF_UNIX, SOCK_STREAM, sv))
+		return (void *)1;
+	struct pp p = { sv[1], 200 };
+	zio_task *t;
+	zio_spawn(NULL, &t, pong, &p, NULL);
+	intptr_t bad = 0;
+	for (int i = 0; i < p.rounds; i++) {
+		char c = (char)i, d = 0;
+		if (zio_write(sv[0], &c, 1, ZIO_FOREVER) != 1 ||
+		    zio_read(sv[0], &d, 1, ZIO_FOREVER) != 1 || c != d)
+			bad = 1;
+	}
+	void *r;
+	zio_task_join(t, &r);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return (void *)(bad | (intptr_t)r);
+}
+
+static void *many_pairs(void *arg)
+{
+	zio_task *t[64];
+	for (int i = 0; i < 64; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], many_pairs_task, NULL, NULL), 0);
+	for (int i = 0; i < 64; i++) {
+		void *r;
+		zio_task_join(t[i], &r);
+		cr_assert_null(r, "task %d failed", i);
+	}
+	return NULL;
+}
+
+Test(io, many_pairs_two_executors, .timeout = 60)
+{
+	run_in_runtime(2, many_pairs, NULL);
+}
+
+/* ---------------------------------------------------------- cancellation */
+
+static void *read_forever(void *arg)
+{
+	char buf[8];
+	return (void *)(intptr_t)zio_read(*(int *)arg, buf, sizeof(buf), ZIO_FOREVER);
+}
+
+static void *cancel_mid_read(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, read_forever, &p[0], NULL), 0);
+	zio_sleep(ZIO_MSEC(5)); /* not synchronisation: the result is the same either way */
+	zio_task_cancel(t);
+	void *r;
+	cr_assert_eq(zio_task_join(t, &r), 0);
+	cr_assert_eq((intptr_t)r, -ECANCELED);
+	/* The pipe still works: nothing was left registered. */
+	cr_assert_eq(zio_write(p[1], "z", 1, ZIO_FOREVER), 1);
+	char c;
+	cr_assert_eq(zio_read(p[0], &c, 1, ZIO_FOREVER), 1);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, cancel_mid_read, .timeout = 10)
+{
+	run_in_runtime(1, cancel_mid_read, NULL);
+	run_in_runtime(2, cancel_mid_read, NULL);
+}
+
+struct wr {
+	int fd;
+	ssize_t total;
+	ssize_t last;
+};
+
+static void *write_until_stopped(void *arg)
+{
+	struct wr *w = arg;
+	static char blob[65536];
+	for (;;) {
+		ssize_t r = zio_write(w->fd, blob, sizeof(blob), ZIO_FOREVER);
+		if (r < 0) {
+			w->last = r;
+			return NULL;
+		}
+		w->total += r;
+	}
+}
+
+static void *cancel_mid_write(void *arg)
+{
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	struct wr w = { .fd = sv[0] };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, write_until_stopped, &w, NULL), 0);
+	/* Wait until the writer is blocked: the peer's buffer is full. */
+	while (zio_wait_fd(sv[0], POLLOUT, 0) > 0 || w.total == 0)
+		zio_sleep(ZIO_MSEC(1));
+	zio_sleep(ZIO_MSEC(5));
+	zio_task_cancel(t);
+	cr_assert_eq(zio_task_join(t, NULL), 0);
+	cr_assert_eq(w.last, -ECANCELED);
+	/* Everything the writer counted arrives, and nothing more. */
+	zio_shutdown(sv[0], SHUT_WR);
+	ssize_t got = 0, n;
+	char buf[65536];
+	while ((n = zio_read(sv[1], buf, sizeof(buf), ZIO_FOREVER)) > 0)
+		got += n;
+	cr_assert_eq(n, 0);
+	cr_assert_eq(got, w.total);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, cancel_mid_write, .timeout = 20)
+{
+	run_in_runtime(1, cancel_mid_write, NULL);
+}
+
+/* If the op completes before the cancellation lands, its result is kept
+ * and the cancellation is reported by the next suspension point. */
+struct late {
+	int fd;
+	ssize_t r1, r2;
+};
+
+static void *read_then_sleep(void *arg)
+{
+	struct late *l = arg;
+	char buf[8];
+	l->r1 = zio_read(l->fd, buf, sizeof(buf), ZIO_FOREVER);
+	l->r2 = zio_sleep(ZIO_SEC(10));
+	return NULL;
+}
+
+static void *result_survives_cancel(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	struct late l = { .fd = p[0] };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, read_then_sleep, &l, NULL), 0);
+	zio_yield();
+	/* Data and cancellation arrive together: either the read wins (and
+	 * the sleep is cancelled) or the cancel does (and the read says so). */
+	zio_write(p[1], "abc", 3, ZIO_FOREVER);
+	zio_task_cancel(t);
+	zio_task_join(t, NULL);
+	cr_assert(l.r1 == 3 || l.r1 == -ECANCELED, "r1 = %zd", l.r1);
+	cr_assert_eq(l.r2, -ECANCELED);
+	if (l.r1 == -ECANCELED) {
+		char buf[8];
+		cr_assert_eq(zio_read(p[0], buf, 8, 0), 3); /* not lost */
+	}
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, result_survives_cancel, .timeout = 10)
+{
+	for (int i = 0; i < 20; i++)
+		run_in_runtime(1, result_survives_cancel, NULL);
+}
+
+/* ------------------------------------------------ close while waiting */
+
+static void *close_while_waiting(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	int rfd = p[0];
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, read_forever, &rfd, NULL), 0);
+	zio_sleep(ZIO_MSEC(5));
+	cr_assert_eq(zio_close(rfd), 0);
+	/* Reuse the number at once: the old waiter must not read from it. */
+	int q[2];
+	cr_assert_eq(zio_pipe(q), 0);
+	void *r;
+	cr_assert_eq(zio_task_join(t, &r), 0);
+	cr_assert_eq((intptr_t)r, -EBADF, "waiter got %d", (int)(intptr_t)r);
+	if (q[0] == rfd || q[1] == rfd) {
+		/* The new pipe on the reused number works normally. */
+		cr_assert_eq(zio_write(q[1], "k", 1, ZIO_FOREVER), 1);
+		char c;
+		cr_assert_eq(zio_read(q[0], &c, 1, ZIO_FOREVER), 1);
+	}
+	zio_close(p[1]);
+	zio_close(q[0]);
+	zio_close(q[1]);
+	return NULL;
+}
+
+Test(io, close_while_waiting, .timeout = 10)
+{
+	run_in_runtime(1, close_while_waiting, NULL);
+	run_in_runtime(2, close_while_waiting, NULL);
+}
+
+/* The waiter runs on another executor than the closer: its op sits in the
+ * other executor's ring (io_uring) or wait list, and close must still
+ * reach it before the number is reused. */
+struct xwait {
+	int fd;
+	atomic_int exec;
+	atomic_int ready;
+	ssize_t r;
+};
+
+static void *pinned_reader(void *arg)
+{
+	struct xwait *x = arg;
+	zio_task_pin();
+	atomic_store(&x->exec, (int)zio__exec_current()->id);
+	atomic_store(&x->ready, 1);
+	char buf[4];
+	x->r = zio_read(x->fd, buf, sizeof(buf), ZIO_FOREVER);
+	return NULL;
+}
+
+static void *close_cross_executor(void *arg)
+{
+	zio_task_pin();
+	int me = (int)zio__exec_current()->id;
+	for (int attempt = 0; attempt < 200; attempt++) {
+		int p[2];
+		cr_assert_eq(zio_pipe(p), 0);
+		struct xwait x = { .fd = p[0], .exec = -1 };
+		zio_task *t;
+		zio_spawn(NULL, &t, pinned_reader, &x, NULL);
+		while (!atomic_load(&x.ready))
+			zio_sleep(ZIO_MSEC(1));
+		if (atomic_load(&x.exec) == me) {
+			/* Same executor: let it go and try again. */
+			zio_write(p[1], "x", 1, ZIO_FOREVER);
+			zio_task_join(t, NULL);
+			zio_close(p[0]);
+			zio_close(p[1]);
+			continue;
+		}
+		zio_sleep(ZIO_MSEC(5)); /* the read is in flight over there */
+		cr_assert_eq(zio_close(p[0]), 0);
+		int q[2];
+		cr_assert_eq(zio_pipe(q), 0); /* likely reuses p[0]'s number */
+		zio_write(q[1], "new", 3, ZIO_FOREVER);
+		zio_task_join(t, NULL);
+		cr_assert_eq(x.r, -EBADF, "cross-executor waiter got %zd", x.r);
+		char buf[4];
+		cr_assert_eq(zio_read(q[0], buf, 4, ZIO_FOREVER), 3); /* not stolen */
+		zio_close(p[1]);
+		zio_close(q[0]);
+		zio_close(q[1]);
+		return NULL;
+	}
+	cr_skip_test("no task ever ran on the other executor");
+	return NULL;
+}
+
+Test(io, close_while_waiting_cross_executor, .timeout = 20)
+{
+	run_in_runtime(2, close_cross_executor, NULL);
+}
+
+/* ------------------------------------------------------------ wait_fd */
+
+static void *wait_fd_task(void *arg)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_wait_fd(p[0], POLLIN, zio_deadline_after(ZIO_MSEC(10))), -ETIMEDOUT);
+	int w = zio_wait_fd(p[1], POLLOUT, ZIO_FOREVER);
+	cr_assert(w > 0 && (w & POLLOUT));
+	zio_write(p[1], "a", 1, ZIO_FOREVER);
+	w = zio_wait_fd(p[0], POLLIN, ZIO_FOREVER);
+	cr_assert(w & POLLIN);
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	w = zio_wait_fd(sv[0], POLLIN | POLLOUT, ZIO_FOREVER);
+	cr_assert(w & POLLOUT, "revents %#x", w);
+	cr_assert_eq(zio_wait_fd(sv[0], 0, 0), -EINVAL);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, wait_fd, .timeout = 10)
+{
+	run_in_runtime(1, wait_fd_task, NULL);
+}
+
+/* ------------------------------------- fds zio did not make: blocking */
+
+static void *blocking_fds(void *arg)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0); /* blocking pipe: must not block the executor */
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0); /* blocking sockets */
+	zio_task *t1, *t2;
+	cr_assert_eq(zio_spawn(NULL, &t1, read_forever, &p[0], NULL), 0);
+	cr_assert_eq(zio_spawn(NULL, &t2, read_forever, &sv[1], NULL), 0);
+	zio_sleep(ZIO_MSEC(5)); /* both readers are parked, the executor is free */
+	cr_assert_eq(zio_write(p[1], "12", 2, ZIO_FOREVER), 2);
+	cr_assert_eq(zio_write(sv[0], "345", 3, ZIO_FOREVER), 3);
+	void *r;
+	zio_task_join(t1, &r);
+	cr_assert_eq((intptr_t)r, 2);
+	zio_task_join(t2, &r);
+	cr_assert_eq((intptr_t)r, 3);
+	/* Their flags were never touched. */
+	cr_assert_eq(fcntl(p[0], F_GETFL) & O_NONBLOCK, 0);
+	cr_assert_eq(fcntl(sv[1], F_GETFL) & O_NONBLOCK, 0);
+	char c;
+	cr_assert_eq(zio_read(p[0], &c, 1, zio_deadline_after(ZIO_MSEC(5))), -ETIMEDOUT);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, blocking_fds_not_ours, .timeout = 10)
+{
+	run_in_runtime(1, blocking_fds, NULL);
+}
+
+/* ------------------------------------------------ outside the runtime */
+
+static void *thread_writer(void *arg)
+{
+	int fd = *(int *)arg;
+	zio_sleep(ZIO_MSEC(10)); /* a plain thread: really sleeps */
+	zio_write(fd, "hey", 3, ZIO_FOREVER);
+	return NULL;
+}
+
+Test(io, plain_thread, .timeout = 10)
+{
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	char buf[8];
+	cr_assert_eq(zio_read(p[0], buf, 8, 0), -EAGAIN);
+	cr_assert_eq(zio_read(p[0], buf, 8, zio_deadline_after(ZIO_MSEC(10))), -ETIMEDOUT);
+	pthread_t th;
+	pthread_create(&th, NULL, thread_writer, &p[1]);
+	cr_assert_eq(zio_read(p[0], buf, 8, ZIO_FOREVER), 3);
+	pthread_join(th, NULL);
+	cr_assert_eq(zio_wait_fd(p[1], POLLOUT, ZIO_FOREVER) & POLLOUT, POLLOUT);
+	zio_close(p[0]);
+	zio_close(p[1]);
+}
+
+/* ------------------------------------------------------- blocking pool */
+
+static long slow_add(void *arg)
+{
+	usleep(20000);
+	return (long)(intptr_t)arg + 1;
+}
+
+static void *ticker(void *arg)
+{
+	int *ticks = arg;
+	for (int i = 0; i < 5; i++) {
+		zio_sleep(ZIO_MSEC(1));
+		(*ticks)++;
+	}
+	return NULL;
+}
+
+static void *blocking_call_task(void *arg)
+{
+	int ticks = 0;
+	zio_task *t;
+	zio_spawn(NULL, &t, ticker, &ticks, NULL);
+	/* The executor keeps running the ticker while the call blocks. */
+	cr_assert_eq(zio_blocking_call(slow_add, (void *)41, ZIO_FOREVER), 42);
+	cr_assert_geq(ticks, 3);
+	zio_task_join(t, NULL);
+	cr_assert_eq(zio_blocking_call(NULL, NULL, ZIO_FOREVER), -EINVAL);
+	return NULL;
+}
+
+Test(io, blocking_call, .timeout = 10)
+{
+	run_in_runtime(1, blocking_call_task, NULL);
+	cr_assert_eq(zio_blocking_call(slow_add, (void *)1, ZIO_FOREVER), 2); /* plain thread */
+}
+
+/* ---------------------------------------------------- backend fallback */
+
+static void *backend_name(void *arg)
+{
+	return (void *)zio_runtime_backend(zio_runtime_current());
+}
+
+Test(io, uring_probe_failure_falls_back, .timeout = 10)
+{
+	/* The probe is forced to fail: the automatic choice must fall back to
+	 * epoll, and asking for io_uring by name must fail cleanly. */
+	setenv("ZIO_URING_PROBE_FAIL", "1", 1);
+	unsetenv("ZIO_BACKEND");
+	zio_runtime *rt;
+	cr_assert_eq(zio_runtime_create(&rt, NULL), 0);
+	const char *name = zio_runtime_run(rt, backend_name, NULL, NULL) == 0
+				   ? zio_runtime_backend(rt) : NULL;
+	cr_assert_str_eq(name, "epoll");
+	cr_assert_eq(zio_runtime_run(rt, pipe_roundtrip, NULL, NULL), 0);
+	zio_runtime_destroy(rt);
+	struct zio_runtime_options o = { .backend = "uring" };
+	int err = zio_runtime_create(&rt, &o);
+	cr_assert_neq(err, 0);
+}
+
+Test(io, unknown_backend_is_an_error, .timeout = 10)
+{
+	zio_runtime *rt;
+	struct zio_runtime_options o = { .backend = "kqueue9" };
+	cr_assert_eq(zio_runtime_create(&rt, &o), -EINVAL);
+}

@@ -1,0 +1,192 @@
+/*
+ * test_stream.c - buffered readers and writers: over memory (every edge of
+ * the buffer logic), over a socket under every backend, a user-defined
+ * source, and the FILE * bridge (fprintf/fgets on a socket in a task).
+ */
+/* ZIO_TEST_BACKENDS */
+/* ZIO_TEST_LABELS: io */
+#include "helpers.h"
+
+#include <string.h>
+#include <sys/socket.h>
+
+static void mem_reader(zio_reader *r, struct zio_mem *m, const char *text, char *buf, size_t cap)
+{
+	m->data = (char *)text;
+	m->len = strlen(text);
+	m->pos = 0;
+	zio_reader_init(r, &zio_mem_source, m, buf, cap);
+}
+
+Test(stream, take_delim, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char buf[8], line[32];
+	mem_reader(&r, &m, "ab\ncdef\n\nlong-line-here\ntail", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 3);
+	cr_assert_eq(memcmp(line, "ab\n", 3), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 4);
+	cr_assert_eq(memcmp(line, "cdef", 4), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0); /* empty line */
+	/* Longer than the reader's 8-byte buffer, still fits in out. */
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 14);
+	cr_assert_eq(memcmp(line, "long-line-here", 14), 0);
+	/* Partial last line at EOF, then EOF. */
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 4);
+	cr_assert_eq(memcmp(line, "tail", 4), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 0);
+
+	/* Too long for out: -EMSGSIZE, nothing consumed when it fits the buffer. */
+	char big[64];
+	mem_reader(&r, &m, "abcdef\nx", big, sizeof(big));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, 3), -EMSGSIZE);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 7);
+	/* By reference. */
+	mem_reader(&r, &m, "k=v;rest", big, sizeof(big));
+	const char *p;
+	cr_assert_eq(zio_reader_take_delim_ref(&r, ';', false, &p), 3);
+	cr_assert_eq(memcmp(p, "k=v", 3), 0);
+	cr_assert_eq(zio_reader_take_delim_ref(&r, ';', false, &p), 4);
+	mem_reader(&r, &m, "no-delimiter-in-eight", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim_ref(&r, ';', false, &p), -EMSGSIZE);
+}
+
+Test(stream, exact_peek_discard_all, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char buf[4], out[64];
+	mem_reader(&r, &m, "0123456789", buf, sizeof(buf));
+	const char *p;
+	cr_assert_eq(zio_reader_peek(&r, 3, &p), 3);
+	cr_assert_eq(memcmp(p, "012", 3), 0);
+	cr_assert_eq(zio_reader_peek(&r, 5, &p), -EINVAL); /* more than the buffer */
+	cr_assert_eq(zio_reader_read_exact(&r, out, 6), 6);
+	cr_assert_eq(memcmp(out, "012345", 6), 0);
+	cr_assert_eq(zio_reader_discard(&r, 2), 2);
+	cr_assert_eq(zio_reader_read_all(&r, out, sizeof(out)), 2);
+	cr_assert_eq(memcmp(out, "89", 2), 0);
+	cr_assert_eq(zio_reader_read(&r, out, 1), 0);
+	cr_assert_eq(zio_reader_read_exact(&r, out, 1), -EPIPE);
+
+	mem_reader(&r, &m, "0123456789", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_all(&r, out, 5), -EMSGSIZE);
+	mem_reader(&r, &m, "01234", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_all(&r, out, 5), 5);
+	mem_reader(&r, &m, "0123", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_discard(&r, 100), 4);
+	/* A read larger than the buffer bypasses it. */
+	mem_reader(&r, &m, "abcdefghij", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read(&r, out, 10), 10);
+}
+
+Test(stream, writer, .timeout = 10)
+{
+	char store[64], wb[8];
+	struct zio_mem m = { .data = store, .cap = sizeof(store) };
+	zio_writer w;
+	zio_writer_init(&w, &zio_mem_sink, &m, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "abc", 3), 3);
+	cr_assert_eq(m.len, 0u); /* buffered */
+	cr_assert_eq(zio_writer_print(&w, "%d-%s", 42, "x"), 4);
+	cr_assert_eq(zio_writer_print(&w, "[%s]", "a long formatted string"), 25);
+	cr_assert_eq(zio_writer_putc(&w, '!'), 0);
+	cr_assert_eq(zio_writer_write(&w, "0123456789", 10), 10);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	store[m.len] = 0;
+	cr_assert_str_eq(store, "abc42-x[a long formatted string]!0123456789");
+	/* A sink that fills up: the error sticks. */
+	m.len = 0;
+	m.cap = 5;
+	zio_writer_init(&w, &zio_mem_sink, &m, wb, sizeof(wb));
+	zio_writer_write(&w, "123456", 6);
+	cr_assert_eq(zio_writer_flush(&w), -ENOSPC);
+	cr_assert_eq(zio_writer_write(&w, "x", 1), -ENOSPC);
+}
+
+/* A user-defined source: yields one byte per call. */
+static ssize_t trickle(void *ctx, void *buf, size_t len, int64_t deadline)
+{
+	const char **s = ctx;
+	if (!**s)
+		return 0;
+	*(char *)buf = *(*s)++;
+	return 1;
+}
+
+Test(stream, user_source, .timeout = 10)
+{
+	static const struct zio_source_vtable vt = { trickle };
+	const char *text = "line one\nline two\n";
+	zio_reader r;
+	char buf[16], line[32];
+	zio_reader_init(&r, &vt, &text, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
+	cr_assert_eq(memcmp(line, "line one", 8), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0);
+}
+
+/* ----------------------------------------------------- over a socket */
+
+static void *line_echo(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char rb[64], wb[64], line[128];
+	zio_reader r;
+	zio_writer w;
+	zio_reader_init_fd(&r, fd, rb, sizeof(rb));
+	zio_writer_init_fd(&w, fd, wb, sizeof(wb));
+	ssize_t n;
+	while ((n = zio_reader_take_delim(&r, '\n', true, line, sizeof(line))) > 0) {
+		zio_writer_print(&w, "echo: ");
+		zio_writer_write(&w, line, (size_t)n);
+		zio_writer_flush(&w);
+	}
+	zio_close(fd);
+	return NULL;
+}
+
+static void *socket_streams(void *arg)
+{
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	zio_task *t;
+	zio_spawn(NULL, &t, line_echo, (void *)(intptr_t)sv[1], NULL);
+	char rb[32], wb[32];
+	zio_reader r;
+	zio_writer w;
+	zio_reader_init_fd(&r, sv[0], rb, sizeof(rb));
+	zio_writer_init_fd(&w, sv[0], wb, sizeof(wb));
+	/* stdio on top */
+	FILE *f = zio_stream_fopen(&r, &w, "r+");
+	cr_assert_not_null(f);
+	setvbuf(f, NULL, _IOLBF, 0);
+	for (int i = 0; i < 100; i++) {
+		fprintf(f, "message %d with some padding to cross buffers\n", i);
+		fflush(f);
+		char line[128], want[128];
+		cr_assert_not_null(fgets(line, sizeof(line), f));
+		snprintf(want, sizeof(want), "echo: message %d with some padding to cross buffers\n", i);
+		cr_assert_str_eq(line, want);
+	}
+	/* A read timeout through the stream's deadline leaves it usable. */
+	r.deadline = zio_deadline_after(ZIO_MSEC(10));
+	char c;
+	cr_assert_eq(zio_reader_read(&r, &c, 1), -ETIMEDOUT);
+	cr_assert_eq(r.err, 0);
+	r.deadline = ZIO_FOREVER;
+	fclose(f);
+	zio_shutdown(sv[0], SHUT_WR);
+	zio_task_join(t, NULL);
+	cr_assert_eq(zio_reader_read(&r, &c, 1), 0);
+	zio_close(sv[0]);
+	return NULL;
+}
+
+Test(stream, socket_and_stdio, .timeout = 20)
+{
+	run_in_runtime(1, socket_streams, NULL);
+	run_in_runtime(2, socket_streams, NULL);
+}
