@@ -337,8 +337,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* A line: line-based echo servers (examples/echo_server -l) answer it. */
 	for (int i = 0; i < msg_size; i++)
 		msg[i] = (char)('a' + i % 26);
+	msg[msg_size - 1] = '\n';
 	conns = calloc((size_t)nconns, sizeof(*conns));
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (!conns || ep < 0) {
