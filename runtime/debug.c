@@ -12,14 +12,18 @@
 
 #include <dlfcn.h>
 
-#ifdef ZIO_HAVE_UNWIND
+/* Under ThreadSanitizer libunwind's symbol lookups (which allocate) inside
+ * the guard-page signal handler are reported as signal-unsafe calls, so
+ * that build walks frame pointers and names what dladdr can. */
+#if defined(ZIO_HAVE_UNWIND) && !defined(ZIO_TSAN)
+#define ZIO_USE_UNWIND 1
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #endif
 
 static void print_frame(int fd, int n, void *pc)
 {
-#ifdef ZIO_HAVE_UNWIND
+#ifdef ZIO_USE_UNWIND
 	/* libunwind reads the ELF symbol table, so static functions resolve
 	 * too; a cursor pointed at pc is only used for the name lookup. */
 	unw_context_t uc;
@@ -46,7 +50,7 @@ static void print_frame(int fd, int n, void *pc)
 
 void zio__backtrace_here(int fd)
 {
-#ifdef ZIO_HAVE_UNWIND
+#ifdef ZIO_USE_UNWIND
 	unw_context_t uc;
 	unw_cursor_t cur;
 	if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)

@@ -72,7 +72,8 @@ struct zio__stack_pool {
 	struct slab *slabs;
 	struct slab *current; /* the slab being carved */
 	struct hot_node *warm; /* free stacks that kept their pages */
-	unsigned nwarm, warm_max;
+	unsigned nwarm;   /* written under lock; read unlocked as a hint */
+	unsigned warm_max;
 	uint64_t mapped;   /* slots ever carved, plus one-off mappings live */
 	uint64_t in_use;
 };
@@ -227,6 +228,13 @@ static int map_single(size_t size, struct zio__stack *out)
 
 #define WARM_BATCH 32u
 
+/* Whether the warm list looks non-empty, without the lock: a stale answer
+ * costs one lock round trip or one fresh slot, never correctness. */
+static inline bool warm_hint(struct zio__stack_pool *p)
+{
+	return __atomic_load_n(&p->nwarm, __ATOMIC_RELAXED) != 0;
+}
+
 /* Moves up to WARM_BATCH warm stacks into e's empty hot list. */
 static void warm_refill(struct zio__stack_pool *p, struct zio__exec *e)
 {
@@ -234,7 +242,7 @@ static void warm_refill(struct zio__stack_pool *p, struct zio__exec *e)
 	for (unsigned i = 0; i < WARM_BATCH && p->warm; i++) {
 		struct hot_node *n = p->warm;
 		p->warm = n->next;
-		p->nwarm--;
+		__atomic_store_n(&p->nwarm, p->nwarm - 1, __ATOMIC_RELAXED);
 		n->next = (struct hot_node *)e->stack_cache;
 		e->stack_cache = (struct zio__stack *)n;
 		e->stack_cached++;
@@ -255,7 +263,7 @@ static void warm_spill(struct zio__stack_pool *p, struct zio__exec *e)
 		if (p->nwarm < p->warm_max) {
 			n->next = p->warm;
 			p->warm = n;
-			p->nwarm++;
+			__atomic_store_n(&p->nwarm, p->nwarm + 1, __ATOMIC_RELAXED);
 		} else {
 			n->next = cold;
 			cold = n;
@@ -278,7 +286,7 @@ int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size,
 			return -EINVAL;
 		return map_single(size < ZIO__STACK_MIN ? ZIO__STACK_MIN : size, out);
 	}
-	if (e && !e->stack_cache && p->nwarm)
+	if (e && !e->stack_cache && warm_hint(p))
 		warm_refill(p, e);
 	if (e && e->stack_cache) {
 		struct hot_node *n = (struct hot_node *)e->stack_cache;
@@ -287,12 +295,12 @@ int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size,
 		*out = n->stack;
 		return 0;
 	}
-	if (!e && p->nwarm) {
+	if (!e && warm_hint(p)) {
 		zio__spin_lock(&p->lock);
 		struct hot_node *n = p->warm;
 		if (n) {
 			p->warm = n->next;
-			p->nwarm--;
+			__atomic_store_n(&p->nwarm, p->nwarm - 1, __ATOMIC_RELAXED);
 			*out = n->stack;
 		}
 		zio__spin_unlock(&p->lock);
@@ -323,7 +331,7 @@ void zio__stack_put(struct zio__exec *e, struct zio__stack *st)
 	if (p->nwarm < p->warm_max) {
 		n->next = p->warm;
 		p->warm = n;
-		p->nwarm++;
+		__atomic_store_n(&p->nwarm, p->nwarm + 1, __ATOMIC_RELAXED);
 		zio__spin_unlock(&p->lock);
 		return;
 	}

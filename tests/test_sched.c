@@ -148,7 +148,7 @@ static void *early_waker(void *arg)
 
 static void *early_main(void *arg)
 {
-	for (int i = 0; i < 20000; i++) {
+	for (int i = 0; i < STRESS(20000); i++) {
 		struct early ev = { 0 };
 		struct zio__parker *p = zio__parker_self();
 		ev.p = p;
@@ -218,7 +218,7 @@ Test(sched, thread_parker, .timeout = 10)
 /* Stress: a million spawn+join. */
 static void *million_spawn(void *arg)
 {
-	for (int i = 0; i < 1000000; i++) {
+	for (int i = 0; i < STRESS(1000000); i++) {
 		zio_task *t;
 		cr_assert_eq(zio_spawn(NULL, &t, return_arg, NULL, NULL), 0);
 		zio_task_join(t, NULL);
@@ -246,7 +246,7 @@ static void *sleep_once(void *arg)
 
 static void *many_sleepers(void *arg)
 {
-	enum { N = 100000 };
+	const int N = STRESS(100000);
 	int64_t base = zio_now() + ZIO_MSEC(200);
 	for (int i = 0; i < N; i++) {
 		/* Deadlines spread over 100 ms, in shuffled order. */
@@ -262,7 +262,7 @@ Test(sched, hundred_thousand_sleepers, .timeout = 120)
 {
 	run_with(&(struct zio_runtime_options){ .executors = 2, .stack_size = 64 << 10 },
 		 many_sleepers, NULL);
-	cr_assert_eq(atomic_load(&slept), 100000);
+	cr_assert_eq(atomic_load(&slept), STRESS(100000));
 }
 
 /* Destroying a runtime with tasks still alive cancels and joins them. */
