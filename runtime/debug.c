@@ -11,6 +11,8 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <stdarg.h>
+#include <unistd.h>
 
 /* Under ThreadSanitizer libunwind's symbol lookups (which allocate) inside
  * the guard-page signal handler are reported as signal-unsafe calls, so
@@ -20,6 +22,23 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #endif
+
+/* snprintf + write rather than dprintf: dprintf allocates a stdio buffer,
+ * and this also runs in the guard-page signal handler. */
+__attribute__((format(printf, 2, 3))) static void out(int fd, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
+	if (n > 0) {
+		ssize_t r = write(fd, line, (size_t)n);
+		(void)r;
+	}
+}
 
 static void print_frame(int fd, int n, void *pc)
 {
@@ -33,19 +52,19 @@ static void print_frame(int fd, int n, void *pc)
 	if (unw_getcontext(&uc) == 0 && unw_init_local(&cur, &uc) == 0 &&
 	    unw_set_reg(&cur, UNW_REG_IP, (unw_word_t)pc) == 0 &&
 	    unw_get_proc_name(&cur, name, sizeof(name), &off) == 0) {
-		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, name, (unsigned long)off);
+		out(fd, "  #%-2d %p %s+0x%lx\n", n, pc, name, (unsigned long)off);
 		return;
 	}
 #endif
 	Dl_info info;
 	if (dladdr(pc, &info) && info.dli_sname)
-		dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, pc, info.dli_sname,
+		out(fd, "  #%-2d %p %s+0x%lx\n", n, pc, info.dli_sname,
 			(unsigned long)((char *)pc - (char *)info.dli_saddr));
 	else if (dladdr(pc, &info) && info.dli_fname)
-		dprintf(fd, "  #%-2d %p (%s+0x%lx)\n", n, pc, info.dli_fname,
+		out(fd, "  #%-2d %p (%s+0x%lx)\n", n, pc, info.dli_fname,
 			(unsigned long)((char *)pc - (char *)info.dli_fbase));
 	else
-		dprintf(fd, "  #%-2d %p\n", n, pc);
+		out(fd, "  #%-2d %p\n", n, pc);
 }
 
 void zio__backtrace_here(int fd)
@@ -61,9 +80,9 @@ void zio__backtrace_here(int fd)
 		char name[128];
 		unw_word_t off;
 		if (unw_get_proc_name(&cur, name, sizeof(name), &off) == 0)
-			dprintf(fd, "  #%-2d %p %s+0x%lx\n", n, (void *)ip, name, (unsigned long)off);
+			out(fd, "  #%-2d %p %s+0x%lx\n", n, (void *)ip, name, (unsigned long)off);
 		else
-			dprintf(fd, "  #%-2d %p\n", n, (void *)ip);
+			out(fd, "  #%-2d %p\n", n, (void *)ip);
 	}
 #else
 	void **fp = __builtin_frame_address(0);
