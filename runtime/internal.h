@@ -51,6 +51,7 @@ void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, 
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
 				     size_t *size_old);
 void __asan_handle_no_return(void);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 
 #define ZIO_HIDDEN __attribute__((visibility("hidden")))
