@@ -316,7 +316,11 @@ ZIO_API int zio_task_join(zio_task *t, void **result)
 		f->joiner = p;
 		f->joiner_gen = zio__park_prepare(p, 0);
 		unsigned expect = JOIN_NONE;
-		if (atomic_compare_exchange_strong(&f->join_state, &expect, JOIN_WAITING)) {
+		if (!atomic_compare_exchange_strong(&f->join_state, &expect, JOIN_WAITING)) {
+			/* Finished meanwhile: withdraw the wait, so a cancel that
+			 * claims it cannot leave a stray wake for a later one. */
+			zio__park_abandon(p);
+		} else {
 			int r = zio__park(p, ZIO_FOREVER);
 			if (r < 0) {
 				/* Cancelled (or a deadline scope expired): take the child
@@ -331,6 +335,8 @@ ZIO_API int zio_task_join(zio_task *t, void **result)
 					if (atomic_compare_exchange_strong(&f->join_state, &expect,
 									   JOIN_WAITING))
 						zio__park(p, ZIO_FOREVER);
+					else
+						zio__park_abandon(p);
 					zio_shield_end();
 				}
 			}

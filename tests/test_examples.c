@@ -278,7 +278,7 @@ Test(examples, tcp_client, .timeout = 30)
 	read_banner(&s);
 	char port[16];
 	snprintf(port, sizeof(port), "%d", s.port);
-	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "localhost", port, NULL }, NULL, true);
+	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL, true);
 	const char *in = "first\nsecond\nno newline";
 	cr_assert_eq(write(c.in_fd, in, strlen(in)), (ssize_t)strlen(in));
 	close(c.in_fd);

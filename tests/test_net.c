@@ -9,6 +9,7 @@
  */
 /* ZIO_TEST_BACKENDS */
 /* ZIO_TEST_LABELS: io */
+#include <netdb.h>
 #include "helpers.h"
 
 #include <fcntl.h>
@@ -634,6 +635,17 @@ Test(net, socket_options, .timeout = 10)
 
 /* ---------------------------------------------------------------- DNS */
 
+/* These tests resolve "localhost", which needs the system's own resolver to
+ * know it (/etc/hosts); a bare chroot may not, and then there is nothing to
+ * compare zio's answer with. */
+static void need_localhost(void)
+{
+	struct addrinfo *ai = NULL;
+	if (getaddrinfo("localhost", NULL, NULL, &ai) != 0)
+		cr_skip_test("the system resolver cannot resolve localhost here (no /etc/hosts?)");
+	freeaddrinfo(ai);
+}
+
 static void *dns(void *arg)
 {
 	zio_addr out[8];
@@ -673,6 +685,7 @@ static void *dns(void *arg)
 
 Test(net, dns_and_connect_host, .timeout = 30)
 {
+	need_localhost();
 	run_in_runtime(1, dns, NULL);
 }
 
@@ -719,6 +732,7 @@ static void *dns_cancel(void *arg)
 
 Test(net, dns_cancel_returns_at_once, .timeout = 20)
 {
+	need_localhost();
 	setenv("ZIO_BLOCKING_THREADS", "1", 1);
 	run_in_runtime(1, dns_cancel, NULL);
 }

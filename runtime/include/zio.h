@@ -209,6 +209,8 @@ struct zio_stats {
 ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out);
 
 /* Synchronization primitives; channels, select and broadcast channels. */
+#include "zio/sync.h"
+#include "zio/chan.h"
 
 #ifdef __cplusplus
 }
