@@ -329,6 +329,16 @@ static void schedule_woken(struct zio__fiber *f)
 
 void zio__ready(struct zio__fiber *f)
 {
+	/* Woken on the executor it parked on, by someone else running there:
+	 * that executor finished f's park before running anything else, so f
+	 * is PARKED and nobody else may touch its state (only the claim's
+	 * winner calls this). No locked instruction needed. */
+	struct zio__exec *e = zio__exec_current();
+	if (e && e == f->exec && f != e->cur) {
+		zio__check(atomic_load_explicit(&f->state, memory_order_relaxed) == ZIO__F_PARKED);
+		queue_local(e, f, true);
+		return;
+	}
 	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
 	for (;;) {
 		if (s == ZIO__F_PARKED) {
