@@ -213,12 +213,14 @@ int zio__fiber_spawn(zio__runtime *rt, struct zio__fiber **out, zio_task_fn fn, 
 	 * 128 KiB with the 64 KiB guard), so without an offset every task's
 	 * descriptor and hot frames would sit at the same address modulo the
 	 * L1/L2 way size and thrash a handful of cache sets once there are
-	 * more than a few dozen tasks. Up to 4 KiB, 64 colours, from a
-	 * per-process counter (the stack's own address carries no entropy). */
-	static _Atomic unsigned colour;
+	 * more than a few dozen tasks. 32 colours of 64 bytes from a counter
+	 * (the stack's own address carries no entropy): at most 2 KiB, so an
+	 * idle task's descriptor and frames still fit in the one page it
+	 * touches. */
+	static atomic_uint colour;
 	size_t off = 0;
-	if (st.hi - st.lo >= 8 * 4096)
-		off = (atomic_fetch_add_explicit(&colour, 1, memory_order_relaxed) * 7u % 64u) * 64u;
+	if (st.size >= 8 * 4096)
+		off = (atomic_fetch_add_explicit(&colour, 1, memory_order_relaxed) * 7u % 32u) * 64u;
 	struct zio__fiber *f = (struct zio__fiber *)(((uintptr_t)st.hi - off -
 						      sizeof(struct zio__fiber)) & ~(uintptr_t)63);
 	memset(f, 0, sizeof(*f));
