@@ -39,27 +39,71 @@ static const char reply_bad[] = "HTTP/1.1 400 Bad Request\r\n"
 #define BUF 8192
 #define IDLE_TIMEOUT ZIO_SEC(60)
 
-/* Finds the header value of name in [h, end) (case-insensitive). */
-static const char *header(const char *h, const char *end, const char *name, size_t *len)
+/* The first "\r\n\r\n" in [p, p + n), or NULL: hops from '\n' to '\n'
+ * with memchr instead of a general substring search (the request is
+ * scanned again after every short read). */
+static char *find_head_end(char *p, size_t n)
 {
-	size_t nl = strlen(name);
+	if (n < 4)
+		return NULL;
+	char *end = p + n;
+	for (char *q = p + 3; q < end;) {
+		char *nl = memchr(q, '\n', (size_t)(end - q));
+		if (!nl)
+			return NULL;
+		if (nl[-1] == '\r' && nl[-2] == '\n' && nl[-3] == '\r')
+			return nl - 3;
+		q = nl + 1;
+	}
+	return NULL;
+}
+
+/* The headers this server looks at, found in one pass over the header
+ * lines [h, end) (case-insensitive names; the first of each wins). */
+struct head {
+	const char *clen, *conn;
+	size_t clen_len, conn_len;
+	bool chunked; /* any Transfer-Encoding */
+};
+
+static bool name_is(const char *p, const char *colon, const char *name, size_t nl)
+{
+	return (size_t)(colon - p) == nl && strncasecmp(p, name, nl) == 0;
+}
+
+static void scan_headers(const char *h, const char *end, struct head *out)
+{
+	*out = (struct head){ 0 };
 	for (const char *p = h; p < end;) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		if (!eol)
 			break;
-		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-			const char *v = p + nl + 1;
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon) {
+			const char *v = colon + 1;
 			while (v < eol && (*v == ' ' || *v == '\t'))
 				v++;
 			const char *ve = eol;
 			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
 				ve--;
-			*len = (size_t)(ve - v);
-			return v;
+			switch (*p | 0x20) {
+			case 'c':
+				if (!out->clen && name_is(p, colon, "Content-Length", 14)) {
+					out->clen = v;
+					out->clen_len = (size_t)(ve - v);
+				} else if (!out->conn && name_is(p, colon, "Connection", 10)) {
+					out->conn = v;
+					out->conn_len = (size_t)(ve - v);
+				}
+				break;
+			case 't':
+				if (name_is(p, colon, "Transfer-Encoding", 17))
+					out->chunked = true;
+				break;
+			}
 		}
 		p = eol + 1;
 	}
-	return NULL;
 }
 
 static bool has_token(const char *v, size_t n, const char *tok)
@@ -87,7 +131,7 @@ static void *handle(void *arg)
 		/* Answer every complete request in the buffer. */
 		for (;;) {
 			char *start = in + pos;
-			char *hend = memmem(start, have - pos, "\r\n\r\n", 4);
+			char *hend = find_head_end(start, have - pos);
 			if (!hend)
 				break;
 			char *end = hend + 4;
@@ -96,9 +140,12 @@ static void *handle(void *arg)
 			bool ok = eol && eol - start >= 14;
 			bool http10 = ok && memcmp(eol - 9, "HTTP/1.0", 8) == 0;
 			ok = ok && (http10 || memcmp(eol - 9, "HTTP/1.1", 8) == 0);
-			size_t vl;
+			struct head hd = { 0 };
+			if (ok)
+				scan_headers(eol + 1, end, &hd);
 			size_t body = 0;
-			const char *v = ok ? header(eol + 1, end, "Content-Length", &vl) : NULL;
+			size_t vl = hd.clen_len;
+			const char *v = hd.clen;
 			if (v) {
 				char num[24];
 				if (vl == 0 || vl >= sizeof(num))
@@ -113,7 +160,7 @@ static void *handle(void *arg)
 					body = (size_t)b;
 				}
 			}
-			if (ok && header(eol + 1, end, "Transfer-Encoding", &vl))
+			if (ok && hd.chunked)
 				ok = false; /* no chunked request bodies here */
 			if (!ok) {
 				zio_write_all(fd, reply_bad, sizeof(reply_bad) - 1, ZIO_SEC(5) + zio_now());
@@ -121,7 +168,8 @@ static void *handle(void *arg)
 				break;
 			}
 			bool close_it = http10;
-			v = header(eol + 1, end, "Connection", &vl);
+			v = hd.conn;
+			vl = hd.conn_len;
 			if (v)
 				close_it = http10 ? !has_token(v, vl, "keep-alive") : has_token(v, vl, "close");
 			size_t consumed = (size_t)(end - start);

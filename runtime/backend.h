@@ -195,7 +195,15 @@ struct zio__fd {
 	struct zio__loop *owner;   /* epoll: the loop it is registered with */
 	int owner_epfd;
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
+	uint8_t stream;            /* a byte stream zio created (TCP, stream
+				    * socketpair, pipe): a short read empties it */
 	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
+	/* epoll: 1 << 32 | seq[READ] when a read found the stream empty (EAGAIN
+	 * or a short read) with that sequence number loaded before it; 0 if
+	 * unknown. While seq[READ] has not moved, no edge has been reaped since,
+	 * so a read would find it empty again and the fiber waits at once
+	 * instead (data that came after has an edge on its way). */
+	_Atomic uint64_t rd_empty;
 };
 
 /* The entry for fd (fd >= 0), allocating its chunk; NULL if out of memory
@@ -241,7 +249,8 @@ struct zio__job {
  * drops its reference with zio__job_unref() when done with the result. */
 int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
 void zio__job_unref(struct zio__job *j);
-/* io.c: a descriptor zio created non-blocking. */
-void zio__fd_created(int fd);
+/* io.c: a descriptor zio created non-blocking; stream: a byte stream
+ * (SOCK_STREAM socket, pipe), where a short read means "now empty". */
+void zio__fd_created(int fd, bool stream);
 
 #endif

@@ -18,7 +18,7 @@ ZIO_API int zio_socket(int domain, int type, int protocol)
 	int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 	if (fd < 0)
 		return -errno;
-	zio__fd_created(fd);
+	zio__fd_created(fd, (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM);
 	return fd;
 }
 
@@ -45,7 +45,9 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 	int r = (int)zio__op_run(&op, deadline);
 	if (r < 0)
 		return r;
-	zio__fd_created(r);
+	/* A connection is a stream if its listener is (not SEQPACKET). */
+	struct zio__fd *lent = zio__fd_peek(fd);
+	zio__fd_created(r, lent && lent->stream);
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
 		if (len > sizeof(ss))
@@ -77,8 +79,9 @@ ZIO_API int zio_socketpair(int domain, int type, int fds[2])
 		return -EINVAL;
 	if (socketpair(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
 		return -errno;
-	zio__fd_created(fds[0]);
-	zio__fd_created(fds[1]);
+	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
+	zio__fd_created(fds[0], stream);
+	zio__fd_created(fds[1], stream);
 	return 0;
 }
 

@@ -4,7 +4,8 @@
  * DNS and connect-to-host, and the faults: peer reset, EOF mid-message,
  * connect refused, connect timeout, accept under EMFILE, read timeout,
  * cancel mid-connect, close of a listener with a task in accept, partial
- * writes with a tiny SO_SNDBUF, and 10,000 concurrent connections.
+ * writes with a tiny SO_SNDBUF, 10,000 concurrent connections, and reads
+ * after a short read (epoll's "stream seen empty" hint).
  * Loopback and Unix sockets only.
  */
 /* ZIO_TEST_BACKENDS */
@@ -293,6 +294,56 @@ static void *read_timeout(void *arg)
 Test(net, read_timeout, .timeout = 10)
 {
 	run_in_runtime(1, read_timeout, NULL);
+}
+
+/* On epoll a byte stream seen empty (EAGAIN or a short read) is not read
+ * again before its next edge. Whatever follows a short read must still
+ * arrive without waiting for the deadline: more data, data after a
+ * MSG_PEEK (which empties nothing), EOF; and datagrams are not streams. */
+static void *stream_empty_hint(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[64];
+	int64_t dl = zio_deadline_after(ZIO_SEC(5));
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(zio_write(p.client, "abc", 3, dl), 3);
+		cr_assert_eq(zio_read(p.server, buf, sizeof(buf), dl), 3);
+		cr_assert_eq(zio_write(p.client, "de", 2, dl), 2);
+		cr_assert_eq(zio_read(p.server, buf, sizeof(buf), dl), 2);
+		cr_assert_eq(memcmp(buf, "de", 2), 0);
+	}
+	cr_assert_eq(zio_write(p.client, "xy", 2, dl), 2);
+	cr_assert_eq(zio_recv(p.server, buf, sizeof(buf), MSG_PEEK, dl), 2);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(2))), 2);
+	cr_assert_eq(zio_write(p.client, "z", 1, dl), 1);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), dl), 1);
+	zio_close(p.client);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(2))), 0);
+	zio_close(p.server);
+
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int s = zio_udp_bind(&a);
+	cr_assert_geq(s, 0);
+	zio_local_addr(s, &a);
+	int c = zio_udp_socket(AF_INET);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(zio_sendto(c, "one", 3, 0, &a, dl), 3);
+	cr_assert_eq(zio_sendto(c, "two", 3, 0, &a, dl), 3);
+	cr_assert_eq(zio_read(s, buf, sizeof(buf), dl), 3);
+	cr_assert_eq(zio_read(s, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(2))), 3);
+	cr_assert_eq(memcmp(buf, "two", 3), 0);
+	zio_close(s);
+	zio_close(c);
+	return NULL;
+}
+
+Test(net, stream_empty_hint, .timeout = 20)
+{
+	run_in_runtime(1, stream_empty_hint, NULL);
+	run_in_runtime(2, stream_empty_hint, NULL);
 }
 
 static void *accept_forever(void *arg)
