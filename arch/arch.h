@@ -91,6 +91,18 @@ static inline void zio__fpenv_load(const struct zio__fpenv *env)
 }
 #endif
 
+/* Frame-pointer records: where a frame's {caller's fp, return address}
+ * pair sits relative to its frame pointer. x86_64 and aarch64 point fp at
+ * the pair; riscv64 and loongarch64 point it just above. */
+static inline void **zio__fp_record(void **fp)
+{
+#if defined(__riscv) || defined(__loongarch64)
+	return fp - 2;
+#else
+	return fp;
+#endif
+}
+
 /* Spin-wait hint. */
 static inline void zio__cpu_relax(void)
 {

@@ -86,9 +86,12 @@ void zio__backtrace_here(int fd)
 	}
 #else
 	void **fp = __builtin_frame_address(0);
-	for (int n = 0; n < 64 && fp && fp[1]; n++) {
-		print_frame(fd, n, fp[1]);
-		void **up = fp[0];
+	for (int n = 0; n < 64 && fp; n++) {
+		void **rec = zio__fp_record(fp);
+		if (!rec[1])
+			break;
+		print_frame(fd, n, rec[1]);
+		void **up = rec[0];
 		if (up <= fp)
 			break;
 		fp = up;
@@ -105,10 +108,13 @@ void zio__backtrace_fiber(struct zio__fiber *f, int fd)
 	print_frame(fd, 0, pc);
 	void **fp = fpv;
 	for (int n = 1; n < 64; n++) {
-		if ((char *)fp < f->stack.lo || (char *)fp >= f->stack.hi || !fp[1])
+		if ((char *)fp < f->stack.lo + 16 || (char *)fp >= f->stack.hi)
 			break;
-		print_frame(fd, n, fp[1]);
-		void **up = fp[0];
+		void **rec = zio__fp_record(fp);
+		if (!rec[1])
+			break;
+		print_frame(fd, n, rec[1]);
+		void **up = rec[0];
 		if (up <= fp)
 			break;
 		fp = up;

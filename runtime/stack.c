@@ -88,10 +88,25 @@ static size_t round_page(size_t n)
 	return (n + page_size - 1) & ~(page_size - 1);
 }
 
+/* Some emulators (qemu-user 7.2) answer 0 to advice they do not know and
+ * do nothing, so the first guard is checked: the kernel must refuse to
+ * copy from it. */
+static bool guard_works(char *guard)
+{
+	int pfd[2];
+	if (pipe(pfd) != 0)
+		return true; /* cannot tell; trust the kernel */
+	bool ok = write(pfd[1], guard, 1) < 0 && errno == EFAULT;
+	close(pfd[0]);
+	close(pfd[1]);
+	return ok;
+}
+
 static void install_guard(char *guard)
 {
 	if (guard_mode <= 1) {
-		if (madvise(guard, ZIO__GUARD_SIZE, MADV_GUARD_INSTALL) == 0) {
+		if (madvise(guard, ZIO__GUARD_SIZE, MADV_GUARD_INSTALL) == 0 &&
+		    (guard_mode == 1 || guard_works(guard))) {
 			guard_mode = 1;
 			return;
 		}
