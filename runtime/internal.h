@@ -54,7 +54,6 @@ void __asan_handle_no_return(void);
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 
-#define ZIO_HIDDEN __attribute__((visibility("hidden")))
 #define zio__likely(x) __builtin_expect(!!(x), 1)
 #define zio__unlikely(x) __builtin_expect(!!(x), 0)
 #define zio__container_of(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
@@ -362,8 +361,6 @@ struct zio__exec *zio__exec_current(void);
 struct zio__fiber *zio__fiber_current(void);
 /* Makes a claimed fiber runnable (wait.c calls it after a successful claim). */
 void zio__ready(struct zio__fiber *f);
-/* Queues a runnable fiber on e, from e's own thread. */
-void zio__schedule_local(struct zio__exec *e, struct zio__fiber *f, bool handoff);
 /* Queues a new or runnable fiber from anywhere. */
 void zio__schedule(zio__runtime *rt, struct zio__fiber *f);
 /* Switches the current fiber out; action says what the landing site does. */

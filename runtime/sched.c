@@ -291,11 +291,6 @@ static void queue_local(struct zio__exec *e, struct zio__fiber *f, bool handoff)
 	}
 }
 
-void zio__schedule_local(struct zio__exec *e, struct zio__fiber *f, bool handoff)
-{
-	queue_local(e, f, handoff);
-}
-
 void zio__schedule(zio__runtime *rt, struct zio__fiber *f)
 {
 	struct zio__exec *e = zio__exec_current();
