@@ -187,6 +187,12 @@ enum zio__fd_kind {
 	ZIO__FD_REGULAR,   /* regular file or block device: never EAGAIN */
 };
 
+/* Traits of an fd: STREAM, a byte stream zio created (TCP, stream
+ * socketpair, pipe), where a short read means "now empty"; SOCK, a socket,
+ * so read/write may be done as recv/send (cheaper on io_uring). */
+#define ZIO__FD_STREAM 1u
+#define ZIO__FD_SOCK 2u
+
 struct zio__fd {
 	zio__spin lock;
 	uint32_t incarnation;      /* bumped by zio_close (epoll data check) */
@@ -195,8 +201,7 @@ struct zio__fd {
 	struct zio__loop *owner;   /* epoll: the loop it is registered with */
 	int owner_epfd;
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
-	uint8_t stream;            /* a byte stream zio created (TCP, stream
-				    * socketpair, pipe): a short read empties it */
+	uint8_t traits;            /* ZIO__FD_STREAM | ZIO__FD_SOCK, hints */
 	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
 	/* epoll: 1 << 32 | seq[READ] when a read found the stream empty (EAGAIN
 	 * or a short read) with that sequence number loaded before it; 0 if
@@ -249,8 +254,13 @@ struct zio__job {
  * drops its reference with zio__job_unref() when done with the result. */
 int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
 void zio__job_unref(struct zio__job *j);
-/* io.c: a descriptor zio created non-blocking; stream: a byte stream
- * (SOCK_STREAM socket, pipe), where a short read means "now empty". */
-void zio__fd_created(int fd, bool stream);
+/* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
+void zio__fd_created(int fd, unsigned traits);
+/* Is fd known to be a socket? A hint: false when unknown. */
+static inline bool zio__fd_is_socket(int fd)
+{
+	struct zio__fd *ent = zio__fd_peek(fd);
+	return ent && (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK);
+}
 
 #endif

@@ -209,14 +209,11 @@ int zio__fiber_spawn(zio__runtime *rt, struct zio__fiber **out, zio_task_fn fn, 
 	int err = zio__stack_get(rt->stacks, e, opts ? opts->stack_size : 0, &st);
 	if (err)
 		return err;
-	/* Cache colouring: stacks are carved at a fixed stride (a multiple of
-	 * 128 KiB with the 64 KiB guard), so without an offset every task's
-	 * descriptor and hot frames would sit at the same address modulo the
-	 * L1/L2 way size and thrash a handful of cache sets once there are
-	 * more than a few dozen tasks. 32 colours of 64 bytes from a counter
-	 * (the stack's own address carries no entropy): at most 2 KiB, so an
-	 * idle task's descriptor and frames still fit in the one page it
-	 * touches. */
+	/* Cache colouring within the page: stack.c already shifts each
+	 * stack's top by whole pages, and 32 colours of 64 bytes from a
+	 * counter spread the descriptors over the page's lines too. At most
+	 * 2 KiB, so an idle task's descriptor and frames still fit in the one
+	 * page it touches. */
 	static atomic_uint colour;
 	size_t off = 0;
 	if (st.size >= 8 * 4096)

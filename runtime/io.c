@@ -155,8 +155,11 @@ static int fd_kind(int fd, struct zio__fd *ent)
 		k = ZIO__FD_SOCKET;
 	else
 		k = ZIO__FD_BLOCKING;
-	if (ent)
+	if (ent) {
+		if (S_ISSOCK(st.st_mode))
+			__atomic_or_fetch(&ent->traits, (uint8_t)ZIO__FD_SOCK, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->kind, (uint8_t)k, __ATOMIC_RELAXED);
+	}
 	return k;
 }
 
@@ -409,7 +412,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * next edge: this saves the EAGAIN read an echo-style loop pays after
 	 * every write. Never for a try-once call (deadline 0), which must
 	 * look. */
-	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll && ent->stream &&
+	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll &&
+			  (ent->traits & ZIO__FD_STREAM) &&
 			  drains(op);
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
@@ -636,7 +640,7 @@ static void forget_fd(int fd)
 		ent->owner = NULL;
 	}
 	ent->kind = ZIO__FD_UNKNOWN;
-	ent->stream = 0;
+	ent->traits = 0;
 	atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	execs = atomic_exchange(&ent->execs, 0);
 	zio__spin_unlock(&ent->lock);
@@ -671,12 +675,12 @@ ZIO_API int zio_close(int fd)
 
 /* Records a descriptor zio created non-blocking, so its first op needs
  * no fcntl/fstat. */
-void zio__fd_created(int fd, bool stream)
+void zio__fd_created(int fd, unsigned traits)
 {
 	struct zio__fd *ent = zio__fd_get(fd);
 	if (ent) {
 		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
-		__atomic_store_n(&ent->stream, (uint8_t)stream, __ATOMIC_RELAXED);
+		__atomic_store_n(&ent->traits, (uint8_t)traits, __ATOMIC_RELAXED);
 		atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	}
 }
@@ -687,7 +691,7 @@ ZIO_API int zio_pipe(int fds[2])
 		return -EINVAL;
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	zio__fd_created(fds[0], true);
-	zio__fd_created(fds[1], true);
+	zio__fd_created(fds[0], ZIO__FD_STREAM);
+	zio__fd_created(fds[1], ZIO__FD_STREAM);
 	return 0;
 }

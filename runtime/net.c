@@ -18,7 +18,8 @@ ZIO_API int zio_socket(int domain, int type, int protocol)
 	int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 	if (fd < 0)
 		return -errno;
-	zio__fd_created(fd, (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM);
+	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
+	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0));
 	return fd;
 }
 
@@ -47,7 +48,7 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 		return r;
 	/* A connection is a stream if its listener is (not SEQPACKET). */
 	struct zio__fd *lent = zio__fd_peek(fd);
-	zio__fd_created(r, lent && lent->stream);
+	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & ZIO__FD_STREAM : 0));
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
 		if (len > sizeof(ss))
@@ -80,8 +81,9 @@ ZIO_API int zio_socketpair(int domain, int type, int fds[2])
 	if (socketpair(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
 		return -errno;
 	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
-	zio__fd_created(fds[0], stream);
-	zio__fd_created(fds[1], stream);
+	unsigned traits = ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0);
+	zio__fd_created(fds[0], traits);
+	zio__fd_created(fds[1], traits);
 	return 0;
 }
 

@@ -50,7 +50,7 @@
 
 struct slab {
 	struct slab *next;
-	char *base;       /* mapping: nslots * (guard + size) */
+	char *base;       /* mapping: nslots * slot */
 	uint32_t nslots;
 	uint32_t carved;  /* slots handed out at least once */
 	uint32_t nfree;   /* entries in free_idx: cold, returned slots */
@@ -66,7 +66,7 @@ struct hot_node {
 struct zio__stack_pool {
 	zio__spin lock;
 	size_t size;       /* usable bytes per stack */
-	size_t slot;       /* guard + size */
+	size_t slot;       /* guard + size + COLOUR_PAD */
 	unsigned cache;    /* hot stacks kept per executor */
 	atomic_bool keep_pages; /* shutting down: the slabs go soon anyway */
 	struct slab *slabs;
@@ -87,6 +87,16 @@ static size_t round_page(size_t n)
 		page_size = (size_t)sysconf(_SC_PAGESIZE);
 	return (n + page_size - 1) & ~(page_size - 1);
 }
+
+/* One untouched page above every stack (no RSS, no extra mapping). Stack
+ * sizes and the guard are powers of two in practice, so without it every
+ * stack top would sit at the same offset modulo the L2 way size (128 KiB
+ * on an 8-way 1 MiB L2) and a thousand tasks' descriptors and hot frames
+ * would share a few dozen cache sets: each resume would miss L2. With it,
+ * consecutive slots (and consecutive one-off mappings, which the kernel
+ * places next to each other) shift by a page, so their tops cycle through
+ * every page offset of the way; fiber.c adds a colour within the page. */
+#define COLOUR_PAD round_page(1)
 
 /* Some emulators (qemu-user 7.2) answer 0 to advice they do not know and
  * do nothing, so the first guard is checked: the kernel must refuse to
@@ -131,7 +141,7 @@ int zio__stack_pool_create(struct zio__stack_pool **out, size_t size, unsigned c
 	if (!p)
 		return -ENOMEM;
 	p->size = round_page(size < ZIO__STACK_MIN ? ZIO__STACK_MIN : size);
-	p->slot = p->size + ZIO__GUARD_SIZE;
+	p->slot = p->size + ZIO__GUARD_SIZE + COLOUR_PAD;
 	p->cache = cache;
 	p->warm_max = cache * executors;
 	*out = p;
@@ -227,11 +237,11 @@ static void pool_return(struct zio__stack_pool *p, struct zio__stack *st)
 static int map_single(size_t size, struct zio__stack *out)
 {
 	size = round_page(size);
-	char *base = mmap(NULL, size + ZIO__GUARD_SIZE, PROT_READ | PROT_WRITE,
+	char *base = mmap(NULL, size + ZIO__GUARD_SIZE + COLOUR_PAD, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		return -errno;
-	madvise(base, size + ZIO__GUARD_SIZE, MADV_NOHUGEPAGE);
+	madvise(base, size + ZIO__GUARD_SIZE + COLOUR_PAD, MADV_NOHUGEPAGE);
 	install_guard(base);
 	out->lo = base + ZIO__GUARD_SIZE;
 	out->hi = out->lo + size;
@@ -328,7 +338,7 @@ int zio__stack_get(struct zio__stack_pool *p, struct zio__exec *e, size_t size,
 void zio__stack_put(struct zio__exec *e, struct zio__stack *st)
 {
 	if (!st->slab) {
-		munmap(st->lo - ZIO__GUARD_SIZE, st->size + ZIO__GUARD_SIZE);
+		munmap(st->lo - ZIO__GUARD_SIZE, st->size + ZIO__GUARD_SIZE + COLOUR_PAD);
 		return;
 	}
 	struct zio__stack_pool *p = st->pool;
