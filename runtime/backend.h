@@ -256,11 +256,5 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
 void zio__job_unref(struct zio__job *j);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
-/* Is fd known to be a socket? A hint: false when unknown. */
-static inline bool zio__fd_is_socket(int fd)
-{
-	struct zio__fd *ent = zio__fd_peek(fd);
-	return ent && (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK);
-}
 
 #endif

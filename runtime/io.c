@@ -445,6 +445,49 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	return r;
 }
 
+/* Completion backend, before the ring: socket ops that are cheaper another
+ * way. read/write on a socket become recv/send, which io_uring does without
+ * the file layer (fd flags lookup, fsnotify on completion: 0.7 us of a 7 us
+ * echo round trip). Writes are tried at once, non-blocking, as the epoll
+ * path and Go's netpoller do: a socket with room in its send buffer (the
+ * usual case) takes the bytes now, which saves the ring round trip and a
+ * second resume of the task per request; a full one says EAGAIN and the
+ * op goes to the ring. Returns the result, or -EAGAIN for "use the ring". */
+static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
+{
+	if (!(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK)) {
+		if (__atomic_load_n(&ent->kind, __ATOMIC_RELAXED) != ZIO__FD_UNKNOWN)
+			return -EAGAIN;
+		/* First op on an fd zio did not create: learn its kind once
+		 * (this also finds an fd that is not open at all). */
+		int k = fd_kind(op->fd, ent);
+		if (k < 0)
+			return k;
+		if (!(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK))
+			return -EAGAIN;
+	}
+	switch (op->opcode) {
+	case ZIO__OP_READ:
+		if (op->u.rw.off < 0) {
+			op->opcode = ZIO__OP_RECV;
+			op->u.rw.flags = 0;
+		}
+		return -EAGAIN;
+	case ZIO__OP_WRITE:
+		if (op->u.rw.off >= 0)
+			return -EAGAIN;
+		op->opcode = ZIO__OP_SEND;
+		op->u.rw.flags = 0;
+		/* fall through */
+	case ZIO__OP_SEND:
+	case ZIO__OP_SENDMSG:
+	case ZIO__OP_WRITEV:
+		return try_op(op, __atomic_load_n(&ent->kind, __ATOMIC_RELAXED));
+	default:
+		return -EAGAIN;
+	}
+}
+
 ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
@@ -457,17 +500,21 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		if (deadline == 0 && !zio__op_is_file(op->opcode) &&
 		    op->opcode != ZIO__OP_CANCEL_FD)
 			return ready_run(l, f, op, 0);
-		if (op->fd >= 0 && f->rt->n_exec > 1 && !zio__op_is_file(op->opcode) &&
-		    op->opcode != ZIO__OP_CANCEL_FD) {
-			/* Remember that this executor's ring may hold ops on
-			 * fd, so zio_close() knows whom to ask to cancel. With
-			 * one executor there is nobody else to ask, and
-			 * forget_fd() always asks it: no fd-table line to touch
-			 * per op. */
-			struct zio__fd *ent = zio__fd_get(op->fd);
-			uint64_t bit = 1ull << (f->exec->id & 63);
-			if (ent && !(atomic_load_explicit(&ent->execs, memory_order_relaxed) & bit))
-				atomic_fetch_or(&ent->execs, bit);
+		struct zio__fd *ent;
+		if (op->fd >= 0 && !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD &&
+		    (ent = zio__fd_get(op->fd))) {
+			if (f->rt->n_exec > 1) {
+				/* Remember that this executor's ring may hold
+				 * ops on fd, so zio_close() knows whom to ask to
+				 * cancel. With one executor there is nobody else
+				 * to ask, and forget_fd() always asks it. */
+				uint64_t bit = 1ull << (f->exec->id & 63);
+				if (!(atomic_load_explicit(&ent->execs, memory_order_relaxed) & bit))
+					atomic_fetch_or(&ent->execs, bit);
+			}
+			ssize_t r = socket_shortcut(ent, op);
+			if (r != -EAGAIN)
+				return r;
 		}
 		return native_run(l, f, op, deadline);
 	}
