@@ -146,6 +146,8 @@ struct zio__op {
 	struct zio__loop *loop;
 };
 
+struct zio__fd;
+
 struct zio__backend {
 	const char *name;
 	/* 0 if this backend can work in this process (kernel, seccomp, sysctl). */
@@ -166,6 +168,14 @@ struct zio__backend {
 	/* zio_close(): stop every op this executor has on fd, before the fd
 	 * number can be reused (completion backends; may suspend). */
 	void (*close_fd)(struct zio__loop *l, int fd);
+	/* Completion backends with multishot requests (else NULL): serves op
+	 * (accept on a listener, a read on a TCP socket, a POLLIN wait on one)
+	 * from a multishot request kept armed on the fd, whose results queue
+	 * up between calls. Returns the result, or -EOPNOTSUPP: take the
+	 * plain path (nothing is queued or in flight that it could overtake).
+	 * May move the calling fiber to the executor that owns the request. */
+	ssize_t (*multishot)(struct zio__loop *l, struct zio__op *op, struct zio__fd *ent,
+			     int64_t deadline);
 };
 
 extern const struct zio__backend zio__backend_epoll;
@@ -189,9 +199,12 @@ enum zio__fd_kind {
 
 /* Traits of an fd: STREAM, a byte stream zio created (TCP, stream
  * socketpair, pipe), where a short read means "now empty"; SOCK, a socket,
- * so read/write may be done as recv/send (cheaper on io_uring). */
+ * so read/write may be done as recv/send (cheaper on io_uring); TCP, a TCP
+ * socket or listener zio created, whose reads may go through provided
+ * buffers (no ancillary data to lose, unlike a Unix socket's SCM_RIGHTS). */
 #define ZIO__FD_STREAM 1u
 #define ZIO__FD_SOCK 2u
+#define ZIO__FD_TCP 4u
 
 struct zio__fd {
 	zio__spin lock;
@@ -201,14 +214,21 @@ struct zio__fd {
 	struct zio__loop *owner;   /* epoll: the loop it is registered with */
 	int owner_epfd;
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
-	uint8_t traits;            /* ZIO__FD_STREAM | ZIO__FD_SOCK, hints */
+	uint8_t traits;            /* ZIO__FD_STREAM | SOCK | TCP, hints */
+	uint8_t rd_end;            /* epoll saw the read side end (RDHUP, HUP,
+				    * ERR): no more edges will come for it */
 	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
 	/* epoll: 1 << 32 | seq[READ] when a read found the stream empty (EAGAIN
 	 * or a short read) with that sequence number loaded before it; 0 if
 	 * unknown. While seq[READ] has not moved, no edge has been reaped since,
 	 * so a read would find it empty again and the fiber waits at once
-	 * instead (data that came after has an edge on its way). */
+	 * instead (data that came after has an edge on its way). Not once
+	 * rd_end is set: an EOF or error that came with the edge before the
+	 * short read is still to be read, and no later edge announces it. */
 	_Atomic uint64_t rd_empty;
+	/* io_uring: the multishot request state serving this fd (owned by one
+	 * loop; set and cleared on that loop's thread only). */
+	void *_Atomic ms;
 };
 
 /* The entry for fd (fd >= 0), allocating its chunk; NULL if out of memory

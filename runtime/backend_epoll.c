@@ -119,6 +119,8 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 	uint32_t ev_mask = ev->events;
 	zio__spin_lock(&ent->lock);
 	if (ent->incarnation == (uint32_t)(data >> 32) && ent->owner_epfd == l->epfd) {
+		if (ev_mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			__atomic_store_n(&ent->rd_end, 1, __ATOMIC_RELAXED);
 		if (ev_mask & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 			ent->seq[ZIO__DIR_READ]++;
 			zio__fd_wake(ent, ZIO__DIR_READ, 0);

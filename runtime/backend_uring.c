@@ -37,32 +37,14 @@
  *
  * ZIO_URING_PROBE_FAIL=1 makes probe() fail, to prove the fallback.
  */
-#include "backend.h"
+#include "backend_uring.h"
 
-#include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define SQ_ENTRIES 256
-#define TAG_MASK 7ull
-#define TAG_OP 0ull
-#define TAG_WAKE 1ull
-#define TAG_IGNORE 2ull
-
-struct uring_loop {
-	struct zio__loop base;
-	struct io_uring ring;
-	int wakefd;
-	bool enabled;        /* R_DISABLED ring enabled by its thread */
-	bool disabled_ring;  /* created with R_DISABLED */
-	bool wake_armed;
-	unsigned flags;
-	pid_t reg_tid;       /* thread whose task registered the ring fd */
-	struct zio__op *_Atomic remote; /* cancel requests from other executors */
-	uint64_t wake_buf;
-};
 
 /* Which zio opcodes the kernel can do, from the probe (same for all rings). */
 static bool native_op[ZIO__OP_COUNT];
@@ -153,6 +135,11 @@ static int do_probe(void)
 	bool usable = native_op[ZIO__OP_READ] && native_op[ZIO__OP_WRITE] &&
 		      native_op[ZIO__OP_POLL] && native_op[ZIO__OP_CANCEL_FD] &&
 		      (ring.features & IORING_FEAT_NODROP) && (ring.features & IORING_FEAT_EXT_ARG);
+	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT]) {
+		if (used & IORING_SETUP_R_DISABLED)
+			syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+		zio__uring_ms_probe(&ring);
+	}
 	zio__log(0,
 		 "io_uring: setup flags %#x (single_issuer %d, defer_taskrun %d), features %#x: "
 		 "ext_arg %d fast_poll %d nodrop %d; ops: send/recv %d accept %d connect %d "
@@ -224,11 +211,14 @@ static void ur_destroy(struct zio__loop *base)
 		l->ring.enter_ring_fd = l->ring.ring_fd;
 	}
 	io_uring_queue_exit(&l->ring);
+	/* The ring is gone, and with it every request that could still
+	 * write into the provided buffers. */
+	zio__uring_ms_destroy(l);
 	close(l->wakefd);
 	free(l);
 }
 
-static struct io_uring_sqe *get_sqe(struct uring_loop *l)
+struct io_uring_sqe *zio__uring_sqe(struct uring_loop *l)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 	while (zio__unlikely(!sqe)) {
@@ -248,7 +238,7 @@ static struct io_uring_sqe *get_sqe(struct uring_loop *l)
 
 static void arm_wake(struct uring_loop *l)
 {
-	struct io_uring_sqe *sqe = get_sqe(l);
+	struct io_uring_sqe *sqe = zio__uring_sqe(l);
 	io_uring_prep_poll_multishot(sqe, l->wakefd, POLLIN);
 	io_uring_sqe_set_data64(sqe, TAG_WAKE);
 	l->wake_armed = true;
@@ -373,7 +363,7 @@ static void ur_submit(struct zio__loop *base, struct zio__op *op)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	ensure_enabled(l);
-	struct io_uring_sqe *sqe = get_sqe(l);
+	struct io_uring_sqe *sqe = zio__uring_sqe(l);
 	prep(sqe, op);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
 }
@@ -381,7 +371,7 @@ static void ur_submit(struct zio__loop *base, struct zio__op *op)
 static void ur_cancel(struct zio__loop *base, struct zio__op *op)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
-	struct io_uring_sqe *sqe = get_sqe(l);
+	struct io_uring_sqe *sqe = zio__uring_sqe(l);
 	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | TAG_OP, 0);
 	io_uring_sqe_set_data64(sqe, TAG_IGNORE);
 }
@@ -399,6 +389,9 @@ static void complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 		zio__unpark(op->parker, op->gen, 0);
 		break;
 	}
+	case TAG_MS:
+		zio__uring_ms_complete(l, cqe);
+		break;
 	case TAG_WAKE: {
 		ssize_t r = read(l->wakefd, &l->wake_buf, sizeof(l->wake_buf));
 		(void)r;
@@ -440,6 +433,8 @@ static void take_remote(struct uring_loop *l)
 	struct zio__op *op = atomic_exchange_explicit(&l->remote, NULL, memory_order_acquire);
 	while (op) {
 		struct zio__op *next = op->next;
+		if (op->opcode == ZIO__OP_CANCEL_FD)
+			zio__uring_ms_detach(l, op->fd);
 		ur_submit(&l->base, op);
 		op = next;
 	}
@@ -491,6 +486,7 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 	op.loop = base;
 	op.gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
 	if (base == me->loop) {
+		zio__uring_ms_detach(l, fd);
 		ur_submit(base, &op);
 	} else {
 		/* Another executor's ring: it submits the cancel at its next
@@ -524,4 +520,5 @@ const struct zio__backend zio__backend_uring = {
 	.submit = ur_submit,
 	.cancel = ur_cancel,
 	.close_fd = ur_close_fd,
+	.multishot = zio__uring_multishot,
 };

@@ -229,7 +229,13 @@ enum zio__fiber_state {
 
 /* What the executor does on behalf of the fiber that just switched out,
  * once its stack is no longer in use (the "landing site"). */
-enum zio__landing { ZIO__LAND_NONE, ZIO__LAND_YIELD, ZIO__LAND_PARK, ZIO__LAND_EXIT };
+enum zio__landing {
+	ZIO__LAND_NONE,
+	ZIO__LAND_YIELD,
+	ZIO__LAND_PARK,
+	ZIO__LAND_EXIT,
+	ZIO__LAND_MOVE, /* to the executor in move_to */
+};
 
 struct zio__fiber {
 	/* hot: touched on every switch */
@@ -300,6 +306,7 @@ struct zio__exec {
 	struct zio__fiber *runnext;    /* woken here: runs next (handoff) */
 	struct zio__fiber *landing;    /* fiber that just switched out */
 	enum zio__landing landing_action;
+	struct zio__exec *move_to;     /* ZIO__LAND_MOVE's destination */
 	unsigned tick;
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */
@@ -365,6 +372,10 @@ void zio__ready(struct zio__fiber *f);
 void zio__schedule(zio__runtime *rt, struct zio__fiber *f);
 /* Switches the current fiber out; action says what the landing site does. */
 void zio__switch_out(struct zio__fiber *self, enum zio__landing action);
+/* Moves the running fiber to executor `to` and returns there. For state
+ * that one executor owns (an io_uring ring's multishot request): the
+ * caller keeps ZIO__FIBER_TEMP_PIN set so it is not stolen on arrival. */
+void zio__move_to(struct zio__exec *to);
 /* First thing a new fiber does: finish the switch that started it. */
 void zio__fiber_landed(struct zio__fiber *self);
 /* Sanitizer bookkeeping after a switch lands in a context. */

@@ -418,7 +418,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
-					  (1ull << 32 | op->seq)) {
+					  (1ull << 32 | op->seq) &&
+		    !__atomic_load_n(&ent->rd_end, __ATOMIC_RELAXED)) {
 			r = -EAGAIN;
 		} else {
 			r = try_op(op, kind);
@@ -488,21 +489,35 @@ static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
 	}
 }
 
+/* MSG_DONTWAIT asks for one non-blocking attempt, whatever the deadline. */
+static inline bool dont_wait(const struct zio__op *op)
+{
+	switch (op->opcode) {
+	case ZIO__OP_RECV:
+	case ZIO__OP_SEND:
+		return op->u.rw.flags & MSG_DONTWAIT;
+	case ZIO__OP_RECVMSG:
+	case ZIO__OP_SENDMSG:
+		return op->u.msg.flags & MSG_DONTWAIT;
+	default:
+		return false;
+	}
+}
+
 ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
+	if (dont_wait(op))
+		deadline = 0;
 	if (!f)
 		return thread_run(op, deadline);
 	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
 		return -ECANCELED;
 	struct zio__loop *l = f->exec->loop;
 	if (l->ops->native && l->ops->native(l, op->opcode)) {
-		if (deadline == 0 && !zio__op_is_file(op->opcode) &&
-		    op->opcode != ZIO__OP_CANCEL_FD)
-			return ready_run(l, f, op, 0);
+		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		struct zio__fd *ent;
-		if (op->fd >= 0 && !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD &&
-		    (ent = zio__fd_get(op->fd))) {
+		if (op->fd >= 0 && stream_op && (ent = zio__fd_get(op->fd))) {
 			if (f->rt->n_exec > 1) {
 				/* Remember that this executor's ring may hold
 				 * ops on fd, so zio_close() knows whom to ask to
@@ -515,7 +530,17 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			ssize_t r = socket_shortcut(ent, op);
 			if (r != -EAGAIN)
 				return r;
+			if (l->ops->multishot) {
+				/* Also for a try-once call: a read must not
+				 * overtake bytes a multishot recv has queued. */
+				r = l->ops->multishot(l, op, ent, deadline);
+				if (r != -EOPNOTSUPP)
+					return r;
+				l = f->exec->loop; /* it may have moved us */
+			}
 		}
+		if (deadline == 0 && stream_op)
+			return ready_run(l, f, op, 0);
 		return native_run(l, f, op, deadline);
 	}
 	if (zio__op_is_file(op->opcode))
@@ -688,6 +713,7 @@ static void forget_fd(int fd)
 	}
 	ent->kind = ZIO__FD_UNKNOWN;
 	ent->traits = 0;
+	ent->rd_end = 0;
 	atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	execs = atomic_exchange(&ent->execs, 0);
 	zio__spin_unlock(&ent->lock);
@@ -728,6 +754,7 @@ void zio__fd_created(int fd, unsigned traits)
 	if (ent) {
 		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->traits, (uint8_t)traits, __ATOMIC_RELAXED);
+		__atomic_store_n(&ent->rd_end, 0, __ATOMIC_RELAXED);
 		atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	}
 }

@@ -19,7 +19,9 @@ ZIO_API int zio_socket(int domain, int type, int protocol)
 	if (fd < 0)
 		return -errno;
 	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
-	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0));
+	bool tcp = stream && (domain == AF_INET || domain == AF_INET6) &&
+		   (protocol == 0 || protocol == IPPROTO_TCP);
+	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0) | (tcp ? ZIO__FD_TCP : 0));
 	return fd;
 }
 
@@ -48,7 +50,7 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 		return r;
 	/* A connection is a stream if its listener is (not SEQPACKET). */
 	struct zio__fd *lent = zio__fd_peek(fd);
-	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & ZIO__FD_STREAM : 0));
+	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & (ZIO__FD_STREAM | ZIO__FD_TCP) : 0));
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
 		if (len > sizeof(ss))
@@ -274,7 +276,28 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.buf = buf;
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = flags;
-	return zio__op_run(&op, deadline);
+	ssize_t r = zio__op_run(&op, deadline);
+	if (r <= 0 || (size_t)r == op.u.rw.len || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL)
+		return r;
+	/* MSG_WAITALL on a stream: a non-blocking socket returns what it has
+	 * (io_uring's recv waits itself), so wait for the rest here. A
+	 * datagram is whole as it is. */
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
+		return r;
+	size_t got = (size_t)r;
+	while (got < op.u.rw.len) {
+		struct zio__op more = { .opcode = ZIO__OP_RECV, .fd = fd };
+		more.u.rw.buf = (char *)buf + got;
+		more.u.rw.len = op.u.rw.len - got;
+		more.u.rw.flags = flags;
+		r = zio__op_run(&more, deadline);
+		if (r <= 0)
+			break; /* EOF, timeout, cancel: the bytes so far are the caller's */
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
 }
 
 ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline)

@@ -431,6 +431,11 @@ static void land(struct zio__exec *e)
 	case ZIO__LAND_EXIT:
 		zio__fiber_finished(e, f);
 		break;
+	case ZIO__LAND_MOVE:
+		f->exec = e->move_to;
+		atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
+		remote_push(f->exec, f);
+		break;
 	case ZIO__LAND_NONE:
 		break;
 	}
@@ -481,6 +486,17 @@ void zio__switch_out(struct zio__fiber *self, enum zio__landing action)
 	e = self->exec;
 	land(e);
 	*e->errno_ptr = self->err;
+}
+
+void zio__move_to(struct zio__exec *to)
+{
+	struct zio__fiber *self = zio__fiber_current();
+	struct zio__exec *e = self->exec;
+	if (e == to)
+		return;
+	zio__check(to->rt == e->rt);
+	e->move_to = to;
+	zio__switch_out(self, ZIO__LAND_MOVE);
 }
 
 /* --------------------------------------------------------------- the loop */

@@ -1,0 +1,55 @@
+/*
+ * backend_uring.h - what backend_uring.c (the ring) and backend_uring_ms.c
+ * (multishot accept/recv with provided buffers) share. Private to the two.
+ */
+#ifndef ZIO_BACKEND_URING_H
+#define ZIO_BACKEND_URING_H
+
+#include "backend.h"
+
+#include <liburing.h>
+
+/* CQE user_data: an address with a tag in the low bits. */
+#define TAG_MASK 7ull
+#define TAG_OP 0ull     /* a struct zio__op: wake its waiter */
+#define TAG_WAKE 1ull   /* the eventfd poll */
+#define TAG_IGNORE 2ull /* cancels: nobody waits for them */
+#define TAG_MS 3ull     /* a struct uring_ms: a multishot request's CQE */
+
+struct uring_ms;
+struct uring_bufs;
+
+struct uring_loop {
+	struct zio__loop base;
+	struct io_uring ring;
+	int wakefd;
+	bool enabled;        /* R_DISABLED ring enabled by its thread */
+	bool disabled_ring;  /* created with R_DISABLED */
+	bool wake_armed;
+	unsigned flags;
+	pid_t reg_tid;       /* thread whose task registered the ring fd */
+	struct zio__op *_Atomic remote; /* cancel requests from other executors */
+	uint64_t wake_buf;
+	/* backend_uring_ms.c, set up on first use */
+	struct uring_bufs *bufs;
+	struct uring_ms *ms_free;    /* free states */
+	struct uring_ms_chunk *ms_chunks;
+};
+
+/* backend_uring.c */
+struct io_uring_sqe *zio__uring_sqe(struct uring_loop *l);
+
+/* backend_uring_ms.c */
+/* Whether the kernel does multishot accept, multishot recv and provided
+ * buffer rings, tested on ring (enabled, owned by the calling thread). */
+void zio__uring_ms_probe(struct io_uring *ring);
+void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe);
+/* zio_close(fd) on this loop's thread, before its ASYNC_CANCEL(fd). */
+void zio__uring_ms_detach(struct uring_loop *l, int fd);
+void zio__uring_ms_destroy(struct uring_loop *l);
+/* Whether multishot recv and accept are in use (tests). */
+bool zio__uring_multishot_on(void);
+ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,
+			     int64_t deadline);
+
+#endif

@@ -1,0 +1,714 @@
+/*
+ * backend_uring_ms.c - multishot accept and multishot recv with provided
+ * buffers, behind the blocking-looking zio_accept() and zio_read().
+ *
+ * A multishot request stays armed on its fd and posts a CQE per result:
+ * one per accepted connection, or one per provided buffer the kernel filled
+ * with stream data. Nobody has to be waiting when it does, so results queue
+ * up in the fd's state (struct uring_ms, one per fd, owned by the loop that
+ * armed it) and a call takes the next one, parking only when the queue is
+ * empty. A connection's task that reads, writes and reads again costs no
+ * SQE per read, and data that arrives before the read is asked for is
+ * handed over without a park at all.
+ *
+ * What is served here (io.c asks, through the backend's multishot()):
+ *  - ACCEPT on a listener zio made: the accepted fds, in order. The peer
+ *    address, which a multishot accept cannot report per connection, comes
+ *    from getpeername() when the caller wants it; a connection reset
+ *    before that is -ECONNABORTED, as accept4() itself may say.
+ *  - reads (read, recv, readv, recvmsg) on a TCP socket zio made: bytes
+ *    copied out of the provided buffers, each buffer going back to the
+ *    ring once read to its end. MSG_PEEK, MSG_DONTWAIT and MSG_WAITALL are
+ *    honoured; other flags (MSG_OOB...) and ancillary data take the plain
+ *    path, which is only allowed while nothing is queued or armed (so it
+ *    can never overtake queued bytes). TCP only: a Unix socket's
+ *    SCM_RIGHTS would be lost in a provided buffer.
+ *  - POLLIN waits on such a socket: ready while bytes are queued.
+ *  - EOF and errors are delivered in order, after the bytes before them.
+ *
+ * Backpressure: a state never arms a request until a caller would have to
+ * wait, and cancels it when its queue grows past a bound (64 KiB of data,
+ * 64 connections) with nobody taking from it; the kernel then keeps the
+ * rest in the socket or the listen backlog, as without multishot. The ring
+ * of provided buffers (256 x 4 KiB per loop, mapped on first use) can run
+ * dry: the kernel ends the starved requests with -ENOBUFS, and a reader
+ * that finds fewer than 1/8 of the buffers free reads with a plain RECV
+ * into its own buffer instead.
+ *
+ * Ownership: a state belongs to the loop whose ring holds its request, and
+ * only that loop's thread touches it. A fiber on another executor that
+ * calls in moves to the owner first (zio__move_to) and stays pinned there
+ * for the call. zio_close() detaches the state before the ASYNC_CANCEL(fd)
+ * that ends the request (waiters get -EBADF); the request's last CQE frees
+ * it, recycling queued buffers and closing queued connections. States are
+ * never returned to malloc while the loop lives, so a pointer read from the
+ * fd table on another thread always leads to a state of the same loop.
+ *
+ * Support is probed once on the probe ring (a socketpair and a Unix
+ * listener); ZIO_URING_MULTISHOT=0 turns it off.
+ */
+#include "backend_uring.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define BUF_COUNT 128u
+#define BUF_SIZE 2048u
+#define BUF_GROUP 0
+#define BUF_LOW (BUF_COUNT / 8) /* fewer free: plain reads instead */
+#define RECV_BACKLOG (64u << 10) /* queued bytes that stop a recv request */
+#define ACCEPT_BACKLOG 64u   /* queued connections that stop an accept */
+#define CHUNK_STATES 64u
+
+#define NO_RESULT INT32_MIN
+
+static bool ms_recv_ok, ms_accept_ok;
+
+struct buf_meta {
+	uint32_t len, off; /* bytes the kernel put in, bytes read out */
+	int32_t next;      /* next buffer of the same fd's queue, or -1 */
+};
+
+struct uring_bufs {
+	struct io_uring_buf_ring *ring;
+	char *mem;          /* BUF_COUNT * BUF_SIZE */
+	unsigned nfree;     /* buffers the kernel may pick */
+	struct buf_meta meta[BUF_COUNT];
+};
+
+struct uring_ms {
+	struct uring_loop *loop; /* owner; fixed for the state's life */
+	struct uring_ms *next_free;
+	struct zio__fd *ent;
+	int fd;
+	bool in_use;
+	bool accept;
+	bool armed;    /* a multishot request is live in the ring */
+	bool stopping; /* we asked the kernel to end it */
+	bool detached; /* the fd was closed: the last CQE frees the state */
+	int accept_flags;
+	int32_t result; /* EOF (0) or -errno to report after the queue */
+	/* Who waits: the first waiter in the state itself (a connection has
+	 * one reader; waking it touches no line of its stack), others in a
+	 * queue of nodes on their stacks. */
+	struct zio__parker *waiter;
+	uint32_t waiter_gen;
+	struct zio__waitq waiters;
+	/* recv: queued buffers, linked through buf_meta.next */
+	int32_t qhead, qtail;
+	size_t queued;
+	/* accept: queued connections, fds[head..n) */
+	int *fds;
+	unsigned fhead, fn, fcap;
+};
+
+struct uring_ms_chunk {
+	struct uring_ms_chunk *next;
+	struct uring_ms states[CHUNK_STATES];
+};
+
+/* ------------------------------------------------------------------ probe */
+
+static bool probe_recv(struct io_uring *ring)
+{
+	struct io_uring_buf_ring *br = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (br == MAP_FAILED)
+		return false;
+	char buf[64];
+	bool ok = false;
+	int sv[2] = { -1, -1 };
+	io_uring_buf_ring_init(br);
+	struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)br, .ring_entries = 1,
+					.bgid = BUF_GROUP };
+	if (io_uring_register_buf_ring(ring, &reg, 0) != 0)
+		goto out_unmap;
+	io_uring_buf_ring_add(br, buf, sizeof(buf), 0, io_uring_buf_ring_mask(1), 0);
+	io_uring_buf_ring_advance(br, 1);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		goto out_unreg;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BUF_GROUP;
+	io_uring_sqe_set_data64(sqe, 1);
+	if (write(sv[1], "z", 1) != 1 || io_uring_submit(ring) != 1)
+		goto out_close;
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = 1 };
+	if (io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0) {
+		ok = cqe->res == 1 && (cqe->flags & IORING_CQE_F_MORE) &&
+		     (cqe->flags & IORING_CQE_F_BUFFER);
+		io_uring_cqe_seen(ring, cqe);
+	}
+	/* Ends the request before its buffer (on this stack) goes away. */
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_cancel64(sqe, 1, 0);
+	io_uring_sqe_set_data64(sqe, 2);
+	io_uring_submit(ring);
+	for (int seen = 0; seen < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0; seen++)
+		io_uring_cqe_seen(ring, cqe);
+out_close:
+	close(sv[0]);
+	close(sv[1]);
+out_unreg:
+	io_uring_unregister_buf_ring(ring, BUF_GROUP);
+out_unmap:
+	munmap(br, 4096);
+	return ok;
+}
+
+static bool probe_accept(struct io_uring *ring)
+{
+	bool ok = false;
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(sa_family_t); /* autobind an abstract name */
+	if (lfd < 0 || cfd < 0 || bind(lfd, (struct sockaddr *)&sa, len) != 0 || listen(lfd, 4) != 0)
+		goto out;
+	len = sizeof(sa);
+	if (getsockname(lfd, (struct sockaddr *)&sa, &len) != 0)
+		goto out;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, 1);
+	if (connect(cfd, (struct sockaddr *)&sa, len) != 0 || io_uring_submit(ring) != 1)
+		goto out;
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = 1 };
+	if (io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0) {
+		ok = cqe->res >= 0 && (cqe->flags & IORING_CQE_F_MORE);
+		if (cqe->res >= 0)
+			close(cqe->res);
+		io_uring_cqe_seen(ring, cqe);
+	}
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_cancel64(sqe, 1, 0);
+	io_uring_sqe_set_data64(sqe, 2);
+	io_uring_submit(ring);
+	for (int seen = 0; seen < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0; seen++)
+		io_uring_cqe_seen(ring, cqe);
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (cfd >= 0)
+		close(cfd);
+	return ok;
+}
+
+void zio__uring_ms_probe(struct io_uring *ring)
+{
+	const char *env = getenv("ZIO_URING_MULTISHOT");
+	if (env && strcmp(env, "0") == 0) {
+		zio__log(0, "io_uring: multishot accept/recv off (ZIO_URING_MULTISHOT=0)");
+		return;
+	}
+	ms_recv_ok = probe_recv(ring);
+	ms_accept_ok = probe_accept(ring);
+	zio__log(0, "io_uring: multishot recv with provided buffers %d, multishot accept %d",
+		 ms_recv_ok, ms_accept_ok);
+}
+
+bool zio__uring_multishot_on(void)
+{
+	return ms_recv_ok && ms_accept_ok;
+}
+
+/* -------------------------------------------------------- provided buffers */
+
+static struct uring_bufs *bufs_get(struct uring_loop *l)
+{
+	if (zio__likely(l->bufs != NULL))
+		return l->bufs;
+	struct uring_bufs *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	size_t ring_len = BUF_COUNT * sizeof(struct io_uring_buf);
+	b->ring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	b->mem = mmap(NULL, (size_t)BUF_COUNT * BUF_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct io_uring_buf_reg reg = { .ring_entries = BUF_COUNT, .bgid = BUF_GROUP };
+	if (b->ring == MAP_FAILED || b->mem == MAP_FAILED)
+		goto fail;
+	io_uring_buf_ring_init(b->ring);
+	reg.ring_addr = (uintptr_t)b->ring;
+	if (io_uring_register_buf_ring(&l->ring, &reg, 0) != 0)
+		goto fail;
+	for (unsigned i = 0; i < BUF_COUNT; i++)
+		io_uring_buf_ring_add(b->ring, b->mem + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
+				      io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+	io_uring_buf_ring_advance(b->ring, BUF_COUNT);
+	b->nfree = BUF_COUNT;
+	l->bufs = b;
+	return b;
+fail:
+	if (b->ring != MAP_FAILED)
+		munmap(b->ring, ring_len);
+	if (b->mem != MAP_FAILED)
+		munmap(b->mem, (size_t)BUF_COUNT * BUF_SIZE);
+	free(b);
+	/* Not worth retrying per read: no provided buffers on this loop. */
+	ms_recv_ok = false;
+	return NULL;
+}
+
+static void buf_put(struct uring_bufs *b, unsigned bid)
+{
+	io_uring_buf_ring_add(b->ring, b->mem + (size_t)bid * BUF_SIZE, BUF_SIZE, (uint16_t)bid,
+			      io_uring_buf_ring_mask(BUF_COUNT), 0);
+	io_uring_buf_ring_advance(b->ring, 1);
+	b->nfree++;
+}
+
+/* ------------------------------------------------------------------ states */
+
+static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd, bool accept)
+{
+	struct uring_ms *st = l->ms_free;
+	if (!st) {
+		struct uring_ms_chunk *c = calloc(1, sizeof(*c));
+		if (!c)
+			return NULL;
+		c->next = l->ms_chunks;
+		l->ms_chunks = c;
+		for (unsigned i = CHUNK_STATES; i-- > 0;) {
+			c->states[i].loop = l;
+			c->states[i].next_free = l->ms_free;
+			l->ms_free = &c->states[i];
+		}
+		st = l->ms_free;
+	}
+	l->ms_free = st->next_free;
+	int *fds = st->fds;
+	unsigned fcap = st->fcap;
+	*st = (struct uring_ms){ .loop = l, .ent = ent, .fd = fd, .in_use = true, .accept = accept,
+				 .result = NO_RESULT, .qhead = -1, .qtail = -1, .fds = fds,
+				 .fcap = fcap };
+	atomic_store_explicit(&ent->ms, st, memory_order_release);
+	return st;
+}
+
+/* Drops what is queued: buffers back to the ring, connections closed. */
+static void ms_drop_queue(struct uring_ms *st)
+{
+	struct uring_bufs *b = st->loop->bufs;
+	while (st->qhead >= 0) {
+		int32_t bid = st->qhead;
+		st->qhead = b->meta[bid].next;
+		buf_put(b, (unsigned)bid);
+	}
+	st->qtail = -1;
+	st->queued = 0;
+	while (st->fhead < st->fn)
+		close(st->fds[st->fhead++]);
+	st->fhead = st->fn = 0;
+}
+
+static void ms_wake_all(struct uring_ms *st, int value);
+
+/* Back to the free list. Waiters are woken first: they look again, and
+ * never touch the state after being woken. */
+static void ms_release(struct uring_ms *st)
+{
+	struct uring_loop *l = st->loop;
+	ms_wake_all(st, 0);
+	ms_drop_queue(st);
+	void *expected = st;
+	atomic_compare_exchange_strong(&st->ent->ms, &expected, NULL);
+	st->in_use = false;
+	st->next_free = l->ms_free;
+	l->ms_free = st;
+}
+
+static void ms_wake_all(struct uring_ms *st, int value)
+{
+	if (st->waiter) {
+		zio__unpark(st->waiter, st->waiter_gen, value);
+		st->waiter = NULL;
+	}
+	while (zio__waitq_wake_one(&st->waiters, value))
+		;
+}
+
+/* Asks the kernel to end st's request; its last CQE says when it has. */
+static void ms_stop(struct uring_ms *st)
+{
+	if (!st->armed || st->stopping)
+		return;
+	struct io_uring_sqe *sqe = zio__uring_sqe(st->loop);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)st | TAG_MS, 0);
+	io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+	st->stopping = true;
+}
+
+static bool ms_arm(struct uring_ms *st)
+{
+	struct uring_loop *l = st->loop;
+	struct io_uring_sqe *sqe;
+	if (st->accept) {
+		sqe = zio__uring_sqe(l);
+		io_uring_prep_multishot_accept(sqe, st->fd, NULL, NULL, st->accept_flags);
+	} else {
+		if (!l->bufs || l->bufs->nfree < BUF_LOW)
+			return false;
+		sqe = zio__uring_sqe(l);
+		io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = BUF_GROUP;
+	}
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)st | TAG_MS);
+	st->armed = true;
+	return true;
+}
+
+static void queue_fd(struct uring_ms *st, int fd)
+{
+	if (st->fhead == st->fn)
+		st->fhead = st->fn = 0;
+	if (st->fn == st->fcap) {
+		if (st->fhead > 0) {
+			memmove(st->fds, st->fds + st->fhead, (st->fn - st->fhead) * sizeof(int));
+			st->fn -= st->fhead;
+			st->fhead = 0;
+		} else {
+			/* A burst beyond the bound: rare, and the request is
+			 * being stopped; the array keeps its size after. */
+			unsigned cap = st->fcap ? st->fcap * 2 : ACCEPT_BACKLOG;
+			int *fds = realloc(st->fds, cap * sizeof(int));
+			if (!fds) {
+				close(fd); /* the peer sees a reset, as on EMFILE */
+				return;
+			}
+			st->fds = fds;
+			st->fcap = cap;
+		}
+	}
+	st->fds[st->fn++] = fd;
+}
+
+void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
+{
+	struct uring_ms *st = (struct uring_ms *)(uintptr_t)(cqe->user_data & ~TAG_MASK);
+	int res = cqe->res;
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	/* A state whose fd was closed behind zio's back (plain close()) and
+	 * then reused is detached here, lazily. */
+	bool gone = st->detached || atomic_load_explicit(&st->ent->ms, memory_order_relaxed) != st;
+	if (!more) {
+		st->armed = false;
+		st->stopping = false;
+	}
+	if (st->accept) {
+		if (res >= 0) {
+			if (gone)
+				close(res);
+			else
+				queue_fd(st, res);
+		} else if (!more && res != -ECANCELED && !gone) {
+			st->result = res; /* EMFILE and friends: the caller decides */
+		}
+		if (st->fn - st->fhead >= ACCEPT_BACKLOG)
+			ms_stop(st);
+	} else {
+		struct uring_bufs *b = l->bufs;
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+			b->nfree--;
+			if (res > 0 && !gone) {
+				b->meta[bid] = (struct buf_meta){ .len = (uint32_t)res, .next = -1 };
+				if (st->qtail >= 0)
+					b->meta[st->qtail].next = (int32_t)bid;
+				else
+					st->qhead = (int32_t)bid;
+				st->qtail = (int32_t)bid;
+				st->queued += (size_t)res;
+			} else {
+				buf_put(b, bid);
+			}
+		} else if (!gone && (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED))) {
+			st->result = res; /* EOF or a socket error, after the data */
+		}
+		if (st->queued >= RECV_BACKLOG)
+			ms_stop(st);
+	}
+	if (gone) {
+		if (!st->armed) {
+			st->detached = true;
+			ms_release(st);
+		} else {
+			ms_stop(st);
+		}
+		return;
+	}
+	ms_wake_all(st, 0);
+}
+
+void zio__uring_ms_detach(struct uring_loop *l, int fd)
+{
+	struct zio__fd *ent = zio__fd_peek(fd);
+	struct uring_ms *st = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
+	if (!st || st->loop != l)
+		return;
+	st->detached = true;
+	atomic_store_explicit(&ent->ms, NULL, memory_order_relaxed);
+	ms_wake_all(st, -EBADF);
+	ms_drop_queue(st);
+	/* Armed: the ASYNC_CANCEL(fd) that follows ends the request, and its
+	 * last CQE frees the state. */
+	if (!st->armed)
+		ms_release(st);
+}
+
+void zio__uring_ms_destroy(struct uring_loop *l)
+{
+	struct uring_ms_chunk *c = l->ms_chunks;
+	while (c) {
+		struct uring_ms_chunk *next = c->next;
+		for (unsigned i = 0; i < CHUNK_STATES; i++) {
+			struct uring_ms *st = &c->states[i];
+			if (st->in_use) {
+				st->detached = true;
+				ms_release(st);
+			}
+			free(st->fds);
+		}
+		free(c);
+		c = next;
+	}
+	l->ms_chunks = NULL;
+	l->ms_free = NULL;
+	if (l->bufs) {
+		munmap(l->bufs->ring, BUF_COUNT * sizeof(struct io_uring_buf));
+		munmap(l->bufs->mem, (size_t)BUF_COUNT * BUF_SIZE);
+		free(l->bufs);
+		l->bufs = NULL;
+	}
+}
+
+/* ----------------------------------------------------------------- serving */
+
+/* The iovec an op reads into (recv: one), or NULL if it is not a read this
+ * file serves. */
+static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *n, int *flags)
+{
+	switch (op->opcode) {
+	case ZIO__OP_READ:
+		if (op->u.rw.off >= 0)
+			return NULL;
+		*flags = 0;
+		break;
+	case ZIO__OP_RECV:
+		*flags = op->u.rw.flags;
+		break;
+	case ZIO__OP_READV:
+		if (op->u.vec.off >= 0)
+			return NULL;
+		*flags = 0;
+		*n = op->u.vec.iovcnt;
+		return op->u.vec.iov;
+	case ZIO__OP_RECVMSG: {
+		struct msghdr *m = op->u.msg.msg;
+		if (m->msg_controllen || m->msg_iovlen > INT32_MAX)
+			return NULL;
+		*flags = op->u.msg.flags;
+		*n = (int)m->msg_iovlen;
+		return m->msg_iov;
+	}
+	default:
+		return NULL;
+	}
+	one->iov_base = op->u.rw.buf;
+	one->iov_len = op->u.rw.len;
+	*n = 1;
+	return one;
+}
+
+/* Copies queued bytes into iov, from byte `skip` of it on; consumes them
+ * unless peek. Returns the bytes copied. */
+static size_t take_bytes(struct uring_ms *st, const struct iovec *iov, int n, size_t skip, bool peek)
+{
+	struct uring_bufs *b = st->loop->bufs;
+	size_t got = 0;
+	int32_t bid = st->qhead;
+	uint32_t off = bid >= 0 ? b->meta[bid].off : 0;
+	for (int i = 0; i < n && bid >= 0; i++) {
+		size_t done = 0;
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		done = skip;
+		skip = 0;
+		while (done < iov[i].iov_len && bid >= 0) {
+			struct buf_meta *m = &b->meta[bid];
+			size_t k = m->len - off;
+			if (k > iov[i].iov_len - done)
+				k = iov[i].iov_len - done;
+			memcpy((char *)iov[i].iov_base + done, b->mem + (size_t)bid * BUF_SIZE + off, k);
+			done += k;
+			got += k;
+			off += (uint32_t)k;
+			if (off == m->len) {
+				int32_t next = m->next;
+				if (!peek) {
+					st->qhead = next;
+					if (next < 0)
+						st->qtail = -1;
+					buf_put(b, (unsigned)bid);
+				}
+				bid = next;
+				off = bid >= 0 ? b->meta[bid].off : 0;
+			}
+		}
+	}
+	if (!peek) {
+		if (bid >= 0)
+			b->meta[bid].off = off;
+		st->queued -= got;
+	}
+	return got;
+}
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+#define SERVED_FLAGS (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_NOSIGNAL | MSG_CMSG_CLOEXEC)
+
+ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,
+			     int64_t deadline)
+{
+	struct uring_ms *st = atomic_load_explicit(&ent->ms, memory_order_acquire);
+	uint8_t traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
+	bool accept = op->opcode == ZIO__OP_ACCEPT;
+	bool poll = op->opcode == ZIO__OP_POLL;
+	struct iovec one;
+	const struct iovec *iov = NULL;
+	int iovcnt = 0, flags = 0;
+
+	if (!(traits & ZIO__FD_TCP))
+		return -EOPNOTSUPP;
+	if (accept) {
+		if (!ms_accept_ok && !st)
+			return -EOPNOTSUPP;
+	} else if (poll) {
+		/* Only a wait for input can be answered from the queue. */
+		if (!st || st->accept || (op->u.poll.events & ~(POLLIN | POLLRDNORM)))
+			return -EOPNOTSUPP;
+	} else {
+		iov = read_iov(op, &one, &iovcnt, &flags);
+		if (!iov || (flags & ~SERVED_FLAGS))
+			return -EOPNOTSUPP;
+		/* Arm only for a plain read; anything else uses a state that
+		 * is already there, so it cannot overtake its bytes. */
+		if (!st && (!ms_recv_ok || op->opcode != ZIO__OP_RECV || flags != 0 ||
+			    !(traits & ZIO__FD_STREAM) || op->u.rw.len == 0))
+			return -EOPNOTSUPP;
+		if (st && st->accept)
+			return -EOPNOTSUPP;
+	}
+
+	struct zio__fiber *f = zio__fiber_current();
+	uint32_t pin = f->flags & ZIO__FIBER_TEMP_PIN;
+	f->flags |= ZIO__FIBER_TEMP_PIN;
+	struct uring_loop *l = (struct uring_loop *)base;
+	ssize_t r;
+	size_t got = 0; /* MSG_WAITALL: bytes already copied */
+	for (;;) {
+		st = atomic_load_explicit(&ent->ms, memory_order_acquire);
+		if (st && st->loop != l) {
+			zio__move_to(st->loop->base.exec);
+			f->flags |= ZIO__FIBER_TEMP_PIN;
+			l = st->loop;
+			continue; /* it may be gone by now: look again */
+		}
+		if (!st) {
+			if (poll || (!accept && (got || !bufs_get(l))) || !(st = ms_new(l, ent, op->fd, accept))) {
+				r = got ? (ssize_t)got : -EOPNOTSUPP;
+				break;
+			}
+			st->accept_flags = accept ? op->u.sa.flags : 0;
+		}
+		if (accept) {
+			if (st->fhead < st->fn) {
+				int fd = st->fds[st->fhead++];
+				if (op->u.sa.addr && getpeername(fd, op->u.sa.addr, op->u.sa.addrlen) != 0) {
+					close(fd); /* reset before we got to it */
+					r = -ECONNABORTED;
+					break;
+				}
+				r = fd;
+				break;
+			}
+			if (st->result != NO_RESULT) {
+				r = st->result;
+				st->result = NO_RESULT;
+				break;
+			}
+		} else if (poll) {
+			if (st->qhead >= 0 || st->result != NO_RESULT) {
+				r = POLLIN;
+				break;
+			}
+		} else {
+			bool peek = flags & MSG_PEEK;
+			got += take_bytes(st, iov, iovcnt, got, peek);
+			/* MSG_WAITALL waits for the whole iovec (or an end). */
+			if (got && (!(flags & MSG_WAITALL) || peek || got == iov_total(iov, iovcnt))) {
+				r = (ssize_t)got;
+				break;
+			}
+			if (st->qhead < 0 && st->result != NO_RESULT) {
+				r = got ? (ssize_t)got : st->result;
+				if (!peek && !got)
+					st->result = NO_RESULT;
+				break;
+			}
+		}
+		if (deadline == 0 || (flags & MSG_DONTWAIT)) {
+			r = got ? (ssize_t)got : -EAGAIN;
+			break;
+		}
+		if (!st->armed && !ms_arm(st)) {
+			/* Out of provided buffers: nothing queued, nothing in
+			 * flight, so a plain read cannot overtake anything. */
+			ms_release(st);
+			r = got ? (ssize_t)got : -EOPNOTSUPP;
+			break;
+		}
+		struct zio__waiter w;
+		uint32_t gen = zio__park_prepare(&f->park, 0);
+		zio__waiter_init(&w, &f->park, gen);
+		if (!st->waiter) {
+			st->waiter = &f->park;
+			st->waiter_gen = gen;
+		} else {
+			zio__waitq_push(&st->waiters, &w);
+		}
+		int woke = zio__park(&f->park, deadline);
+		f->flags |= ZIO__FIBER_TEMP_PIN;
+		/* Timed out or cancelled: leave. (A woken waiter was removed
+		 * by its waker, and the state may have been reused since.) */
+		if (woke != 0) {
+			if (zio__waiter_queued(&w))
+				zio__waitq_remove(&st->waiters, &w);
+			else if (st->waiter == &f->park && st->waiter_gen == gen)
+				st->waiter = NULL;
+		}
+		if (woke != 0) {
+			/* Bytes already copied are the caller's: return them,
+			 * and a cancel stays pending for the next call. */
+			r = got ? (ssize_t)got : woke;
+			break;
+		}
+	}
+	f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
+	return r;
+}

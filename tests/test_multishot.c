@@ -1,0 +1,506 @@
+/*
+ * test_multishot.c - reads and accepts whose results arrive before anyone
+ * asks for them. On io_uring these go through multishot recv (provided
+ * buffers) and multishot accept, whose results queue up per fd; on epoll
+ * and poll the same calls are plain syscalls. Either way the semantics are
+ * those of read(2) and accept(2), and that is what is checked: order, EOF
+ * after the data, MSG_PEEK / MSG_WAITALL / readv, readiness while bytes
+ * are queued, timeouts and cancellation that lose nothing, zio_close of a
+ * socket or listener with a task waiting in it (and no fd leaked), reads
+ * from another executor, more data than the provided buffers hold, and a
+ * backlog of connections nobody accepts for a while.
+ */
+/* ZIO_TEST_BACKENDS */
+/* ZIO_TEST_LABELS: io */
+#include "helpers.h"
+
+#include "backend.h"
+#ifdef ZIO_HAVE_URING
+#include "backend_uring.h"
+#endif
+
+#include <dirent.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define SOON zio_deadline_after(ZIO_SEC(5))
+
+struct pair {
+	int client, server;
+};
+
+static int listen_any(zio_addr *bound)
+{
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int lfd = zio_tcp_listen(&a, NULL);
+	cr_assert_geq(lfd, 0, "listen: %d", lfd);
+	cr_assert_eq(zio_local_addr(lfd, bound), 0);
+	return lfd;
+}
+
+static void tcp_pair(struct pair *p)
+{
+	zio_addr a;
+	int lfd = listen_any(&a);
+	p->client = zio_tcp_connect(&a, SOON);
+	cr_assert_geq(p->client, 0);
+	p->server = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(p->server, 0);
+	zio_close(lfd);
+}
+
+static void close_pair(struct pair *p)
+{
+	zio_close(p->client);
+	zio_close(p->server);
+}
+
+/* Is a multishot request serving fd? Only where the backend has them. */
+static bool multishot_on(int fd)
+{
+	struct zio__fd *ent = zio__fd_peek(fd);
+	return ent && atomic_load(&ent->ms) != NULL;
+}
+
+/* On io_uring, unless turned off or the kernel lacks them (the probe). */
+static bool expect_multishot(void)
+{
+#ifdef ZIO_HAVE_URING
+	return strcmp(zio_runtime_backend(zio_runtime_current()), "uring") == 0 &&
+	       zio__uring_multishot_on();
+#else
+	return false;
+#endif
+}
+
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert_not_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void read_exact(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = zio_read(fd, buf + got, len - got, SOON);
+		cr_assert_gt(r, 0, "read: %zd after %zu of %zu", r, got, len);
+		got += (size_t)r;
+	}
+}
+
+/* ------------------------------------------------------ order, EOF, flags */
+
+static void *queued_then_eof(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[64];
+	/* The first read arms whatever the backend arms; then bytes arrive
+	 * while nobody reads, and come out in order, a few at a time. */
+	cr_assert_eq(zio_write_all(p.client, "abc", 3, SOON), 3);
+	read_exact(p.server, buf, 3);
+	cr_assert_eq(memcmp(buf, "abc", 3), 0);
+	if (expect_multishot())
+		cr_assert(multishot_on(p.server), "io_uring read went without multishot recv");
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(zio_write_all(p.client, "0123456789", 10, SOON), 10);
+	zio_sleep(ZIO_MSEC(20));
+	cr_assert_eq(zio_shutdown(p.client, SHUT_WR), 0);
+	zio_sleep(ZIO_MSEC(20));
+	char all[50];
+	size_t got = 0;
+	while (got < sizeof(all)) {
+		ssize_t r = zio_read(p.server, all + got, 7, SOON);
+		cr_assert(r > 0 && r <= 7, "read: %zd", r);
+		got += (size_t)r;
+	}
+	for (size_t i = 0; i < sizeof(all); i++)
+		cr_assert_eq(all[i], '0' + (char)(i % 10), "byte %zu", i);
+	/* EOF after the data, and again. */
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 0);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 0);
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, queued_bytes_then_eof, .timeout = 20)
+{
+	run_in_runtime(1, queued_then_eof, NULL);
+}
+
+struct waitall {
+	int fd;
+	ssize_t r;
+	char buf[12];
+};
+
+static void *recv_waitall(void *arg)
+{
+	struct waitall *w = arg;
+	w->r = zio_recv(w->fd, w->buf, sizeof(w->buf), MSG_WAITALL, SOON);
+	return NULL;
+}
+
+static void *flags_and_vectors(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[32];
+	cr_assert_eq(zio_write_all(p.client, "x", 1, SOON), 1);
+	cr_assert_eq(zio_recv(p.server, buf, sizeof(buf), 0, SOON), 1);
+
+	cr_assert_eq(zio_write_all(p.client, "peekaboo", 8, SOON), 8);
+	/* MSG_PEEK leaves the bytes for the next read. */
+	ssize_t r = zio_recv(p.server, buf, 4, MSG_PEEK, SOON);
+	cr_assert_eq(r, 4);
+	cr_assert_eq(memcmp(buf, "peek", 4), 0);
+	zio_sleep(ZIO_MSEC(10));
+	/* readv across two vectors. */
+	char a[3], b[5];
+	struct iovec iov[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
+	size_t got = 0;
+	while (got < 8) {
+		struct iovec rest[2];
+		int n = 0;
+		size_t skip = got;
+		for (int i = 0; i < 2; i++) {
+			if (skip >= iov[i].iov_len) {
+				skip -= iov[i].iov_len;
+				continue;
+			}
+			rest[n].iov_base = (char *)iov[i].iov_base + skip;
+			rest[n++].iov_len = iov[i].iov_len - skip;
+			skip = 0;
+		}
+		r = zio_readv(p.server, rest, n, SOON);
+		cr_assert_gt(r, 0, "readv: %zd", r);
+		got += (size_t)r;
+	}
+	cr_assert_eq(memcmp(a, "pee", 3), 0);
+	cr_assert_eq(memcmp(b, "kaboo", 5), 0);
+
+	/* MSG_DONTWAIT with nothing there, and a try-once read. */
+	cr_assert_eq(zio_recv(p.server, buf, sizeof(buf), MSG_DONTWAIT, SOON), -EAGAIN);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), 0), -EAGAIN);
+
+	/* MSG_WAITALL waits for all 12 bytes, sent in three pieces. */
+	struct waitall w = { .fd = p.server };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, recv_waitall, &w, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		zio_sleep(ZIO_MSEC(10));
+		cr_assert_eq(zio_write_all(p.client, "abcd", 4, SOON), 4);
+	}
+	zio_task_join(t, NULL);
+	cr_assert_eq(w.r, 12);
+	cr_assert_eq(memcmp(w.buf, "abcdabcdabcd", 12), 0);
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, peek_readv_dontwait_waitall, .timeout = 20)
+{
+	run_in_runtime(1, flags_and_vectors, NULL);
+}
+
+static void *ready_while_queued(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[8];
+	cr_assert_eq(zio_write_all(p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 1);
+	cr_assert_eq(zio_wait_fd(p.server, POLLIN, zio_deadline_after(ZIO_MSEC(30))), -ETIMEDOUT);
+	cr_assert_eq(zio_write_all(p.client, "23", 2, SOON), 2);
+	zio_sleep(ZIO_MSEC(20));
+	/* The bytes may be in a provided buffer, not in the socket: still
+	 * readable, and still readable until read. */
+	int ev = zio_wait_fd(p.server, POLLIN, SOON);
+	cr_assert(ev > 0 && (ev & POLLIN), "wait_fd: %d", ev);
+	cr_assert(zio_wait_fd(p.server, POLLIN, SOON) & POLLIN);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 2);
+	cr_assert_eq(memcmp(buf, "23", 2), 0);
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, readable_while_queued, .timeout = 20)
+{
+	run_in_runtime(1, ready_while_queued, NULL);
+}
+
+/* ------------------------------------------- timeouts, cancel, close */
+
+struct reader {
+	int fd;
+	ssize_t r;
+	char buf[16];
+};
+
+static void *read_once(void *arg)
+{
+	struct reader *rd = arg;
+	rd->r = zio_read(rd->fd, rd->buf, sizeof(rd->buf), ZIO_FOREVER);
+	return NULL;
+}
+
+static void *nothing_lost(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[16];
+	/* Timed out, then the bytes that come later are read next. */
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), zio_deadline_after(ZIO_MSEC(20))),
+		     -ETIMEDOUT);
+	cr_assert_eq(zio_write_all(p.client, "late", 4, SOON), 4);
+	read_exact(p.server, buf, 4);
+	cr_assert_eq(memcmp(buf, "late", 4), 0);
+
+	/* Cancelled mid-read; bytes sent after are not lost. */
+	struct reader rd = { .fd = p.server };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, read_once, &rd, NULL), 0);
+	zio_sleep(ZIO_MSEC(10));
+	zio_task_cancel(t);
+	zio_task_join(t, NULL);
+	cr_assert_eq(rd.r, -ECANCELED);
+	cr_assert_eq(zio_write_all(p.client, "kept", 4, SOON), 4);
+	read_exact(p.server, buf, 4);
+	cr_assert_eq(memcmp(buf, "kept", 4), 0);
+
+	/* Two readers of one socket: each gets bytes, none twice. */
+	struct reader r1 = { .fd = p.server }, r2 = { .fd = p.server };
+	zio_task *t1, *t2;
+	zio_spawn(NULL, &t1, read_once, &r1, NULL);
+	zio_spawn(NULL, &t2, read_once, &r2, NULL);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_write_all(p.client, "A", 1, SOON), 1);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_write_all(p.client, "B", 1, SOON), 1);
+	zio_task_join(t1, NULL);
+	zio_task_join(t2, NULL);
+	cr_assert_eq(r1.r, 1);
+	cr_assert_eq(r2.r, 1);
+	cr_assert_neq(r1.buf[0], r2.buf[0]);
+
+	/* zio_close with a reader waiting: it gets -EBADF. */
+	struct reader rc = { .fd = p.server };
+	zio_spawn(NULL, &t, read_once, &rc, NULL);
+	zio_sleep(ZIO_MSEC(10));
+	zio_close(p.server);
+	zio_task_join(t, NULL);
+	cr_assert_eq(rc.r, -EBADF);
+	zio_close(p.client);
+	return NULL;
+}
+
+Test(multishot, timeout_cancel_close_lose_nothing, .timeout = 20)
+{
+	run_in_runtime(1, nothing_lost, NULL);
+}
+
+/* Bytes left queued when the socket is closed go back; the fd number's
+ * next socket starts clean. */
+static void *close_with_bytes_queued(void *arg)
+{
+	(void)arg;
+	int before = open_fds();
+	for (int round = 0; round < 50; round++) {
+		struct pair p;
+		tcp_pair(&p);
+		char buf[8];
+		cr_assert_eq(zio_write_all(p.client, "ab", 2, SOON), 2);
+		cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1);
+		cr_assert_eq(zio_write_all(p.client, "cdefgh", 6, SOON), 6);
+		zio_sleep(ZIO_MSEC(1));
+		close_pair(&p);
+	}
+	struct pair p;
+	tcp_pair(&p);
+	char buf[8];
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), zio_deadline_after(ZIO_MSEC(20))),
+		     -ETIMEDOUT);
+	close_pair(&p);
+	cr_assert_eq(open_fds(), before);
+	return NULL;
+}
+
+Test(multishot, close_with_bytes_queued, .timeout = 30)
+{
+	run_in_runtime(1, close_with_bytes_queued, NULL);
+}
+
+/* --------------------------------------------------------- volume */
+
+struct stream_check {
+	int fd;
+	size_t total;
+	uint32_t sum;
+	unsigned seed;
+};
+
+static void *slow_reader(void *arg)
+{
+	struct stream_check *s = arg;
+	unsigned char buf[9000];
+	for (;;) {
+		/* Odd read sizes, so buffers are left half read. */
+		size_t want = 1 + (size_t)(rand_r(&s->seed) % sizeof(buf));
+		ssize_t n = zio_read(s->fd, buf, want, zio_deadline_after(ZIO_SEC(10)));
+		cr_assert_geq(n, 0, "read: %zd", n);
+		if (n == 0)
+			return NULL;
+		for (ssize_t i = 0; i < n; i++)
+			s->sum = s->sum * 31 + buf[i];
+		s->total += (size_t)n;
+		if (rand_r(&s->seed) % 8 == 0)
+			zio_sleep(ZIO_MSEC(1)); /* let data pile up */
+	}
+}
+
+/* Several streams at once, more than the provided buffers hold, read at
+ * a crawl: backpressure and the plain-read fallback, no byte out of order. */
+static void *many_megabytes(void *arg)
+{
+	(void)arg;
+	enum { STREAMS = 4 };
+	size_t len = 3 << 20;
+	unsigned char *data = malloc(len);
+	uint32_t sum = 0;
+	for (size_t i = 0; i < len; i++) {
+		data[i] = (unsigned char)(i * 13 + (i >> 9));
+		sum = sum * 31 + data[i];
+	}
+	struct pair p[STREAMS];
+	struct stream_check s[STREAMS];
+	zio_task *t[STREAMS];
+	for (int i = 0; i < STREAMS; i++) {
+		tcp_pair(&p[i]);
+		s[i] = (struct stream_check){ .fd = p[i].server, .seed = (unsigned)i + 1 };
+		cr_assert_eq(zio_spawn(NULL, &t[i], slow_reader, &s[i], NULL), 0);
+	}
+	for (size_t off = 0; off < len; off += 100000) {
+		size_t n = len - off < 100000 ? len - off : 100000;
+		for (int i = 0; i < STREAMS; i++)
+			cr_assert_eq(zio_write_all(p[i].client, data + off, n, ZIO_FOREVER), (ssize_t)n);
+	}
+	for (int i = 0; i < STREAMS; i++) {
+		zio_shutdown(p[i].client, SHUT_WR);
+		zio_task_join(t[i], NULL);
+		cr_assert_eq(s[i].total, len);
+		cr_assert_eq(s[i].sum, sum, "stream %d out of order", i);
+		close_pair(&p[i]);
+	}
+	free(data);
+	return NULL;
+}
+
+Test(multishot, many_megabytes_slow_readers, .timeout = 120)
+{
+	run_in_runtime(1, many_megabytes, NULL);
+	run_in_runtime(2, many_megabytes, NULL);
+}
+
+/* ------------------------------------------------------ other executor */
+
+static void *read_from_elsewhere(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[8];
+	cr_assert_eq(zio_write_all(p.client, "12", 2, SOON), 2);
+	cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1);
+	cr_assert_eq(buf[0], '1');
+	/* Go to the other executor; the byte left may sit in this one's
+	 * ring, and it must still come out first. */
+	struct zio__exec *here = zio__exec_current();
+	zio__move_to(here->rt->exec[here == here->rt->exec[0] ? 1 : 0]);
+	cr_assert_neq(zio__exec_current(), here);
+	cr_assert_eq(zio_write_all(p.client, "34", 2, SOON), 2);
+	zio_sleep(ZIO_MSEC(10));
+	char all[3];
+	read_exact(p.server, all, 3);
+	cr_assert_eq(memcmp(all, "234", 3), 0);
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, read_from_another_executor, .timeout = 20)
+{
+	run_in_runtime(2, read_from_elsewhere, NULL);
+}
+
+/* ------------------------------------------------------------ accept */
+
+static void *accept_backlog(void *arg)
+{
+	(void)arg;
+	int before = open_fds();
+	zio_addr a;
+	int lfd = listen_any(&a);
+	int c0 = zio_tcp_connect(&a, SOON);
+	int s0 = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(s0, 0);
+	if (expect_multishot())
+		cr_assert(multishot_on(lfd), "io_uring accept went without multishot accept");
+	/* More connections than the accept queue keeps: some wait in the
+	 * kernel's backlog. All are accepted, in order, with their peer. */
+	enum { N = 100 };
+	int c[N];
+	zio_addr local[N];
+	for (int i = 0; i < N; i++) {
+		c[i] = zio_tcp_connect(&a, SOON);
+		cr_assert_geq(c[i], 0, "connect %d: %d", i, c[i]);
+		cr_assert_eq(zio_local_addr(c[i], &local[i]), 0);
+	}
+	zio_sleep(ZIO_MSEC(20));
+	for (int i = 0; i < N; i++) {
+		zio_addr peer;
+		int s = zio_tcp_accept(lfd, &peer, SOON);
+		cr_assert_geq(s, 0, "accept %d: %d", i, s);
+		cr_assert_eq(zio_addr_port(&peer), zio_addr_port(&local[i]), "connection %d", i);
+		cr_assert_eq(zio_write_all(c[i], "p", 1, SOON), 1);
+		char ch;
+		cr_assert_eq(zio_read(s, &ch, 1, SOON), 1);
+		zio_close(s);
+	}
+	/* Connections queued when the listener closes are closed too. */
+	int late[5];
+	for (int i = 0; i < 5; i++)
+		late[i] = zio_tcp_connect(&a, SOON);
+	zio_sleep(ZIO_MSEC(20));
+	zio_close(lfd);
+	for (int i = 0; i < 5; i++) {
+		char ch;
+		ssize_t r = zio_read(late[i], &ch, 1, SOON);
+		cr_assert(r == 0 || r == -ECONNRESET, "late %d: %zd", i, r);
+		zio_close(late[i]);
+	}
+	for (int i = 0; i < N; i++)
+		zio_close(c[i]);
+	zio_close(c0);
+	zio_close(s0);
+	cr_assert_eq(open_fds(), before);
+	return NULL;
+}
+
+Test(multishot, accept_backlog_in_order_no_leak, .timeout = 30)
+{
+	run_in_runtime(1, accept_backlog, NULL);
+	run_in_runtime(2, accept_backlog, NULL);
+}
