@@ -429,8 +429,11 @@ static void *read_from_elsewhere(void *arg)
 	/* Go to the other executor; the byte left may sit in this one's
 	 * ring, and it must still come out first. */
 	struct zio__exec *here = zio__exec_current();
+	struct zio__fiber *me = zio__fiber_current();
+	me->flags |= ZIO__FIBER_TEMP_PIN; /* not stolen back on arrival */
 	zio__move_to(here->rt->exec[here == here->rt->exec[0] ? 1 : 0]);
 	cr_assert_neq(zio__exec_current(), here);
+	me->flags &= ~ZIO__FIBER_TEMP_PIN;
 	cr_assert_eq(zio_write_all(p.client, "34", 2, SOON), 2);
 	zio_sleep(ZIO_MSEC(10));
 	char all[3];
