@@ -22,9 +22,10 @@
  * lacks takes the readiness path (a POLL_ADD plus the syscall) or, for
  * files, the blocking pool (io.c). Setup flags, features and the optional
  * opcodes (MSG_RING, SOCKET, SEND_ZC) are logged once with ZIO_DEBUG.
- * Multishot accept/recv and provided buffers are not used: every zio call
- * reads into its caller's buffer and waits for one result, which single-
- * shot SQEs match exactly; they are the next step for the accept loop.
+ * Multishot accept and multishot recv with provided buffers, where the
+ * kernel has them (probed once), serve accepts on zio's listeners and reads
+ * on zio's TCP sockets: backend_uring_ms.c. Socket reads and writes are
+ * RECV and SEND, not READ and WRITE (io.c decides, per op).
  *
  * Cross-thread wake: wake() writes an eventfd the ring watches with a
  * multishot POLL_ADD. Cross-executor cancellation (zio_close on an fd that

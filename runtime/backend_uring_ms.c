@@ -27,10 +27,10 @@
  *  - EOF and errors are delivered in order, after the bytes before them.
  *
  * Backpressure: a state never arms a request until a caller would have to
- * wait, and cancels it when its queue grows past a bound (64 KiB of data,
+ * wait, and cancels it when its queue grows past a bound (32 KiB of data,
  * 64 connections) with nobody taking from it; the kernel then keeps the
  * rest in the socket or the listen backlog, as without multishot. The ring
- * of provided buffers (256 x 4 KiB per loop, mapped on first use) can run
+ * of provided buffers (256 x 2 KiB per loop, mapped on first use) can run
  * dry: the kernel ends the starved requests with -ENOBUFS, and a reader
  * that finds fewer than 1/8 of the buffers free reads with a plain RECV
  * into its own buffer instead.
@@ -54,11 +54,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define BUF_COUNT 128u
+#define BUF_COUNT 256u       /* provided buffers per loop (power of two) */
 #define BUF_SIZE 2048u
 #define BUF_GROUP 0
 #define BUF_LOW (BUF_COUNT / 8) /* fewer free: plain reads instead */
-#define RECV_BACKLOG (64u << 10) /* queued bytes that stop a recv request */
+#define RECV_BACKLOG (32u << 10) /* queued bytes that stop a recv request */
 #define ACCEPT_BACKLOG 64u   /* queued connections that stop an accept */
 #define CHUNK_STATES 64u
 
