@@ -153,9 +153,10 @@ struct zio__fd *zio__fd_get(int fd)
 	unsigned i = (unsigned)fd >> FD_CHUNK_SHIFT;
 	struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_acquire);
 	if (zio__unlikely(!c)) {
-		struct zio__fd *n = calloc(FD_CHUNK, sizeof(*n));
+		struct zio__fd *n = aligned_alloc(ZIO__CACHELINE, FD_CHUNK * sizeof(*n));
 		if (!n)
 			return NULL;
+		memset(n, 0, FD_CHUNK * sizeof(*n));
 		for (unsigned k = 0; k < FD_CHUNK; k++)
 			n[k].owner_epfd = -1;
 		if (atomic_compare_exchange_strong_explicit(&fd_chunks[i], &c, n, memory_order_acq_rel,

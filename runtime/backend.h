@@ -207,12 +207,14 @@ enum zio__fd_kind {
 #define ZIO__FD_TCP 4u
 
 struct zio__fd {
-	zio__spin lock;
+	/* One cache line per entry: every socket op on io_uring reads kind,
+	 * traits and ms, and an entry that straddled two lines cost a second
+	 * miss per op once there are thousands of connections. */
+	_Alignas(ZIO__CACHELINE) zio__spin lock;
 	uint32_t incarnation;      /* bumped by zio_close (epoll data check) */
 	uint32_t seq[2];           /* readiness edges seen, per direction */
 	struct zio__op *waiters[2]; /* readiness waits, per direction */
-	struct zio__loop *owner;   /* epoll: the loop it is registered with */
-	int owner_epfd;
+	int owner_epfd;            /* epoll: the instance it is registered with */
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
 	uint8_t traits;            /* ZIO__FD_STREAM | SOCK | TCP, hints */
 	uint8_t rd_end;            /* epoll saw the read side end (RDHUP, HUP,
@@ -230,6 +232,7 @@ struct zio__fd {
 	 * loop; set and cleared on that loop's thread only). */
 	void *_Atomic ms;
 };
+_Static_assert(sizeof(struct zio__fd) == ZIO__CACHELINE, "fd table entry: one cache line");
 
 /* The entry for fd (fd >= 0), allocating its chunk; NULL if out of memory
  * or fd is absurdly large. */

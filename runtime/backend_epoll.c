@@ -83,13 +83,12 @@ static int ep_create(struct zio__exec *e, struct zio__loop **out)
 static void disown(int fd, struct zio__fd *ent, void *arg)
 {
 	(void)fd;
-	if (ent->owner != arg)
+	int epfd = ((struct epoll_loop *)arg)->epfd;
+	if (__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) != epfd)
 		return;
 	zio__spin_lock(&ent->lock);
-	if (ent->owner == arg) {
-		ent->owner = NULL;
+	if (ent->owner_epfd == epfd)
 		ent->owner_epfd = -1;
-	}
 	zio__spin_unlock(&ent->lock);
 }
 
@@ -195,8 +194,7 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 		if (r < 0) {
 			err = -errno;
 		} else {
-			ent->owner_epfd = l->epfd;
-			ent->owner = base;
+			__atomic_store_n(&ent->owner_epfd, l->epfd, __ATOMIC_RELAXED);
 		}
 	}
 	if (!err)

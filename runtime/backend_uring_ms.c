@@ -663,6 +663,10 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			/* MSG_WAITALL waits for the whole iovec (or an end). */
 			if (got && (!(flags & MSG_WAITALL) || peek || got == iov_total(iov, iovcnt))) {
 				r = (ssize_t)got;
+				if (op->opcode == ZIO__OP_RECVMSG) {
+					op->u.msg.msg->msg_namelen = 0; /* connected TCP */
+					op->u.msg.msg->msg_flags = 0;
+				}
 				break;
 			}
 			if (st->qhead < 0 && st->result != NO_RESULT) {

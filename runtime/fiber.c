@@ -194,6 +194,12 @@ static void fiber_entry(void *arg)
 	fiber_exit(f);
 }
 
+/* A park and a switch touch ctx, exec, next, state, flags, err, shield,
+ * cancelled, deadline and the parker's word, gen and flags: one line. */
+_Static_assert(offsetof(struct zio__fiber, park) + offsetof(struct zio__parker, futex) <=
+		       ZIO__CACHELINE,
+	       "a fiber's hot fields fit its first cache line");
+
 int zio__fiber_spawn(zio__runtime *rt, struct zio__fiber **out, zio_task_fn fn, void *arg,
 		     const struct zio_spawn_options *opts, uint32_t flags, struct zio_group *group)
 {
@@ -231,7 +237,6 @@ int zio__fiber_spawn(zio__runtime *rt, struct zio__fiber **out, zio_task_fn fn, 
 		f->flags |= ZIO__FIBER_FPENV;
 		zio__fpenv_save(&f->fpenv);
 	}
-	f->park.fiber = f;
 	f->deadline = ZIO_FOREVER;
 	atomic_init(&f->refs, out ? 2 : 1);
 	f->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);

@@ -133,11 +133,16 @@ void zio__guard_handler_install(void);
 
 struct zio__parker {
 	_Atomic uint64_t word;
-	struct zio__fiber *fiber; /* NULL for an OS thread */
 	uint32_t gen;             /* owner-only copy of the current generation */
-	unsigned flags;           /* ZIO__PARK_* of the current wait */
+	uint16_t flags;           /* ZIO__PARK_* of the current wait */
+	bool thread;              /* an OS thread's, not embedded in a fiber */
 	atomic_uint futex;        /* threads: 1 once claimed */
 };
+/* The fiber a parker belongs to (it is embedded in it), or NULL for an OS
+ * thread's. Derived rather than stored: 16 bytes of parker then fit in the
+ * fiber's first cache line with everything else a wait touches. */
+#define zio__parker_fiber(p) \
+	((p)->thread ? NULL : zio__container_of((p), struct zio__fiber, park))
 
 /* The caller's parker: its fiber's, or its thread's. */
 struct zio__parker *zio__parker_self(void);
@@ -250,6 +255,7 @@ struct zio__fiber {
 	int64_t deadline;         /* innermost deadline scope */
 	struct zio__parker park;
 	struct zio__fpenv fpenv;  /* saved while switched out, if FPENV */
+	/* (the fields above up to park.thread share the first cache line) */
 
 	/* cold */
 	zio__runtime *rt;

@@ -708,8 +708,7 @@ static void forget_fd(int fd)
 		 * last reference: a dup elsewhere keeps a registration alive
 		 * that would report events under a reused number. */
 		epoll_ctl(ent->owner_epfd, EPOLL_CTL_DEL, fd, NULL);
-		ent->owner_epfd = -1;
-		ent->owner = NULL;
+		__atomic_store_n(&ent->owner_epfd, -1, __ATOMIC_RELAXED);
 	}
 	ent->kind = ZIO__FD_UNKNOWN;
 	ent->traits = 0;
@@ -755,6 +754,10 @@ void zio__fd_created(int fd, unsigned traits)
 		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->traits, (uint8_t)traits, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->rd_end, 0, __ATOMIC_RELAXED);
+		/* Left over only if the number's last file was closed behind
+		 * zio's back: its owner sees the change and lets it go. */
+		if (atomic_load_explicit(&ent->ms, memory_order_relaxed))
+			atomic_store_explicit(&ent->ms, NULL, memory_order_release);
 		atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	}
 }

@@ -41,7 +41,7 @@
 
 #define WAITING_NOCANCEL 0x7ffffffeu
 
-static __thread struct zio__parker thread_parker;
+static __thread struct zio__parker thread_parker = { .thread = true };
 
 static inline uint64_t word_of(uint32_t gen, uint32_t status)
 {
@@ -62,7 +62,7 @@ struct zio__parker *zio__parker_self(void)
 uint32_t zio__park_prepare(struct zio__parker *p, unsigned flags)
 {
 	uint32_t gen = ++p->gen;
-	struct zio__fiber *f = p->fiber;
+	struct zio__fiber *f = zio__parker_fiber(p);
 	bool cancellable = f && !(flags & ZIO__PARK_NOCANCEL) && f->shield == 0;
 	p->flags = flags;
 	if (!f)
@@ -81,8 +81,8 @@ bool zio__unpark(struct zio__parker *p, uint32_t gen, int value)
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&p->word, &w, word_of(gen, (uint32_t)value),
 							memory_order_acq_rel, memory_order_relaxed));
-	if (p->fiber) {
-		zio__ready(p->fiber);
+	if (zio__parker_fiber(p)) {
+		zio__ready(zio__parker_fiber(p));
 	} else {
 		/* After this store the thread may return and its TLS may go; a
 		 * futex wake on a dead address is harmless. */
@@ -100,7 +100,7 @@ bool zio__unpark_cancel(struct zio__parker *p)
 		return false;
 	if (!atomic_compare_exchange_strong(&p->word, &w, word_of((uint32_t)(w >> 32), (uint32_t)-ECANCELED)))
 		return false;
-	zio__ready(p->fiber);
+	zio__ready(zio__parker_fiber(p));
 	return true;
 }
 
@@ -158,7 +158,7 @@ static void park_timer_fire(struct zio__timer *t)
 
 int zio__park(struct zio__parker *p, int64_t deadline)
 {
-	struct zio__fiber *f = p->fiber;
+	struct zio__fiber *f = zio__parker_fiber(p);
 	if (!f)
 		return thread_park(p, deadline);
 

@@ -199,7 +199,7 @@ static void *thread_waker(void *arg)
 Test(sched, thread_parker, .timeout = 10)
 {
 	struct zio__parker *p = zio__parker_self();
-	cr_assert_null(p->fiber);
+	cr_assert_null(zio__parker_fiber(p));
 	for (int i = 0; i < 1000; i++) {
 		struct early ev = { .p = p };
 		ev.gen = zio__park_prepare(p, 0);

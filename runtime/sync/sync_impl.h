@@ -276,7 +276,7 @@ static inline void waiter_prepare(struct zio__waiter *w, struct zio__parker *p, 
 static inline int sync_wait(struct zio__waiter *w, int64_t deadline)
 {
 	struct zio__parker *p = w->parker;
-	struct zio__fiber *f = (p->flags & ZIO__PARK_NOCANCEL) ? p->fiber : NULL;
+	struct zio__fiber *f = (p->flags & ZIO__PARK_NOCANCEL) ? zio__parker_fiber(p) : NULL;
 	if (f)
 		f->shield++;
 	int r = zio__park(p, deadline);
