@@ -677,7 +677,9 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			}
 		}
 		if (deadline == 0 || (flags & MSG_DONTWAIT)) {
-			r = got ? (ssize_t)got : -EAGAIN;
+			/* Try once. With no request armed nothing can be on its
+			 * way, so the plain syscall looks at the socket itself. */
+			r = got ? (ssize_t)got : st->armed ? -EAGAIN : -EOPNOTSUPP;
 			break;
 		}
 		if (!st->armed && !ms_arm(st)) {

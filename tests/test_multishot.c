@@ -507,3 +507,44 @@ Test(multishot, accept_backlog_in_order_no_leak, .timeout = 30)
 	run_in_runtime(1, accept_backlog, NULL);
 	run_in_runtime(2, accept_backlog, NULL);
 }
+
+/* --------------------------------------------------------- try once */
+
+/* A caller that only ever tries once (deadline 0) and naps in between,
+ * on a socket and a listener that never had a blocking call: it must see
+ * what is there, not wait for a request nobody armed. */
+static void *try_once_only(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(&a);
+	cr_assert_eq(zio_tcp_accept(lfd, NULL, 0), -EAGAIN);
+	int c = zio_tcp_connect(&a, SOON);
+	cr_assert_geq(c, 0);
+	int s = -EAGAIN;
+	for (int i = 0; i < 2000 && s == -EAGAIN; i++) {
+		s = zio_tcp_accept(lfd, NULL, 0);
+		if (s == -EAGAIN)
+			zio_sleep(ZIO_MSEC(1));
+	}
+	cr_assert_geq(s, 0, "try-once accept: %d", s);
+	char buf[8];
+	cr_assert_eq(zio_read(s, buf, sizeof(buf), 0), -EAGAIN);
+	cr_assert_eq(zio_write_all(c, "now", 3, SOON), 3);
+	ssize_t r = -EAGAIN;
+	for (int i = 0; i < 2000 && r == -EAGAIN; i++) {
+		r = zio_read(s, buf, sizeof(buf), 0);
+		if (r == -EAGAIN)
+			zio_sleep(ZIO_MSEC(1));
+	}
+	cr_assert_eq(r, 3, "try-once read: %zd", r);
+	zio_close(s);
+	zio_close(c);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, try_once_sees_what_is_there, .timeout = 20)
+{
+	run_in_runtime(1, try_once_only, NULL);
+}
