@@ -599,8 +599,9 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		if (!ms_accept_ok && !st)
 			return -EOPNOTSUPP;
 	} else if (poll) {
-		/* Only a wait for input can be answered from the queue. */
-		if (!st || st->accept || (op->u.poll.events & ~(POLLIN | POLLRDNORM)))
+		/* Queued bytes make the socket readable; only a wait for
+		 * input alone can wait here. */
+		if (!st || st->accept || !(op->u.poll.events & (POLLIN | POLLRDNORM)))
 			return -EOPNOTSUPP;
 	} else {
 		iov = read_iov(op, &one, &iovcnt, &flags);
@@ -654,7 +655,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			}
 		} else if (poll) {
 			if (st->qhead >= 0 || st->result != NO_RESULT) {
-				r = POLLIN;
+				r = op->u.poll.events & (POLLIN | POLLRDNORM);
+				break;
+			}
+			if (op->u.poll.events & ~(POLLIN | POLLRDNORM)) {
+				r = -EOPNOTSUPP; /* the kernel's poll, for the rest */
 				break;
 			}
 		} else {

@@ -231,6 +231,7 @@ static void *ready_while_queued(void *arg)
 	int ev = zio_wait_fd(p.server, POLLIN, SOON);
 	cr_assert(ev > 0 && (ev & POLLIN), "wait_fd: %d", ev);
 	cr_assert(zio_wait_fd(p.server, POLLIN, SOON) & POLLIN);
+	cr_assert(zio_wait_fd(p.server, POLLIN | POLLOUT, SOON) & POLLIN);
 	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 2);
 	cr_assert_eq(memcmp(buf, "23", 2), 0);
 	close_pair(&p);
