@@ -219,6 +219,7 @@ struct zio__fd {
 	uint8_t traits;            /* ZIO__FD_STREAM | SOCK | TCP, hints */
 	uint8_t rd_end;            /* epoll saw the read side end (RDHUP, HUP,
 				    * ERR): no more edges will come for it */
+	uint8_t ep_out;            /* epoll: registered for EPOLLOUT too */
 	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
 	/* epoll: 1 << 32 | seq[READ] when a read found the stream empty (EAGAIN
 	 * or a short read) with that sequence number loaded before it; 0 if

@@ -1,9 +1,12 @@
 /*
  * backend_epoll.c - epoll: readiness emulating completions.
  *
- * An fd is registered once, edge-triggered, for both directions, with the
- * epoll instance of the executor that first waits on it (its owner), and
- * stays registered until zio_close() removes it. Waiters from any executor
+ * An fd is registered once, edge-triggered, with the epoll instance of the
+ * executor that first waits on it (its owner), and stays registered until
+ * zio_close() removes it. It is watched for input always and for output
+ * only while a writer waits (EPOLL_CTL_MOD either way, which re-checks
+ * readiness, so no edge is lost), because a busy connection's every ACK
+ * would otherwise be an event for nobody. Waiters from any executor
  * queue on the fd's entry in the process-wide fd table (backend.h), under
  * the entry's lock; the owner's epoll_wait() bumps the entry's per-direction
  * sequence number and wakes every waiter of that direction, wherever it
@@ -87,8 +90,10 @@ static void disown(int fd, struct zio__fd *ent, void *arg)
 	if (__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) != epfd)
 		return;
 	zio__spin_lock(&ent->lock);
-	if (ent->owner_epfd == epfd)
+	if (ent->owner_epfd == epfd) {
 		ent->owner_epfd = -1;
+		ent->ep_out = 0;
+	}
 	zio__spin_unlock(&ent->lock);
 }
 
@@ -100,6 +105,19 @@ static void ep_destroy(struct zio__loop *base)
 	close(l->epfd);
 	close(l->wakefd);
 	free(l);
+}
+
+/* What an fd is registered for. Writability only while someone waits for
+ * it: on a busy connection every ACK that frees send-buffer space would
+ * otherwise be an event to reap (and a wakeup in the kernel), for nobody. */
+static inline uint32_t watch_events(bool out)
+{
+	return EPOLLIN | EPOLLRDHUP | EPOLLPRI | EPOLLET | (out ? EPOLLOUT : 0);
+}
+
+static inline uint64_t ep_data(const struct zio__fd *ent, int fd)
+{
+	return (uint64_t)ent->incarnation << 32 | (uint32_t)fd;
 }
 
 static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
@@ -126,6 +144,14 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 		}
 		if (ev_mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
 			ent->seq[ZIO__DIR_WRITE]++;
+			if (!ent->waiters[ZIO__DIR_WRITE] && ent->ep_out && !(ev_mask & (EPOLLHUP | EPOLLERR))) {
+				/* Nobody waits to write any more: stop watching
+				 * (a writer that comes later asks again). */
+				struct epoll_event mod = { .events = watch_events(false),
+							   .data.u64 = ep_data(ent, fd) };
+				if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &mod) == 0)
+					ent->ep_out = 0;
+			}
 			zio__fd_wake(ent, ZIO__DIR_WRITE, 0);
 		}
 	}
@@ -183,11 +209,9 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 		zio__unpark(op->parker, op->gen, 0);
 		return;
 	}
+	bool out = op->dir == ZIO__DIR_WRITE;
 	if (ent->owner_epfd < 0) {
-		struct epoll_event ev = {
-			.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
-			.data.u64 = (uint64_t)ent->incarnation << 32 | (uint32_t)op->fd,
-		};
+		struct epoll_event ev = { .events = watch_events(out), .data.u64 = ep_data(ent, op->fd) };
 		int r = epoll_ctl(l->epfd, EPOLL_CTL_ADD, op->fd, &ev);
 		if (r < 0 && errno == EEXIST) /* left over from a dup'ed description */
 			r = epoll_ctl(l->epfd, EPOLL_CTL_MOD, op->fd, &ev);
@@ -195,7 +219,15 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 			err = -errno;
 		} else {
 			__atomic_store_n(&ent->owner_epfd, l->epfd, __ATOMIC_RELAXED);
+			ent->ep_out = out;
 		}
+	} else if (out && !ent->ep_out) {
+		/* MOD re-checks readiness: writable by now means an event. */
+		struct epoll_event ev = { .events = watch_events(true), .data.u64 = ep_data(ent, op->fd) };
+		if (epoll_ctl(ent->owner_epfd, EPOLL_CTL_MOD, op->fd, &ev) < 0)
+			err = -errno;
+		else
+			ent->ep_out = 1;
 	}
 	if (!err)
 		zio__fd_link(ent, op);
