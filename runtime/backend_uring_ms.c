@@ -79,7 +79,7 @@ struct uring_bufs {
 };
 
 struct uring_ms {
-	struct uring_loop *loop; /* owner; fixed for the state's life */
+	struct uring_loop *loop; /* owner; fixed for the memory's life (first) */
 	struct uring_ms *next_free;
 	struct zio__fd *ent;
 	int fd;
@@ -284,9 +284,16 @@ static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd
 	l->ms_free = st->next_free;
 	int *fds = st->fds;
 	unsigned fcap = st->fcap;
-	*st = (struct uring_ms){ .loop = l, .ent = ent, .fd = fd, .in_use = true, .accept = accept,
-				 .result = NO_RESULT, .qhead = -1, .qtail = -1, .fds = fds,
-				 .fcap = fcap };
+	/* Everything but loop, which other threads may be reading. */
+	memset(&st->next_free, 0, sizeof(*st) - offsetof(struct uring_ms, next_free));
+	st->ent = ent;
+	st->fd = fd;
+	st->in_use = true;
+	st->accept = accept;
+	st->result = NO_RESULT;
+	st->qhead = st->qtail = -1;
+	st->fds = fds;
+	st->fcap = fcap;
 	atomic_store_explicit(&ent->ms, st, memory_order_release);
 	return st;
 }
