@@ -312,6 +312,7 @@ static void *nothing_lost(void *arg)
 Test(multishot, timeout_cancel_close_lose_nothing, .timeout = 20)
 {
 	run_in_runtime(1, nothing_lost, NULL);
+	run_in_runtime(2, nothing_lost, NULL);
 }
 
 /* Bytes left queued when the socket is closed go back; the fd number's
