@@ -245,6 +245,11 @@ void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *a
 /* Readiness wait lists: under ent->lock. */
 void zio__fd_link(struct zio__fd *ent, struct zio__op *op);
 void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op);
+/* Bumps a readiness sequence number (under ent->lock; read without it). */
+static inline void zio__fd_seq_bump(struct zio__fd *ent, int dir)
+{
+	__atomic_store_n(&ent->seq[dir], ent->seq[dir] + 1, __ATOMIC_RELEASE);
+}
 /* Claims every wait in direction dir with value (under ent->lock). */
 void zio__fd_wake(struct zio__fd *ent, int dir, int value);
 

@@ -139,11 +139,11 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 		if (ev_mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			__atomic_store_n(&ent->rd_end, 1, __ATOMIC_RELAXED);
 		if (ev_mask & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-			ent->seq[ZIO__DIR_READ]++;
+			zio__fd_seq_bump(ent, ZIO__DIR_READ);
 			zio__fd_wake(ent, ZIO__DIR_READ, 0);
 		}
 		if (ev_mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-			ent->seq[ZIO__DIR_WRITE]++;
+			zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
 			if (!ent->waiters[ZIO__DIR_WRITE] && ent->ep_out && !(ev_mask & (EPOLLHUP | EPOLLERR))) {
 				/* Nobody waits to write any more: stop watching
 				 * (a writer that comes later asks again). */

@@ -703,8 +703,8 @@ static void forget_fd(int fd)
 		goto rings;
 	zio__spin_lock(&ent->lock);
 	ent->incarnation++;
-	ent->seq[0]++;
-	ent->seq[1]++;
+	zio__fd_seq_bump(ent, ZIO__DIR_READ);
+	zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
 	zio__fd_wake(ent, ZIO__DIR_READ, -EBADF);
 	zio__fd_wake(ent, ZIO__DIR_WRITE, -EBADF);
 	if (ent->owner_epfd >= 0) {
@@ -715,9 +715,11 @@ static void forget_fd(int fd)
 		__atomic_store_n(&ent->owner_epfd, -1, __ATOMIC_RELAXED);
 		ent->ep_out = 0;
 	}
-	ent->kind = ZIO__FD_UNKNOWN;
-	ent->traits = 0;
-	ent->rd_end = 0;
+	/* Atomic, like zio__fd_created()'s stores: the next file with this
+	 * number may be made on another thread, ordered only by the kernel. */
+	__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_UNKNOWN, __ATOMIC_RELAXED);
+	__atomic_store_n(&ent->traits, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&ent->rd_end, 0, __ATOMIC_RELAXED);
 	atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	execs = atomic_exchange(&ent->execs, 0);
 	zio__spin_unlock(&ent->lock);
