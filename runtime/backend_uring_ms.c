@@ -79,34 +79,38 @@ struct uring_bufs {
 };
 
 struct uring_ms {
-	struct uring_loop *loop; /* owner; fixed for the memory's life (first) */
-	struct uring_ms *next_free;
+	/* The first line holds what a recv completion and a read touch. */
+	_Alignas(ZIO__CACHELINE) struct uring_loop *loop; /* owner; fixed for the
+							   * memory's life (first) */
 	struct zio__fd *ent;
-	int fd;
-	bool in_use;
-	bool accept;
-	bool armed;    /* a multishot request is live in the ring */
-	bool stopping; /* we asked the kernel to end it */
-	bool detached; /* the fd was closed: the last CQE frees the state */
-	int accept_flags;
-	int32_t result; /* EOF (0) or -errno to report after the queue */
 	/* Who waits: the first waiter in the state itself (a connection has
 	 * one reader; waking it touches no line of its stack), others in a
 	 * queue of nodes on their stacks. */
 	struct zio__parker *waiter;
 	uint32_t waiter_gen;
-	struct zio__waitq waiters;
+	int fd;
 	/* recv: queued buffers, linked through buf_meta.next */
 	int32_t qhead, qtail;
 	size_t queued;
+	int32_t result; /* EOF (0) or -errno to report after the queue */
+	bool in_use;
+	bool accept;
+	bool armed;    /* a multishot request is live in the ring */
+	bool stopping; /* we asked the kernel to end it */
+	bool detached; /* the fd was closed: the last CQE frees the state */
+	/* the rest */
+	struct uring_ms *next_free;
+	struct zio__waitq waiters;
+	int accept_flags;
 	/* accept: queued connections, fds[head..n) */
 	int *fds;
 	unsigned fhead, fn, fcap;
 };
+_Static_assert(offsetof(struct uring_ms, detached) < ZIO__CACHELINE, "hot fields in one line");
 
 struct uring_ms_chunk {
-	struct uring_ms_chunk *next;
 	struct uring_ms states[CHUNK_STATES];
+	struct uring_ms_chunk *next;
 };
 
 /* ------------------------------------------------------------------ probe */
@@ -269,9 +273,10 @@ static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd
 {
 	struct uring_ms *st = l->ms_free;
 	if (!st) {
-		struct uring_ms_chunk *c = calloc(1, sizeof(*c));
+		struct uring_ms_chunk *c = aligned_alloc(ZIO__CACHELINE, sizeof(*c));
 		if (!c)
 			return NULL;
+		memset(c, 0, sizeof(*c));
 		c->next = l->ms_chunks;
 		l->ms_chunks = c;
 		for (unsigned i = CHUNK_STATES; i-- > 0;) {
@@ -285,7 +290,7 @@ static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd
 	int *fds = st->fds;
 	unsigned fcap = st->fcap;
 	/* Everything but loop, which other threads may be reading. */
-	memset(&st->next_free, 0, sizeof(*st) - offsetof(struct uring_ms, next_free));
+	memset(&st->ent, 0, sizeof(*st) - offsetof(struct uring_ms, ent));
 	st->ent = ent;
 	st->fd = fd;
 	st->in_use = true;
