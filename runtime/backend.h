@@ -229,8 +229,9 @@ struct zio__fd {
 	 * rd_end is set: an EOF or error that came with the edge before the
 	 * short read is still to be read, and no later edge announces it. */
 	_Atomic uint64_t rd_empty;
-	/* io_uring: the multishot request state serving this fd (owned by one
-	 * loop; set and cleared on that loop's thread only). */
+	/* io_uring: the multishot request state serving this fd, owned by one
+	 * loop and set and cleared on that loop's thread only. It begins with
+	 * a pointer to its struct zio__loop, which never changes. */
 	void *_Atomic ms;
 };
 _Static_assert(sizeof(struct zio__fd) == ZIO__CACHELINE, "fd table entry: one cache line");

@@ -475,18 +475,21 @@ static void ur_wake(struct zio__loop *base)
 	(void)r;
 }
 
+/* From a task, or from a plain thread (zio_close of a socket with a
+ * multishot request), which waits on its own parker. */
 static void ur_close_fd(struct zio__loop *base, int fd)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	struct zio__fiber *f = zio__fiber_current();
-	struct zio__exec *me = f->exec;
-	uint32_t pin = f->flags & ZIO__FIBER_TEMP_PIN;
-	f->flags |= ZIO__FIBER_TEMP_PIN;
+	struct zio__parker *p = zio__parker_self();
+	uint32_t pin = f ? f->flags & ZIO__FIBER_TEMP_PIN : 0;
+	if (f)
+		f->flags |= ZIO__FIBER_TEMP_PIN;
 	struct zio__op op = { .opcode = ZIO__OP_CANCEL_FD, .fd = fd };
-	op.parker = &f->park;
+	op.parker = p;
 	op.loop = base;
-	op.gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
-	if (base == me->loop) {
+	op.gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
+	if (f && base == f->exec->loop) {
 		zio__uring_ms_detach(l, fd);
 		ur_submit(base, &op);
 	} else {
@@ -501,13 +504,15 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 		zio__loop_wake(base->exec);
 	}
 	for (;;) {
-		zio__park(&f->park, ZIO_FOREVER);
-		f->flags |= ZIO__FIBER_TEMP_PIN;
+		zio__park(p, ZIO_FOREVER);
+		if (f)
+			f->flags |= ZIO__FIBER_TEMP_PIN;
 		if (op.done)
 			break;
-		op.gen = zio__park_prepare(&f->park, ZIO__PARK_NOCANCEL);
+		op.gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
 	}
-	f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
+	if (f)
+		f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
 }
 
 const struct zio__backend zio__backend_uring = {

@@ -18,18 +18,26 @@
  *    before that is -ECONNABORTED, as accept4() itself may say.
  *  - reads (read, recv, readv, recvmsg) on a TCP socket zio made: bytes
  *    copied out of the provided buffers, each buffer going back to the
- *    ring once read to its end. MSG_PEEK, MSG_DONTWAIT and MSG_WAITALL are
- *    honoured; other flags (MSG_OOB...) and ancillary data take the plain
- *    path, which is only allowed while nothing is queued or armed (so it
- *    can never overtake queued bytes). TCP only: a Unix socket's
+ *    ring once read to its end. A plain recv into a buffer starts the
+ *    request; once there is one, every read of the stream is served from
+ *    it, so none can overtake queued bytes: MSG_PEEK, MSG_DONTWAIT,
+ *    MSG_WAITALL and MSG_TRUNC (discard) are honoured, and ancillary data
+ *    is not available (msg_controllen 0). MSG_OOB and MSG_ERRQUEUE read
+ *    other queues and take the plain path. TCP only: a Unix socket's
  *    SCM_RIGHTS would be lost in a provided buffer.
- *  - POLLIN waits on such a socket: ready while bytes are queued.
+ *  - POLLIN waits on such a socket or listener: ready while something is
+ *    queued. A wait for more than input stops the request first, then
+ *    asks the kernel, so no input is taken from under it.
  *  - EOF and errors are delivered in order, after the bytes before them.
+ *  - zio_close() (from a task or a plain thread) ends it: callers waiting
+ *    get -EBADF, and none arms a new request for a closed fd (the fd
+ *    entry's incarnation tells).
  *
  * Backpressure: a state never arms a request until a caller would have to
- * wait, and cancels it when its queue grows past a bound (32 KiB of data,
- * 64 connections) with nobody taking from it; the kernel then keeps the
- * rest in the socket or the listen backlog, as without multishot. The ring
+ * wait, and cancels it when its queue grows past a bound (32 KiB of data
+ * or 16 buffers, 64 connections) with nobody taking from it; the kernel
+ * then keeps the rest in the socket or the listen backlog, as without
+ * multishot. The ring
  * of provided buffers (256 x 2 KiB per loop, mapped on first use) can run
  * dry: the kernel ends the starved requests with -ENOBUFS, and a reader
  * that finds fewer than 1/8 of the buffers free reads with a plain RECV
@@ -38,9 +46,11 @@
  * Ownership: a state belongs to the loop whose ring holds its request, and
  * only that loop's thread touches it. A fiber on another executor that
  * calls in moves to the owner first (zio__move_to) and stays pinned there
- * for the call. zio_close() detaches the state before the ASYNC_CANCEL(fd)
- * that ends the request (waiters get -EBADF); the request's last CQE frees
- * it, recycling queued buffers and closing queued connections. States are
+ * for the call; a task pinned elsewhere (zio_task_pin) goes back after.
+ * Two loops that start a state for one fd at once race to publish it
+ * (compare-and-swap); the loser uses the winner's. zio_close() detaches
+ * the state before the ASYNC_CANCEL(fd) that ends the request (waiters get
+ * -EBADF); the request's last CQE frees it, recycling queued buffers and closing queued connections. States are
  * never returned to malloc while the loop lives, so a pointer read from the
  * fd table on another thread always leads to a state of the same loop.
  *
@@ -59,12 +69,13 @@
 #define BUF_GROUP 0
 #define BUF_LOW (BUF_COUNT / 8) /* fewer free: plain reads instead */
 #define RECV_BACKLOG (32u << 10) /* queued bytes that stop a recv request */
+#define RECV_BACKLOG_BUFS 16u    /* or queued buffers */
 #define ACCEPT_BACKLOG 64u   /* queued connections that stop an accept */
 #define CHUNK_STATES 64u
 
 #define NO_RESULT INT32_MIN
 
-static bool ms_recv_ok, ms_accept_ok;
+static atomic_bool ms_recv_ok, ms_accept_ok;
 
 struct buf_meta {
 	uint32_t len, off; /* bytes the kernel put in, bytes read out */
@@ -93,6 +104,7 @@ struct uring_ms {
 	int32_t qhead, qtail;
 	size_t queued;
 	int32_t result; /* EOF (0) or -errno to report after the queue */
+	uint16_t nbufs; /* queued buffers */
 	bool in_use;
 	bool accept;
 	bool armed;    /* a multishot request is live in the ring */
@@ -210,15 +222,15 @@ void zio__uring_ms_probe(struct io_uring *ring)
 		zio__log(0, "io_uring: multishot accept/recv off (ZIO_URING_MULTISHOT=0)");
 		return;
 	}
-	ms_recv_ok = probe_recv(ring);
-	ms_accept_ok = probe_accept(ring);
+	atomic_store(&ms_recv_ok, probe_recv(ring));
+	atomic_store(&ms_accept_ok, probe_accept(ring));
 	zio__log(0, "io_uring: multishot recv with provided buffers %d, multishot accept %d",
-		 ms_recv_ok, ms_accept_ok);
+		 atomic_load(&ms_recv_ok), atomic_load(&ms_accept_ok));
 }
 
 bool zio__uring_multishot_on(void)
 {
-	return ms_recv_ok && ms_accept_ok;
+	return atomic_load(&ms_recv_ok) && atomic_load(&ms_accept_ok);
 }
 
 /* -------------------------------------------------------- provided buffers */
@@ -255,7 +267,7 @@ fail:
 		munmap(b->mem, (size_t)BUF_COUNT * BUF_SIZE);
 	free(b);
 	/* Not worth retrying per read: no provided buffers on this loop. */
-	ms_recv_ok = false;
+	atomic_store(&ms_recv_ok, false);
 	return NULL;
 }
 
@@ -299,8 +311,22 @@ static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd
 	st->qhead = st->qtail = -1;
 	st->fds = fds;
 	st->fcap = fcap;
-	atomic_store_explicit(&ent->ms, st, memory_order_release);
 	return st;
+}
+
+/* Makes st the fd's state, unless another loop's got there first: then st
+ * goes back to the free list and the caller uses that one. */
+static bool ms_publish(struct uring_ms *st)
+{
+	void *expected = NULL;
+	if (atomic_compare_exchange_strong_explicit(&st->ent->ms, &expected, st,
+						    memory_order_acq_rel, memory_order_acquire))
+		return true;
+	struct uring_loop *l = st->loop;
+	st->in_use = false;
+	st->next_free = l->ms_free;
+	l->ms_free = st;
+	return false;
 }
 
 /* Drops what is queued: buffers back to the ring, connections closed. */
@@ -314,6 +340,7 @@ static void ms_drop_queue(struct uring_ms *st)
 	}
 	st->qtail = -1;
 	st->queued = 0;
+	st->nbufs = 0;
 	while (st->fhead < st->fn)
 		close(st->fds[st->fhead++]);
 	st->fhead = st->fn = 0;
@@ -419,7 +446,7 @@ void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 				close(res);
 			else
 				queue_fd(st, res);
-		} else if (!more && res != -ECANCELED && !gone) {
+		} else if (!more && res != -ECANCELED && res != -EINTR && !gone) {
 			st->result = res; /* EMFILE and friends: the caller decides */
 		}
 		if (st->fn - st->fhead >= ACCEPT_BACKLOG)
@@ -437,13 +464,17 @@ void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 					st->qhead = (int32_t)bid;
 				st->qtail = (int32_t)bid;
 				st->queued += (size_t)res;
+				st->nbufs++;
 			} else {
 				buf_put(b, bid);
 			}
-		} else if (!gone && (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED))) {
+		} else if (!gone && (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED &&
+						       res != -EINTR))) {
 			st->result = res; /* EOF or a socket error, after the data */
 		}
-		if (st->queued >= RECV_BACKLOG)
+		/* Bytes or buffers: a peer sending tiny segments nobody reads
+		 * must not take the whole ring. */
+		if (st->queued >= RECV_BACKLOG || st->nbufs >= RECV_BACKLOG_BUFS)
 			ms_stop(st);
 	}
 	if (gone) {
@@ -539,8 +570,10 @@ static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *
 }
 
 /* Copies queued bytes into iov, from byte `skip` of it on; consumes them
- * unless peek. Returns the bytes copied. */
-static size_t take_bytes(struct uring_ms *st, const struct iovec *iov, int n, size_t skip, bool peek)
+ * unless peek; discard (MSG_TRUNC) consumes without copying. Returns the
+ * bytes taken. */
+static size_t take_bytes(struct uring_ms *st, const struct iovec *iov, int n, size_t skip, bool peek,
+			 bool discard)
 {
 	struct uring_bufs *b = st->loop->bufs;
 	size_t got = 0;
@@ -559,7 +592,9 @@ static size_t take_bytes(struct uring_ms *st, const struct iovec *iov, int n, si
 			size_t k = m->len - off;
 			if (k > iov[i].iov_len - done)
 				k = iov[i].iov_len - done;
-			memcpy((char *)iov[i].iov_base + done, b->mem + (size_t)bid * BUF_SIZE + off, k);
+			if (!discard)
+				memcpy((char *)iov[i].iov_base + done,
+				       b->mem + (size_t)bid * BUF_SIZE + off, k);
 			done += k;
 			got += k;
 			off += (uint32_t)k;
@@ -569,6 +604,7 @@ static size_t take_bytes(struct uring_ms *st, const struct iovec *iov, int n, si
 					st->qhead = next;
 					if (next < 0)
 						st->qtail = -1;
+					st->nbufs--;
 					buf_put(b, (unsigned)bid);
 				}
 				bid = next;
@@ -592,64 +628,92 @@ static size_t iov_total(const struct iovec *iov, int n)
 	return t;
 }
 
-#define SERVED_FLAGS (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_NOSIGNAL | MSG_CMSG_CLOEXEC)
+/* Reads of other queues than the stream's, which a state never holds. */
+#define OTHER_QUEUES (MSG_OOB | MSG_ERRQUEUE)
+
+enum ms_call { CALL_ACCEPT, CALL_POLL, CALL_READ };
 
 ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,
 			     int64_t deadline)
 {
-	struct uring_ms *st = atomic_load_explicit(&ent->ms, memory_order_acquire);
 	uint8_t traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
-	bool accept = op->opcode == ZIO__OP_ACCEPT;
-	bool poll = op->opcode == ZIO__OP_POLL;
 	struct iovec one;
 	const struct iovec *iov = NULL;
 	int iovcnt = 0, flags = 0;
+	enum ms_call call;
+	short events = 0;
 
 	if (!(traits & ZIO__FD_TCP))
 		return -EOPNOTSUPP;
-	if (accept) {
-		if (!ms_accept_ok && !st)
+	if (op->opcode == ZIO__OP_ACCEPT) {
+		call = CALL_ACCEPT;
+	} else if (op->opcode == ZIO__OP_POLL) {
+		events = op->u.poll.events;
+		if (!(events & (POLLIN | POLLRDNORM)))
 			return -EOPNOTSUPP;
-	} else if (poll) {
-		/* Queued bytes make the socket readable; only a wait for
-		 * input alone can wait here. */
-		if (!st || st->accept || !(op->u.poll.events & (POLLIN | POLLRDNORM)))
-			return -EOPNOTSUPP;
+		call = CALL_POLL;
 	} else {
 		iov = read_iov(op, &one, &iovcnt, &flags);
-		if (!iov || (flags & ~SERVED_FLAGS))
+		if (!iov || (flags & OTHER_QUEUES))
 			return -EOPNOTSUPP;
-		/* Arm only for a plain read; anything else uses a state that
-		 * is already there, so it cannot overtake its bytes. */
-		if (!st && (!ms_recv_ok || op->opcode != ZIO__OP_RECV || flags != 0 ||
-			    !(traits & ZIO__FD_STREAM) || op->u.rw.len == 0))
-			return -EOPNOTSUPP;
-		if (st && st->accept)
+		call = CALL_READ;
+	}
+	if (!atomic_load_explicit(&ent->ms, memory_order_acquire)) {
+		/* Nothing armed or queued: only a plain accept, or a plain
+		 * recv into a buffer, starts a request; anything else may use
+		 * the plain path, as nothing can be overtaken. */
+		if (call == CALL_POLL ||
+		    (call == CALL_ACCEPT && !atomic_load_explicit(&ms_accept_ok, memory_order_relaxed)) ||
+		    (call == CALL_READ &&
+		     (!atomic_load_explicit(&ms_recv_ok, memory_order_relaxed) ||
+		      op->opcode != ZIO__OP_RECV || flags != 0 || !(traits & ZIO__FD_STREAM) ||
+		      op->u.rw.len == 0)))
 			return -EOPNOTSUPP;
 	}
 
 	struct zio__fiber *f = zio__fiber_current();
+	struct zio__exec *home = f->exec;
 	uint32_t pin = f->flags & ZIO__FIBER_TEMP_PIN;
 	f->flags |= ZIO__FIBER_TEMP_PIN;
+	/* zio_close() bumps it before it detaches the state: a caller that
+	 * wakes or arrives after that must not arm a new request. */
+	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
 	struct uring_loop *l = (struct uring_loop *)base;
+	size_t want = call == CALL_READ ? iov_total(iov, iovcnt) : 0;
+	bool peek = flags & MSG_PEEK;
+	bool waitall = (flags & MSG_WAITALL) && !peek;
 	ssize_t r;
 	size_t got = 0; /* MSG_WAITALL: bytes already copied */
 	for (;;) {
-		st = atomic_load_explicit(&ent->ms, memory_order_acquire);
+		if (__atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+			r = got ? (ssize_t)got : -EBADF;
+			break;
+		}
+		struct uring_ms *st = atomic_load_explicit(&ent->ms, memory_order_acquire);
 		if (st && st->loop != l) {
+			/* Its loop's state: go there (loop never changes). */
 			zio__move_to(st->loop->base.exec);
 			f->flags |= ZIO__FIBER_TEMP_PIN;
 			l = st->loop;
 			continue; /* it may be gone by now: look again */
 		}
+		if (st && call != CALL_POLL && st->accept != (call == CALL_ACCEPT)) {
+			/* accept on a connection, or a read on a listener: the
+			 * kernel has the answer (EINVAL, ENOTCONN). */
+			r = got ? (ssize_t)got : -EOPNOTSUPP;
+			break;
+		}
 		if (!st) {
-			if (poll || (!accept && (got || !bufs_get(l))) || !(st = ms_new(l, ent, op->fd, accept))) {
+			if (call == CALL_POLL || got || (call == CALL_READ && !bufs_get(l)) ||
+			    !(st = ms_new(l, ent, op->fd, call == CALL_ACCEPT))) {
 				r = got ? (ssize_t)got : -EOPNOTSUPP;
 				break;
 			}
-			st->accept_flags = accept ? op->u.sa.flags : 0;
+			st->accept_flags = call == CALL_ACCEPT ? op->u.sa.flags : 0;
+			if (!ms_publish(st))
+				continue; /* another loop's came first: use that */
 		}
-		if (accept) {
+		if (call == CALL_ACCEPT) {
 			if (st->fhead < st->fn) {
 				int fd = st->fds[st->fhead++];
 				if (op->u.sa.addr && getpeername(fd, op->u.sa.addr, op->u.sa.addrlen) != 0) {
@@ -665,23 +729,37 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				st->result = NO_RESULT;
 				break;
 			}
-		} else if (poll) {
-			if (st->qhead >= 0 || st->result != NO_RESULT) {
-				r = op->u.poll.events & (POLLIN | POLLRDNORM);
+		} else if (call == CALL_POLL) {
+			bool ready = st->accept ? st->fhead < st->fn : st->qhead >= 0;
+			if (ready || st->result != NO_RESULT) {
+				r = events & (POLLIN | POLLRDNORM);
 				break;
 			}
-			if (op->u.poll.events & ~(POLLIN | POLLRDNORM)) {
-				r = -EOPNOTSUPP; /* the kernel's poll, for the rest */
-				break;
+			if (events & ~(POLLIN | POLLRDNORM)) {
+				/* More than input: the kernel's poll answers, once
+				 * no request of ours can take the input it would
+				 * see. Stop ours and wait for its last CQE. */
+				if (!st->armed) {
+					r = -EOPNOTSUPP;
+					break;
+				}
+				ms_stop(st);
 			}
 		} else {
-			bool peek = flags & MSG_PEEK;
-			got += take_bytes(st, iov, iovcnt, got, peek);
-			/* MSG_WAITALL waits for the whole iovec (or an end). */
-			if (got && (!(flags & MSG_WAITALL) || peek || got == iov_total(iov, iovcnt))) {
+			if (want == 0 && (st->qhead >= 0 || st->result != NO_RESULT)) {
+				/* A zero-length read returns 0 once there is
+				 * something to read, as recv(2) does. */
+				r = 0;
+				break;
+			}
+			got += want ? take_bytes(st, iov, iovcnt, got, peek, (flags & MSG_TRUNC) != 0) : 0;
+			if (got && (!waitall || got == want)) {
 				r = (ssize_t)got;
 				if (op->opcode == ZIO__OP_RECVMSG) {
-					op->u.msg.msg->msg_namelen = 0; /* connected TCP */
+					/* Connected TCP: no name; ancillary data
+					 * does not survive a provided buffer. */
+					op->u.msg.msg->msg_namelen = 0;
+					op->u.msg.msg->msg_controllen = 0;
 					op->u.msg.msg->msg_flags = 0;
 				}
 				break;
@@ -724,8 +802,6 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				zio__waitq_remove(&st->waiters, &w);
 			else if (st->waiter == &f->park && st->waiter_gen == gen)
 				st->waiter = NULL;
-		}
-		if (woke != 0) {
 			/* Bytes already copied are the caller's: return them,
 			 * and a cancel stays pending for the next call. */
 			r = got ? (ssize_t)got : woke;
@@ -733,5 +809,8 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		}
 	}
 	f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
+	/* A pinned task goes back to the executor it is pinned to. */
+	if ((f->flags & ZIO__FIBER_PINNED) && f->exec != home)
+		zio__move_to(home);
 	return r;
 }

@@ -702,7 +702,8 @@ static void forget_fd(int fd)
 	if (!ent)
 		goto rings;
 	zio__spin_lock(&ent->lock);
-	ent->incarnation++;
+	/* Read without the lock by multishot callers (see backend_uring_ms.c). */
+	__atomic_store_n(&ent->incarnation, ent->incarnation + 1, __ATOMIC_RELEASE);
 	zio__fd_seq_bump(ent, ZIO__DIR_READ);
 	zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
 	zio__fd_wake(ent, ZIO__DIR_READ, -EBADF);
@@ -725,7 +726,17 @@ static void forget_fd(int fd)
 	zio__spin_unlock(&ent->lock);
 rings:;
 	struct zio__fiber *f = zio__fiber_current();
-	if (!f || !f->exec->loop->ops->close_fd)
+	if (!f) {
+		/* A plain thread knows no runtime, but a multishot request on
+		 * fd names its loop, and would keep the socket open. */
+		void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
+		if (ms) {
+			struct zio__loop *owner = *(struct zio__loop *const *)ms;
+			owner->ops->close_fd(owner, fd);
+		}
+		return;
+	}
+	if (!f->exec->loop->ops->close_fd)
 		return;
 	zio__runtime *rt = f->rt;
 	if (rt->n_exec == 1)

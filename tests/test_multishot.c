@@ -550,3 +550,254 @@ Test(multishot, try_once_sees_what_is_there, .timeout = 20)
 {
 	run_in_runtime(1, try_once_only, NULL);
 }
+
+/* ------------------------------------------------- closes and races */
+
+struct closer {
+	int wait_fd;   /* waits for a byte here first */
+	int close_fd;  /* then closes this */
+};
+
+static void *close_after_byte(void *arg)
+{
+	struct closer *c = arg;
+	char ch;
+	cr_assert_eq(zio_read(c->wait_fd, &ch, 1, SOON), 1);
+	zio_close(c->close_fd);
+	return NULL;
+}
+
+/* A reader woken by data, and a task woken in the same pass that closes
+ * the reader's socket before the reader runs: the reader must not arm a
+ * new request for the closed fd (which would keep the socket open). */
+static void *close_between_wake_and_run(void *arg)
+{
+	(void)arg;
+	struct pair a, b;
+	tcp_pair(&a);
+	tcp_pair(&b);
+	char buf[8];
+	/* Arm both reads with a first byte each. */
+	cr_assert_eq(zio_write_all(a.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(a.server, buf, 1, SOON), 1);
+	cr_assert_eq(zio_write_all(b.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(b.server, buf, 1, SOON), 1);
+	struct reader r = { .fd = a.server };
+	struct closer c = { .wait_fd = b.server, .close_fd = a.server };
+	zio_task *tr, *tc;
+	zio_spawn(NULL, &tr, read_once, &r, NULL);
+	zio_spawn(NULL, &tc, close_after_byte, &c, NULL);
+	zio_sleep(ZIO_MSEC(10));
+	/* Both wake in one pass; the closer, woken last, runs first. */
+	cr_assert_eq(zio_write_all(a.client, "data", 4, SOON), 4);
+	cr_assert_eq(zio_write_all(b.client, "x", 1, SOON), 1);
+	zio_task_join(tc, NULL);
+	zio_task_join(tr, NULL);
+	cr_assert(r.r == -EBADF || r.r == 4, "reader: %zd", r.r);
+	/* The socket really closed: its peer sees the end. */
+	ssize_t e = zio_read(a.client, buf, sizeof(buf), SOON);
+	cr_assert(e == 0 || e == -ECONNRESET, "peer of the closed socket: %zd", e);
+	zio_close(a.client);
+	close_pair(&b);
+	return NULL;
+}
+
+Test(multishot, close_between_wake_and_run, .timeout = 20)
+{
+	run_in_runtime(1, close_between_wake_and_run, NULL);
+}
+
+static long close_from_thread(void *arg)
+{
+	return zio_close((int)(intptr_t)arg);
+}
+
+/* zio_close from a plain thread (here the blocking pool's): the request
+ * ends, the reader gets -EBADF and the peer sees the end. (On io_uring
+ * without multishot the reader's single-shot recv sits in its executor's
+ * ring, which a plain thread cannot reach: zio_close's documented limit.) */
+static void *close_on_plain_thread(void *arg)
+{
+	(void)arg;
+	if (strcmp(zio_runtime_backend(zio_runtime_current()), "uring") == 0 && !expect_multishot())
+		return (void *)1;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[8];
+	cr_assert_eq(zio_write_all(p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1);
+	struct reader r = { .fd = p.server };
+	zio_task *t;
+	zio_spawn(NULL, &t, read_once, &r, NULL);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_blocking_call(close_from_thread, (void *)(intptr_t)p.server, SOON), 0);
+	zio_task_join(t, NULL);
+	cr_assert_eq(r.r, -EBADF);
+	ssize_t e = zio_read(p.client, buf, sizeof(buf), SOON);
+	cr_assert(e == 0 || e == -ECONNRESET, "peer: %zd", e);
+	zio_close(p.client);
+	return NULL;
+}
+
+Test(multishot, close_from_a_plain_thread, .timeout = 20)
+{
+	if (run_in_runtime(1, close_on_plain_thread, NULL))
+		cr_skip_test("io_uring without multishot: a plain thread cannot reach the ring");
+}
+
+/* A listener whose queued connections are taken by nobody yet is
+ * readable; a zero-length read returns 0 at once; MSG_TRUNC discards. */
+static void *listener_readable_and_odd_reads(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(&a);
+	int c0 = zio_tcp_connect(&a, SOON);
+	int s0 = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(s0, 0);
+	int c1 = zio_tcp_connect(&a, SOON);
+	int ev = zio_wait_fd(lfd, POLLIN, SOON);
+	cr_assert(ev > 0 && (ev & POLLIN), "listener wait: %d", ev);
+	int s1 = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(s1, 0);
+
+	char buf[8];
+	cr_assert_eq(zio_write_all(c0, "x", 1, SOON), 1);
+	cr_assert_eq(zio_read(s0, buf, 1, SOON), 1);
+	/* A zero-length read waits for data, as a blocking recv(2) does,
+	 * and then returns 0 leaving the data. */
+	cr_assert_eq(zio_read(s0, buf, 0, zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	cr_assert_eq(zio_write_all(c0, "abcdef", 6, SOON), 6);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_read(s0, buf, 0, SOON), 0);
+	cr_assert_eq(zio_recv(s0, NULL, 3, MSG_TRUNC, SOON), 3);
+	read_exact(s0, buf, 3);
+	cr_assert_eq(memcmp(buf, "def", 3), 0);
+	zio_close(s0);
+	zio_close(s1);
+	zio_close(c0);
+	zio_close(c1);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, listener_readable_zero_reads_trunc, .timeout = 20)
+{
+	run_in_runtime(1, listener_readable_and_odd_reads, NULL);
+}
+
+/* Two executors' tasks accepting on one listener: every connection is
+ * accepted exactly once and stays open. Then a task pinned to one
+ * executor reads a socket whose request the other owns, and is back on
+ * its own executor after. */
+struct acceptor {
+	int lfd;
+	unsigned exec;
+	int fds[64];
+	int n;
+};
+
+static void *accept_on(void *arg)
+{
+	struct acceptor *ac = arg;
+	struct zio__exec *here = zio__exec_current();
+	struct zio__fiber *me = zio__fiber_current();
+	me->flags |= ZIO__FIBER_TEMP_PIN;
+	zio__move_to(here->rt->exec[ac->exec]);
+	me->flags &= ~ZIO__FIBER_TEMP_PIN;
+	zio_task_pin();
+	for (;;) {
+		int fd = zio_tcp_accept(ac->lfd, NULL, zio_deadline_after(ZIO_MSEC(300)));
+		if (fd < 0)
+			return NULL;
+		ac->fds[ac->n++] = fd;
+	}
+}
+
+static void *two_acceptors(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(&a);
+	struct acceptor ac[2] = { { .lfd = lfd, .exec = 0 }, { .lfd = lfd, .exec = 1 } };
+	zio_task *t[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], accept_on, &ac[i], NULL), 0);
+	zio_sleep(ZIO_MSEC(20));
+	enum { N = 40 };
+	int c[N];
+	for (int i = 0; i < N; i++) {
+		c[i] = zio_tcp_connect(&a, SOON);
+		cr_assert_geq(c[i], 0);
+	}
+	for (int i = 0; i < 2; i++)
+		zio_task_join(t[i], NULL);
+	cr_assert_eq(ac[0].n + ac[1].n, N, "accepted %d + %d", ac[0].n, ac[1].n);
+	for (int i = 0; i < N; i++) {
+		char ch;
+		cr_assert_eq(zio_write_all(c[i], "q", 1, SOON), 1);
+		cr_assert_eq(zio_read(c[i], &ch, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT,
+			     "connection %d was closed", i);
+	}
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < ac[k].n; i++)
+			zio_close(ac[k].fds[i]);
+	for (int i = 0; i < N; i++)
+		zio_close(c[i]);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, two_executors_accept_one_listener, .timeout = 30)
+{
+	run_in_runtime(2, two_acceptors, NULL);
+}
+
+struct pinned_reader {
+	int fd;
+	unsigned exec;
+	bool back_home;
+	ssize_t r;
+};
+
+static void *pinned_read(void *arg)
+{
+	struct pinned_reader *pr = arg;
+	struct zio__exec *here = zio__exec_current();
+	struct zio__fiber *me = zio__fiber_current();
+	me->flags |= ZIO__FIBER_TEMP_PIN;
+	zio__move_to(here->rt->exec[pr->exec]);
+	me->flags &= ~ZIO__FIBER_TEMP_PIN;
+	zio_task_pin();
+	struct zio__exec *home = zio__exec_current();
+	char buf[8];
+	pr->r = zio_read(pr->fd, buf, sizeof(buf), SOON);
+	pr->back_home = zio__exec_current() == home;
+	return NULL;
+}
+
+static void *pinned_reader_comes_back(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[4];
+	cr_assert_eq(zio_write_all(p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1); /* armed here */
+	struct zio__exec *here = zio__exec_current();
+	struct pinned_reader pr = { .fd = p.server, .exec = here == here->rt->exec[0] ? 1 : 0 };
+	zio_task *t;
+	zio_spawn(NULL, &t, pinned_read, &pr, NULL);
+	zio_sleep(ZIO_MSEC(20));
+	cr_assert_eq(zio_write_all(p.client, "23", 2, SOON), 2);
+	zio_task_join(t, NULL);
+	cr_assert_eq(pr.r, 2);
+	cr_assert(pr.back_home, "a pinned task was left on another executor");
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, pinned_reader_returns_home, .timeout = 20)
+{
+	run_in_runtime(2, pinned_reader_comes_back, NULL);
+}

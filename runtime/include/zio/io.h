@@ -149,7 +149,9 @@ ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
 
 /* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
- * closes it. */
+ * closes it. Call it from a task of the runtime that uses fd: a plain
+ * thread cannot reach the io_uring operations tasks have in flight on fd
+ * (multishot requests excepted), which then end only with the runtime. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
