@@ -114,6 +114,17 @@ static int ring_init(struct io_uring *ring, unsigned *flags_used)
 	return err;
 }
 
+/* A ring made with IORING_SETUP_R_DISABLED starts working. liburing 2.3
+ * declares io_uring_enable_rings() but does not export it: the raw
+ * syscall. */
+static int enable_ring(struct io_uring *ring)
+{
+	return syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
+		       0) < 0
+		       ? -errno
+		       : 0;
+}
+
 static int do_probe(void)
 {
 	const char *f = getenv("ZIO_URING_PROBE_FAIL");
@@ -136,11 +147,9 @@ static int do_probe(void)
 	bool usable = native_op[ZIO__OP_READ] && native_op[ZIO__OP_WRITE] &&
 		      native_op[ZIO__OP_POLL] && native_op[ZIO__OP_CANCEL_FD] &&
 		      (ring.features & IORING_FEAT_NODROP) && (ring.features & IORING_FEAT_EXT_ARG);
-	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT]) {
-		if (used & IORING_SETUP_R_DISABLED)
-			syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT] &&
+	    (!(used & IORING_SETUP_R_DISABLED) || enable_ring(&ring) == 0))
 		zio__uring_ms_probe(&ring);
-	}
 	zio__log(0,
 		 "io_uring: setup flags %#x (single_issuer %d, defer_taskrun %d), features %#x: "
 		 "ext_arg %d fast_poll %d nodrop %d; ops: send/recv %d accept %d connect %d "
@@ -251,12 +260,9 @@ static void ensure_enabled(struct uring_loop *l)
 	if (zio__likely(l->enabled && l->wake_armed))
 		return;
 	if (!l->enabled) {
-		/* liburing 2.3 declares io_uring_enable_rings() but does not
-		 * export it: the raw syscall. */
-		long r = syscall(__NR_io_uring_register, l->ring.ring_fd,
-				 IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+		int r = enable_ring(&l->ring);
 		if (r < 0)
-			zio__panic("io_uring: enabling the ring: %s", strerror(errno));
+			zio__panic("io_uring: enabling the ring: %s", strerror(-r));
 		l->enabled = true;
 	}
 	/* Fewer fd lookups per enter; best effort. The registration is per

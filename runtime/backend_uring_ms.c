@@ -127,6 +127,20 @@ struct uring_ms_chunk {
 
 /* ------------------------------------------------------------------ probe */
 
+/* Ends the probe's multishot request (user_data 1) and reaps what is left:
+ * its last CQE and the cancel's. */
+static void probe_end(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	io_uring_prep_cancel64(sqe, 1, 0);
+	io_uring_sqe_set_data64(sqe, 2);
+	io_uring_submit(ring);
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = 1 };
+	for (int seen = 0; seen < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0; seen++)
+		io_uring_cqe_seen(ring, cqe);
+}
+
 static bool probe_recv(struct io_uring *ring)
 {
 	struct io_uring_buf_ring *br = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -159,13 +173,8 @@ static bool probe_recv(struct io_uring *ring)
 		     (cqe->flags & IORING_CQE_F_BUFFER);
 		io_uring_cqe_seen(ring, cqe);
 	}
-	/* Ends the request before its buffer (on this stack) goes away. */
-	sqe = io_uring_get_sqe(ring);
-	io_uring_prep_cancel64(sqe, 1, 0);
-	io_uring_sqe_set_data64(sqe, 2);
-	io_uring_submit(ring);
-	for (int seen = 0; seen < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0; seen++)
-		io_uring_cqe_seen(ring, cqe);
+	/* Before its buffer (on this stack) goes away. */
+	probe_end(ring);
 out_close:
 	close(sv[0]);
 	close(sv[1]);
@@ -201,12 +210,7 @@ static bool probe_accept(struct io_uring *ring)
 			close(cqe->res);
 		io_uring_cqe_seen(ring, cqe);
 	}
-	sqe = io_uring_get_sqe(ring);
-	io_uring_prep_cancel64(sqe, 1, 0);
-	io_uring_sqe_set_data64(sqe, 2);
-	io_uring_submit(ring);
-	for (int seen = 0; seen < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &ts) == 0; seen++)
-		io_uring_cqe_seen(ring, cqe);
+	probe_end(ring);
 out:
 	if (lfd >= 0)
 		close(lfd);
@@ -656,6 +660,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		iov = read_iov(op, &one, &iovcnt, &flags);
 		if (!iov || (flags & OTHER_QUEUES))
 			return -EOPNOTSUPP;
+		/* The kernel would say EFAULT; a copy out of the queue would
+		 * crash. (Other bad pointers are the caller's, as with memcpy.) */
+		for (int i = 0; i < iovcnt && !(flags & MSG_TRUNC); i++)
+			if (!iov[i].iov_base && iov[i].iov_len)
+				return -EFAULT;
 		call = CALL_READ;
 	}
 	if (!atomic_load_explicit(&ent->ms, memory_order_acquire)) {
