@@ -4,7 +4,8 @@
  * that must call something blocking (zio_blocking_call).
  *
  * The pool is process-wide and starts empty. A job is queued FIFO; a thread
- * is started when nobody is idle and fewer than the limit run
+ * is started when the queue holds more jobs than threads are idle and fewer
+ * than the limit run
  * ($ZIO_BLOCKING_THREADS, default 64); a thread idle for 10 s
  * ($ZIO_BLOCKING_IDLE_MS) exits. Pool threads block every signal, so
  * signals keep going to the application's threads.
@@ -34,6 +35,11 @@ static pthread_cond_t pool_cond;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static struct zio__job *q_head, *q_tail;
 static unsigned n_threads, n_idle, max_threads;
+/* Jobs in the queue. An idle thread that was signalled still counts as idle
+ * until it wakes, so "someone idle" is not "someone free for this job": a
+ * job gets a new thread when the queue holds more jobs than there are idle
+ * threads to take them. */
+static unsigned n_queued;
 static int64_t idle_ns;
 
 static void pool_init(void)
@@ -80,6 +86,7 @@ static void *worker(void *arg)
 		q_head = j->next;
 		if (!q_head)
 			q_tail = NULL;
+		n_queued--;
 		j->state = JOB_RUNNING;
 		pthread_mutex_unlock(&pool_lock);
 
@@ -108,10 +115,11 @@ static int enqueue(struct zio__job *j)
 	else
 		q_head = j;
 	q_tail = j;
-	if (n_idle > 0) {
+	n_queued++;
+	if (n_idle > 0)
 		pthread_cond_signal(&pool_cond);
+	if (n_queued <= n_idle)
 		return 0;
-	}
 	if (n_threads >= max_threads)
 		return 0; /* it waits for a busy thread */
 	pthread_attr_t a;
@@ -132,6 +140,7 @@ static int enqueue(struct zio__job *j)
 		return 0; /* a running thread will get to it */
 	/* No thread at all: take the job back. */
 	q_head = q_tail = NULL;
+	n_queued = 0;
 	return -rc;
 }
 
@@ -148,6 +157,7 @@ static void unqueue(struct zio__job *j)
 	*pp = j->next;
 	if (q_tail == j)
 		q_tail = prev;
+	n_queued--;
 }
 
 struct op_job {

@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *backend_env(void)
@@ -535,6 +537,69 @@ Test(io, blocking_call, .timeout = 10)
 {
 	run_in_runtime(1, blocking_call_task, NULL);
 	cr_assert_eq(zio_blocking_call(slow_add, (void *)1, ZIO_FOREVER), 2); /* plain thread */
+}
+
+/* A job queued while the pool's only thread is idle but already signalled
+ * for another job must get a thread of its own: here the first job waits
+ * for the second, which deadlocked (until the first gave up) when both went
+ * to the one idle thread. */
+static sem_t handoff;
+
+static long wait_for_post(void *arg)
+{
+	(void)arg;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	return sem_timedwait(&handoff, &ts) == 0 ? 1 : -errno;
+}
+
+static long post(void *arg)
+{
+	(void)arg;
+	sem_post(&handoff);
+	return 0;
+}
+
+static long nothing(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+static void *call_task(void *fn)
+{
+	return (void *)(intptr_t)zio_blocking_call((long (*)(void *))fn, NULL, ZIO_FOREVER);
+}
+
+static void *pool_no_queueing_task(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 5; round++) {
+		sem_init(&handoff, 0, 0);
+		/* One pool thread, idle and asleep: the others have timed out
+		 * (ZIO_BLOCKING_IDLE_MS below), this one just ran a job. */
+		zio_sleep(ZIO_MSEC(300));
+		cr_assert_eq(zio_blocking_call(nothing, NULL, ZIO_FOREVER), 0);
+		zio_sleep(ZIO_MSEC(20));
+		zio_task *a, *b;
+		cr_assert_eq(zio_spawn(NULL, &a, call_task, (void *)wait_for_post, NULL), 0);
+		cr_assert_eq(zio_spawn(NULL, &b, call_task, (void *)post, NULL), 0);
+		void *ra, *rb;
+		cr_assert_eq(zio_task_join(a, &ra), 0);
+		cr_assert_eq(zio_task_join(b, &rb), 0);
+		cr_assert_eq((intptr_t)ra, 1, "round %d: the waiting job never saw the post (%ld)", round,
+			     (long)(intptr_t)ra);
+		cr_assert_eq((intptr_t)rb, 0);
+		sem_destroy(&handoff);
+	}
+	return NULL;
+}
+
+Test(io, blocking_pool_starts_a_thread_per_queued_job, .timeout = 30)
+{
+	setenv("ZIO_BLOCKING_IDLE_MS", "100", 1);
+	run_in_runtime(1, pool_no_queueing_task, NULL);
 }
 
 /* ---------------------------------------------------- backend fallback */
