@@ -258,8 +258,14 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			scanned = have;
 		}
 		ssize_t k = fill(r);
-		if (k < 0)
+		if (k < 0) {
+			/* The line's first part is in out and gone from the
+			 * buffer: a later call could only return the rest as if it
+			 * were a whole line. Even a timeout ends the stream then. */
+			if (got > 0)
+				r->err = (int)k;
 			return k;
+		}
 		if (k == 0) {
 			/* End of input: the partial line, like fgets. */
 			base = r->buf + r->start;

@@ -128,6 +128,70 @@ Test(stream, user_source, .timeout = 10)
 	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0);
 }
 
+/* A scripted source: each call returns the next chunk; TIMEOUT_CHUNK is
+ * one -ETIMEDOUT, NULL the end of input. */
+#define TIMEOUT_CHUNK ((const char *)1)
+
+static ssize_t scripted(void *ctx, void *buf, size_t len, int64_t deadline)
+{
+	(void)deadline;
+	const char ***next = ctx;
+	const char *c = **next;
+	if (!c)
+		return 0;
+	(*next)++;
+	if (c == TIMEOUT_CHUNK)
+		return -ETIMEDOUT;
+	size_t n = strlen(c);
+	cr_assert_leq(n, len, "the script's chunks fit the buffer");
+	memcpy(buf, c, n);
+	return (ssize_t)n;
+}
+
+Test(stream, timeout_mid_long_line_is_sticky, .timeout = 10)
+{
+	static const struct zio_source_vtable vt = { scripted };
+	/* A timeout within a line that fits the buffer loses nothing. */
+	const char *short_script[] = { "abc", TIMEOUT_CHUNK, "d\n", NULL };
+	const char **next = short_script;
+	zio_reader r;
+	char buf[8], line[32];
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 4);
+	cr_assert_eq(memcmp(line, "abcd", 4), 0);
+	/* Past the buffer, the line's first 8 bytes have left it: the
+	 * timeout must not let a retry return "ij" as if it were the line. */
+	const char *long_script[] = { "abcdefgh", TIMEOUT_CHUNK, "ij\n", NULL };
+	next = long_script;
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -ETIMEDOUT);
+	char c;
+	cr_assert_eq(zio_reader_read(&r, &c, 1), -ETIMEDOUT);
+}
+
+Test(stream, last_line_filling_the_buffer, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char buf[8], line[32];
+	const char *p;
+	/* By copy: an unterminated last line of exactly cap bytes is a line. */
+	mem_reader(&r, &m, "abcdefgh", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
+	cr_assert_eq(memcmp(line, "abcdefgh", 8), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0);
+	/* By reference, a full buffer without a delimiter cannot be told
+	 * from a longer line: -EMSGSIZE, nothing consumed. */
+	mem_reader(&r, &m, "abcdefgh", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim_ref(&r, '\n', false, &p), -EMSGSIZE);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
+	/* With the delimiter, a line of cap bytes is fine by reference. */
+	mem_reader(&r, &m, "abcdefg\n", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim_ref(&r, '\n', true, &p), 8);
+}
+
 /* ----------------------------------------------------- over a socket */
 
 static void *line_echo(void *arg)

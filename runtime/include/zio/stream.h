@@ -100,11 +100,17 @@ ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n);
  * delimiter came within max bytes (nothing is consumed then, unless the
  * line was longer than the reader's buffer). If the input
  * ends in the middle of a line, that partial line is returned like fgets()
- * does (inclusive mode: it is the one result not ending in delim). */
+ * does (inclusive mode: it is the one result not ending in delim).
+ * A line longer than the reader's buffer leaves it part by part; an error
+ * after the first part, even a timeout, is then sticky, as the reader can
+ * no longer return that line whole. */
 ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, char *out,
 				      size_t max);
 /* Like take_delim but returns a pointer into the reader's buffer (valid
- * until the next call): the line can be at most cap bytes. */
+ * until the next call): the line can be at most cap bytes, its delimiter
+ * included, or -EMSGSIZE (nothing consumed). A last line without a
+ * delimiter that fills the whole buffer is -EMSGSIZE too: with no room to
+ * read on, the reader cannot tell it from a longer line (take_delim can). */
 ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusive,
 					  const char **out);
 /* Everything up to end of input into out (at most max bytes): the length,
