@@ -227,6 +227,16 @@ ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline)
 	return fd;
 }
 
+/* Whether deadline, or the calling task's deadline scope, has passed. */
+static bool out_of_time(int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	int64_t now = zio_now();
+	if (deadline != ZIO_FOREVER && now >= deadline)
+		return true;
+	return f && f->deadline != ZIO_FOREVER && now >= f->deadline;
+}
+
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline)
 {
 	zio_addr addrs[16];
@@ -239,8 +249,10 @@ ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadli
 		if (fd >= 0)
 			return fd;
 		err = fd;
-		/* Out of time or cancelled: the next address would fail the same way. */
-		if (err == -ETIMEDOUT || err == -ECANCELED)
+		/* Cancelled or out of time: the next address would fail the same
+		 * way. But -ETIMEDOUT is also the kernel giving up on an address
+		 * (SYN retries) well before our deadline: then try the next. */
+		if (err == -ECANCELED || (err == -ETIMEDOUT && out_of_time(deadline)))
 			break;
 	}
 	return err;
