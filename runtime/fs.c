@@ -221,7 +221,10 @@ static long copy_range(void *arg)
 	return r < 0 ? -errno : r;
 }
 
-/* Read/write through a buffer: for pairs the kernel will not copy. */
+/* Read/write through a buffer: for pairs the kernel will not copy. The
+ * count returned (and *offset) covers exactly the bytes written: after a
+ * short write the input position is moved back over what was read and not
+ * written, where the input can seek. */
 static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int64_t deadline)
 {
 	char buf[16384];
@@ -235,12 +238,23 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 				return r;
 			break;
 		}
-		ssize_t w = zio_write_all(out_fd, buf, (size_t)r, deadline);
-		if (w < 0)
-			return done ? (ssize_t)done : w;
+		size_t put = 0;
+		ssize_t err = 0;
+		while (put < (size_t)r) {
+			ssize_t w = zio_write(out_fd, buf + put, (size_t)r - put, deadline);
+			if (w <= 0) {
+				err = w < 0 ? w : -EIO;
+				break;
+			}
+			put += (size_t)w;
+		}
 		if (offset)
-			*offset += r;
-		done += (size_t)r;
+			*offset += (off_t)put;
+		else if (put < (size_t)r)
+			(void)lseek(in_fd, -(off_t)((size_t)r - put), SEEK_CUR);
+		done += put;
+		if (err)
+			return done ? (ssize_t)done : err;
 	}
 	return (ssize_t)done;
 }
@@ -253,6 +267,10 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		return -errno;
 	size_t done = 0;
 	if (S_ISREG(st.st_mode)) {
+		/* copy_file_range and sendfile both refuse an O_APPEND output. */
+		int fl = fcntl(out_fd, F_GETFL);
+		if (fl >= 0 && (fl & O_APPEND))
+			return copy_slow(out_fd, in_fd, offset, count, deadline);
 		/* File to file: disk work, on the pool (or here, off-runtime). */
 		while (done < count) {
 			struct copy_args c = { out_fd, in_fd, offset, count - done };

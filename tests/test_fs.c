@@ -120,9 +120,22 @@ static void *sendfile_task(void *arg)
 	int o = zio_file_open(out, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
 	off = 100;
 	cr_assert_eq(zio_sendfile(o, fd, &off, len, ZIO_FOREVER), (ssize_t)(len - 100));
-	char *back = malloc(len);
+	char *back = malloc(len + 1000);
 	cr_assert_eq(zio_file_pread(o, back, len, 0, ZIO_FOREVER), (ssize_t)(len - 100));
 	cr_assert_eq(memcmp(back, data + 100, len - 100), 0);
+	zio_close(o);
+
+	/* appended to an O_APPEND file, which copy_file_range and sendfile
+	 * refuse (EBADF, EINVAL) */
+	o = zio_file_open(out, O_WRONLY | O_APPEND, 0, ZIO_FOREVER);
+	cr_assert_geq(o, 0);
+	off = 0;
+	cr_assert_eq(zio_sendfile(o, fd, &off, 1000, ZIO_FOREVER), 1000);
+	cr_assert_eq(off, 1000);
+	zio_close(o);
+	o = zio_file_open(out, O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_eq(zio_file_pread(o, back, len + 1000, 0, ZIO_FOREVER), (ssize_t)(len - 100 + 1000));
+	cr_assert_eq(memcmp(back + len - 100, data, 1000), 0);
 	free(back);
 	free(data);
 	zio_close(o);
@@ -137,6 +150,44 @@ static void *sendfile_task(void *arg)
 Test(fs, sendfile, .timeout = 30)
 {
 	run_in_runtime(1, sendfile_task, NULL);
+}
+
+/* A copy cut short by its deadline returns exactly what reached the
+ * output: from a pipe (sendfile refuses it, so zio copies through a
+ * buffer) into a socket nobody reads, whose buffer fills mid-chunk. */
+static void *sendfile_short_task(void *arg)
+{
+	(void)arg;
+	int p[2], sv[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	zio_socket_set_sndbuf(sv[0], 4096);
+	char chunk[4096];
+	memset(chunk, 'x', sizeof(chunk));
+	size_t fed = 0;
+	while (zio_write(p[1], chunk, sizeof(chunk), 0) == (ssize_t)sizeof(chunk))
+		fed += sizeof(chunk);
+	cr_assert_gt(fed, 16384u, "the pipe holds more than one copy chunk");
+	ssize_t n = zio_sendfile(sv[0], p[0], NULL, fed, zio_deadline_after(ZIO_MSEC(200)));
+	cr_assert_gt(n, 0);
+	cr_assert_lt((size_t)n, fed, "the socket cannot have taken it all");
+	cr_assert_eq(zio_shutdown(sv[0], SHUT_WR), 0);
+	void *got;
+	zio_task *t;
+	zio_spawn(NULL, &t, sink, (void *)(intptr_t)sv[1], NULL);
+	zio_task_join(t, &got);
+	cr_assert_eq((intptr_t)got, (intptr_t)n, "returned %zd, the reader got %ld", n,
+		     (long)(intptr_t)got);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(fs, sendfile_cut_short_counts_what_was_written, .timeout = 30)
+{
+	run_in_runtime(1, sendfile_short_task, NULL);
 }
 
 /* A task doing file I/O in a loop does not starve a task doing timers. */
