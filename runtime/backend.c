@@ -158,7 +158,7 @@ struct zio__fd *zio__fd_get(int fd)
 			return NULL;
 		memset(n, 0, FD_CHUNK * sizeof(*n));
 		for (unsigned k = 0; k < FD_CHUNK; k++)
-			n[k].owner_epfd = -1;
+			n[k].owner_epfd = ZIO__EPFD_NONE;
 		if (atomic_compare_exchange_strong_explicit(&fd_chunks[i], &c, n, memory_order_acq_rel,
 							    memory_order_acquire))
 			c = n;

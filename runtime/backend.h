@@ -187,8 +187,12 @@ extern const struct zio__backend zio__backend_uring;
 /* ----------------------------------------------------------------- fd table
  * Process-wide, indexed by fd, grown in chunks that are never freed (so
  * readers need no lock to find an entry). An entry's state is reset by
- * zio_close(); fds closed behind zio's back keep stale hints, which only
- * ever cost a spurious wakeup or an extra syscall (see io.c). */
+ * zio_close(), and again when zio creates a descriptor (socket, accept,
+ * pipe) under the number. An fd closed behind zio's back whose number is
+ * then reused by a file zio did not create keeps the old state, including
+ * "registered with epoll", which the new file is not: its waits would miss
+ * their wakeups. Close fds zio has waited on with zio_close() (the preload
+ * shim's close() is). */
 enum zio__fd_kind {
 	ZIO__FD_UNKNOWN,
 	ZIO__FD_NONBLOCK,  /* socket, pipe, tty... with O_NONBLOCK set */
@@ -198,13 +202,23 @@ enum zio__fd_kind {
 };
 
 /* Traits of an fd: STREAM, a byte stream zio created (TCP, stream
- * socketpair, pipe), where a short read means "now empty"; SOCK, a socket,
+ * socketpair, pipe), where EAGAIN means "now empty"; DRAINS, a stream
+ * whose read takes all that is queued (up to its length), so a short read
+ * means "now empty" too: TCP and pipes, not Unix sockets, whose reads also
+ * stop before a message carrying fds or other credentials; SOCK, a socket,
  * so read/write may be done as recv/send (cheaper on io_uring); TCP, a TCP
  * socket or listener zio created, whose reads may go through provided
  * buffers (no ancillary data to lose, unlike a Unix socket's SCM_RIGHTS). */
 #define ZIO__FD_STREAM 1u
 #define ZIO__FD_SOCK 2u
 #define ZIO__FD_TCP 4u
+#define ZIO__FD_DRAINS 8u
+
+/* zio__fd.owner_epfd besides an epoll fd: */
+#define ZIO__EPFD_NONE (-1)    /* not registered */
+#define ZIO__EPFD_CLOSING (-2) /* zio_close() is between forgetting the fd and
+				* closing it: no new registration, waits fail
+				* with EBADF */
 
 struct zio__fd {
 	/* One cache line per entry: every socket op on io_uring reads kind,
@@ -214,11 +228,13 @@ struct zio__fd {
 	uint32_t incarnation;      /* bumped by zio_close (epoll data check) */
 	uint32_t seq[2];           /* readiness edges seen, per direction */
 	struct zio__op *waiters[2]; /* readiness waits, per direction */
-	int owner_epfd;            /* epoll: the instance it is registered with */
+	int owner_epfd;            /* epoll: the instance it is registered with,
+				    * or ZIO__EPFD_NONE, ZIO__EPFD_CLOSING */
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
 	uint8_t traits;            /* ZIO__FD_STREAM | SOCK | TCP, hints */
-	uint8_t rd_end;            /* epoll saw the read side end (RDHUP, HUP,
-				    * ERR): no more edges will come for it */
+	uint8_t no_hint;           /* epoll saw the read side end (RDHUP, HUP,
+				    * ERR) or urgent data (PRI): what is left
+				    * to read may have no edge to come */
 	uint8_t ep_out;            /* epoll: registered for EPOLLOUT too */
 	_Atomic uint64_t execs;    /* completion: executors (id % 64) that used it */
 	/* epoll: 1 << 32 | seq[READ] when a read found the stream empty (EAGAIN
@@ -226,8 +242,9 @@ struct zio__fd {
 	 * unknown. While seq[READ] has not moved, no edge has been reaped since,
 	 * so a read would find it empty again and the fiber waits at once
 	 * instead (data that came after has an edge on its way). Not once
-	 * rd_end is set: an EOF or error that came with the edge before the
-	 * short read is still to be read, and no later edge announces it. */
+	 * no_hint is set: an EOF or error that came with the edge before the
+	 * short read is still to be read, and so are the bytes after TCP's
+	 * urgent mark, where a read stops short; no later edge announces them. */
 	_Atomic uint64_t rd_empty;
 	/* io_uring: the multishot request state serving this fd, owned by one
 	 * loop and set and cleared on that loop's thread only. It begins with

@@ -91,7 +91,7 @@ static void disown(int fd, struct zio__fd *ent, void *arg)
 		return;
 	zio__spin_lock(&ent->lock);
 	if (ent->owner_epfd == epfd) {
-		ent->owner_epfd = -1;
+		ent->owner_epfd = ZIO__EPFD_NONE;
 		ent->ep_out = 0;
 	}
 	zio__spin_unlock(&ent->lock);
@@ -136,8 +136,8 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 	uint32_t ev_mask = ev->events;
 	zio__spin_lock(&ent->lock);
 	if (ent->incarnation == (uint32_t)(data >> 32) && ent->owner_epfd == l->epfd) {
-		if (ev_mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-			__atomic_store_n(&ent->rd_end, 1, __ATOMIC_RELAXED);
+		if (ev_mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+			__atomic_store_n(&ent->no_hint, 1, __ATOMIC_RELAXED);
 		if (ev_mask & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 			zio__fd_seq_bump(ent, ZIO__DIR_READ);
 			zio__fd_wake(ent, ZIO__DIR_READ, 0);
@@ -210,7 +210,11 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 		return;
 	}
 	bool out = op->dir == ZIO__DIR_WRITE;
-	if (ent->owner_epfd < 0) {
+	if (ent->owner_epfd == ZIO__EPFD_CLOSING) {
+		/* Registering now would outlive the close() that follows, and
+		 * nobody would ever wake us. */
+		err = -EBADF;
+	} else if (ent->owner_epfd == ZIO__EPFD_NONE) {
 		struct epoll_event ev = { .events = watch_events(out), .data.u64 = ep_data(ent, op->fd) };
 		int r = epoll_ctl(l->epfd, EPOLL_CTL_ADD, op->fd, &ev);
 		if (r < 0 && errno == EEXIST) /* left over from a dup'ed description */

@@ -382,7 +382,8 @@ static inline void note_empty(struct zio__fd *ent, const struct zio__op *op, ssi
 {
 	bool empty = r == -EAGAIN ||
 		     (r > 0 && (op->opcode == ZIO__OP_READ || op->opcode == ZIO__OP_RECV) &&
-		      (size_t)r < op->u.rw.len);
+		      (size_t)r < op->u.rw.len &&
+		      (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DRAINS));
 	uint64_t v = empty ? 1ull << 32 | op->seq : 0;
 	if (atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) != v)
 		atomic_store_explicit(&ent->rd_empty, v, memory_order_relaxed);
@@ -436,7 +437,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
 					  (1ull << 32 | op->seq) &&
-		    !__atomic_load_n(&ent->rd_end, __ATOMIC_RELAXED)) {
+		    !__atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED)) {
 			r = -EAGAIN;
 		} else {
 			r = try_op(op, kind);
@@ -713,14 +714,17 @@ static void forget_fd(int fd)
 		 * last reference: a dup elsewhere keeps a registration alive
 		 * that would report events under a reused number. */
 		epoll_ctl(ent->owner_epfd, EPOLL_CTL_DEL, fd, NULL);
-		__atomic_store_n(&ent->owner_epfd, -1, __ATOMIC_RELAXED);
 		ent->ep_out = 0;
 	}
+	/* Until close() below: a wait that starts now (a task on another
+	 * executor) fails instead of registering with epoll, which the close
+	 * would silently undo. zio_close() lifts it. */
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_CLOSING, __ATOMIC_RELAXED);
 	/* Atomic, like zio__fd_created()'s stores: the next file with this
 	 * number may be made on another thread, ordered only by the kernel. */
 	__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_UNKNOWN, __ATOMIC_RELAXED);
 	__atomic_store_n(&ent->traits, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&ent->rd_end, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&ent->no_hint, 0, __ATOMIC_RELAXED);
 	atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
 	execs = atomic_exchange(&ent->execs, 0);
 	zio__spin_unlock(&ent->lock);
@@ -760,7 +764,28 @@ ZIO_API int zio_close(int fd)
 	forget_fd(fd);
 	/* close() is never retried: on Linux the fd is gone even on EINTR. */
 	int r = close(fd);
-	return r < 0 && errno != EINTR ? -errno : 0;
+	int err = r < 0 && errno != EINTR ? -errno : 0;
+	struct zio__fd *ent = zio__fd_peek(fd);
+	if (ent) {
+		/* Unless the number already names a new file, which reset it. */
+		int closing = ZIO__EPFD_CLOSING;
+		__atomic_compare_exchange_n(&ent->owner_epfd, &closing, ZIO__EPFD_NONE, false,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	}
+	return err;
+}
+
+/* A new file under a number whose last file was closed behind zio's back
+ * while registered with epoll (the new file is not registered, and events
+ * still queued, or from a dup of the old file, carry the old incarnation),
+ * or whose zio_close() has yet to lift ZIO__EPFD_CLOSING after its close(). */
+static void disown_stale(struct zio__fd *ent)
+{
+	zio__spin_lock(&ent->lock);
+	__atomic_store_n(&ent->incarnation, ent->incarnation + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELAXED);
+	ent->ep_out = 0;
+	zio__spin_unlock(&ent->lock);
 }
 
 /* Records a descriptor zio created non-blocking, so its first op needs
@@ -771,12 +796,15 @@ void zio__fd_created(int fd, unsigned traits)
 	if (ent) {
 		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->traits, (uint8_t)traits, __ATOMIC_RELAXED);
-		__atomic_store_n(&ent->rd_end, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&ent->no_hint, 0, __ATOMIC_RELAXED);
 		/* Left over only if the number's last file was closed behind
 		 * zio's back: its owner sees the change and lets it go. */
 		if (atomic_load_explicit(&ent->ms, memory_order_relaxed))
 			atomic_store_explicit(&ent->ms, NULL, memory_order_release);
 		atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
+		if (zio__unlikely(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) !=
+				  ZIO__EPFD_NONE))
+			disown_stale(ent);
 	}
 }
 
@@ -786,7 +814,7 @@ ZIO_API int zio_pipe(int fds[2])
 		return -EINVAL;
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	zio__fd_created(fds[0], ZIO__FD_STREAM);
-	zio__fd_created(fds[1], ZIO__FD_STREAM);
+	zio__fd_created(fds[0], ZIO__FD_STREAM | ZIO__FD_DRAINS);
+	zio__fd_created(fds[1], ZIO__FD_STREAM | ZIO__FD_DRAINS);
 	return 0;
 }

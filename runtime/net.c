@@ -21,7 +21,8 @@ ZIO_API int zio_socket(int domain, int type, int protocol)
 	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
 	bool tcp = stream && (domain == AF_INET || domain == AF_INET6) &&
 		   (protocol == 0 || protocol == IPPROTO_TCP);
-	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0) | (tcp ? ZIO__FD_TCP : 0));
+	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0) |
+				    (tcp ? ZIO__FD_TCP | ZIO__FD_DRAINS : 0));
 	return fd;
 }
 
@@ -50,7 +51,8 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 		return r;
 	/* A connection is a stream if its listener is (not SEQPACKET). */
 	struct zio__fd *lent = zio__fd_peek(fd);
-	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & (ZIO__FD_STREAM | ZIO__FD_TCP) : 0));
+	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & (ZIO__FD_STREAM | ZIO__FD_TCP |
+								   ZIO__FD_DRAINS) : 0));
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
 		if (len > sizeof(ss))
