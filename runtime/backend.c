@@ -137,6 +137,11 @@ void zio__loop_wake(struct zio__exec *e)
 
 static struct zio__fd *_Atomic fd_chunks[FD_CHUNKS];
 
+int zio__fd_get_error(int fd)
+{
+	return fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS ? -EBADF : -ENOMEM;
+}
+
 struct zio__fd *zio__fd_peek(int fd)
 {
 	if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)

@@ -256,6 +256,10 @@ _Static_assert(sizeof(struct zio__fd) == ZIO__CACHELINE, "fd table entry: one ca
 /* The entry for fd (fd >= 0), allocating its chunk; NULL if out of memory
  * or fd is absurdly large. */
 struct zio__fd *zio__fd_get(int fd);
+/* Why zio__fd_get(fd) gave NULL: -EBADF for a number no file can have
+ * (negative, or beyond the table, past any sane RLIMIT_NOFILE), else
+ * -ENOMEM. */
+int zio__fd_get_error(int fd);
 /* Existing entry or NULL: never allocates. */
 struct zio__fd *zio__fd_peek(int fd);
 /* Calls fn on every allocated entry (loop destruction). */

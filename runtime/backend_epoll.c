@@ -199,7 +199,7 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	int err = 0;
 	if (!ent) {
-		zio__unpark(op->parker, op->gen, -ENOMEM);
+		zio__unpark(op->parker, op->gen, zio__fd_get_error(op->fd));
 		return;
 	}
 	zio__spin_lock(&ent->lock);

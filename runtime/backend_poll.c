@@ -154,7 +154,7 @@ static void pl_submit(struct zio__loop *base, struct zio__op *op)
 	struct poll_loop *l = (struct poll_loop *)base;
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent) {
-		zio__unpark(op->parker, op->gen, -ENOMEM);
+		zio__unpark(op->parker, op->gen, zio__fd_get_error(op->fd));
 		return;
 	}
 	zio__spin_lock(&ent->lock);

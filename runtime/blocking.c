@@ -227,6 +227,14 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 
 ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 {
+	if (deadline == 0) {
+		/* Try once: a regular file never has to wait (page cache or
+		 * disk, the call just takes its time), so it is done here
+		 * rather than handed to a thread the zero deadline would not
+		 * wait for. A connect on a blocking socket cannot be tried
+		 * without waiting. */
+		return op->opcode == ZIO__OP_CONNECT ? -EAGAIN : zio__op_syscall(op);
+	}
 	struct op_job oj = { .op = op };
 	oj.job.run = run_op;
 	bool ran;

@@ -185,6 +185,44 @@ static bool poll_now(int fd, short events)
 	return poll(&p, 1, 0) > 0;
 }
 
+/* POLLOUT on a blocking pipe or tty promises room for PIPE_BUF bytes, not
+ * for a whole large write, which would then block the executor until a
+ * reader drained the rest. A write to one is cut to PIPE_BUF bytes (the
+ * first buffer of a writev): a short write, as a non-blocking fd gives.
+ * Fills *o (and *first) and returns true if op needed cutting. */
+static bool write_room_bound(const struct zio__op *op, struct zio__op *o, struct iovec *first)
+{
+	if (op->opcode == ZIO__OP_WRITE || op->opcode == ZIO__OP_SEND) {
+		if (op->u.rw.len <= PIPE_BUF)
+			return false;
+		*o = *op;
+		o->u.rw.len = PIPE_BUF;
+		return true;
+	}
+	if (op->opcode != ZIO__OP_WRITEV || op->u.vec.iovcnt <= 1) {
+		if (op->opcode == ZIO__OP_WRITEV && op->u.vec.iovcnt == 1 &&
+		    op->u.vec.iov[0].iov_len > PIPE_BUF)
+			goto cut;
+		return false;
+	}
+	size_t total = 0;
+	for (int i = 0; i < op->u.vec.iovcnt && total <= PIPE_BUF; i++)
+		total += op->u.vec.iov[i].iov_len;
+	if (total <= PIPE_BUF)
+		return false;
+cut:;
+	int i = 0;
+	while (op->u.vec.iov[i].iov_len == 0)
+		i++;
+	*first = op->u.vec.iov[i];
+	if (first->iov_len > PIPE_BUF)
+		first->iov_len = PIPE_BUF;
+	*o = *op;
+	o->u.vec.iov = first;
+	o->u.vec.iovcnt = 1;
+	return true;
+}
+
 /* One non-blocking attempt; -EAGAIN if it would have to wait. */
 static ssize_t try_op(struct zio__op *op, int kind)
 {
@@ -244,6 +282,10 @@ static ssize_t try_op(struct zio__op *op, int kind)
 	if (kind == ZIO__FD_BLOCKING && op->opcode != ZIO__OP_POLL &&
 	    !poll_now(op->fd, op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT))
 		return -EAGAIN;
+	struct zio__op capped;
+	struct iovec first;
+	if (kind == ZIO__FD_BLOCKING && write_room_bound(op, &capped, &first))
+		op = &capped;
 	ssize_t r = zio__op_syscall(op);
 	return r == -EWOULDBLOCK ? -EAGAIN : r;
 }
@@ -410,7 +452,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 {
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
-		return op->fd < 0 ? -EBADF : -ENOMEM;
+		return zio__fd_get_error(op->fd);
 	int kind = fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
@@ -613,6 +655,10 @@ ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadl
 
 ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
 {
+	if (iovcnt < 0)
+		return -EINVAL;
+	if (!iov && iovcnt > 0)
+		return -EFAULT;
 	size_t total = 0;
 	while (iovcnt > 0 && iov->iov_len == 0) {
 		iov++;
@@ -654,7 +700,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 				return -ECANCELED;
 			struct zio__fd *ent = zio__fd_get(fd);
 			if (!ent)
-				return -EBADF;
+				return zio__fd_get_error(fd);
 			int kind = fd_kind(fd, ent);
 			if (kind < 0)
 				return kind;

@@ -284,6 +284,54 @@ ZIO_API int zio_udp_bind(const zio_addr *addr)
 
 /* ---------------------------------------------------------------- transfers */
 
+/* MSG_WAITALL on a stream socket: the readiness backends' non-blocking
+ * calls return what is there (io_uring's recv waits itself), so a short
+ * read is continued here until the buffers are full, or EOF, an error, the
+ * deadline or a cancel; the bytes so far are the caller's either way. A
+ * datagram is whole as it is. */
+static bool wants_rest(int fd, ssize_t r, size_t len, int flags)
+{
+	if (r <= 0 || (size_t)r >= len || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL)
+		return false;
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+}
+
+static size_t iov_total(const struct iovec *iov, size_t n)
+{
+	size_t t = 0;
+	for (size_t i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Fills iov[0..n) past its first got bytes; returns the new total. */
+static size_t recv_rest(int fd, const struct iovec *iov, size_t n, size_t got, int flags,
+			int64_t deadline)
+{
+	size_t i = 0, off = got;
+	for (;;) {
+		while (i < n && off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			i++;
+		}
+		if (i == n)
+			return got;
+		struct iovec part = { (char *)iov[i].iov_base + off, iov[i].iov_len - off };
+		struct msghdr m = { .msg_iov = off ? &part : (struct iovec *)&iov[i],
+				    .msg_iovlen = off ? 1 : n - i };
+		struct zio__op op = { .opcode = ZIO__OP_RECVMSG, .fd = fd };
+		op.u.msg.msg = &m;
+		op.u.msg.flags = flags;
+		ssize_t r = zio__op_run(&op, deadline);
+		if (r <= 0)
+			return got;
+		got += (size_t)r;
+		off += (size_t)r;
+	}
+}
+
 ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline)
 {
 	struct zio__op op = { .opcode = ZIO__OP_RECV, .fd = fd };
@@ -291,27 +339,10 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = flags;
 	ssize_t r = zio__op_run(&op, deadline);
-	if (r <= 0 || (size_t)r == op.u.rw.len || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL)
+	if (!wants_rest(fd, r, op.u.rw.len, flags))
 		return r;
-	/* MSG_WAITALL on a stream: a non-blocking socket returns what it has
-	 * (io_uring's recv waits itself), so wait for the rest here. A
-	 * datagram is whole as it is. */
-	int type = 0;
-	socklen_t tl = sizeof(type);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
-		return r;
-	size_t got = (size_t)r;
-	while (got < op.u.rw.len) {
-		struct zio__op more = { .opcode = ZIO__OP_RECV, .fd = fd };
-		more.u.rw.buf = (char *)buf + got;
-		more.u.rw.len = op.u.rw.len - got;
-		more.u.rw.flags = flags;
-		r = zio__op_run(&more, deadline);
-		if (r <= 0)
-			break; /* EOF, timeout, cancel: the bytes so far are the caller's */
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
+	struct iovec iov = { buf, op.u.rw.len };
+	return (ssize_t)recv_rest(fd, &iov, 1, (size_t)r, flags, deadline);
 }
 
 ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline)
@@ -330,7 +361,13 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 	struct zio__op op = { .opcode = ZIO__OP_RECVMSG, .fd = fd };
 	op.u.msg.msg = msg;
 	op.u.msg.flags = flags;
-	return zio__op_run(&op, deadline);
+	/* With a control buffer the rest is not waited for: a later message's
+	 * fds would have nowhere to go. */
+	bool control = msg->msg_controllen > 0;
+	ssize_t r = zio__op_run(&op, deadline);
+	if (control || !msg->msg_iov || !wants_rest(fd, r, iov_total(msg->msg_iov, msg->msg_iovlen), flags))
+		return r;
+	return (ssize_t)recv_rest(fd, msg->msg_iov, msg->msg_iovlen, (size_t)r, flags, deadline);
 }
 
 ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline)

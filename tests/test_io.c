@@ -476,6 +476,84 @@ Test(io, blocking_fds_not_ours, .timeout = 10)
 	run_in_runtime(1, blocking_fds, NULL);
 }
 
+/* A write bigger than a blocking pipe can take: POLLOUT promised only some
+ * room, and the rest must not block the executor (there is no reader at
+ * all here). A short write, as on a non-blocking pipe. */
+static void *big_write_blocking_pipe(void *arg)
+{
+	(void)arg;
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	size_t len = 1 << 20;
+	char *big = calloc(1, len);
+	struct iovec iov[2] = { { big, len / 2 }, { big + len / 2, len / 2 } };
+	ssize_t n = zio_write(p[1], big, len, zio_deadline_after(ZIO_SEC(2)));
+	cr_assert_gt(n, 0);
+	cr_assert_lt((size_t)n, len);
+	char *sink = malloc(len);
+	cr_assert_eq(zio_read(p[0], sink, len, ZIO_FOREVER), n);
+	n = zio_writev(p[1], iov, 2, zio_deadline_after(ZIO_SEC(2)));
+	cr_assert_gt(n, 0);
+	cr_assert_lt((size_t)n, len);
+	free(big);
+	free(sink);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, big_write_to_blocking_pipe, .timeout = 10)
+{
+	run_in_runtime(1, big_write_blocking_pipe, NULL);
+}
+
+/* Bad input, the edges of the op layer. */
+static void *bad_input(void *arg)
+{
+	(void)arg;
+	char b[4];
+	/* Past the fd table: a number no file can have. */
+	cr_assert_eq(zio_read(100000000, b, 1, 0), -EBADF);
+	cr_assert_eq(zio_write(100000000, b, 1, ZIO_FOREVER), -EBADF);
+	cr_assert_eq(zio_wait_fd(100000000, POLLIN, ZIO_FOREVER), -EBADF);
+	cr_assert_eq(zio_wait_fd(100000000, POLLIN | POLLOUT, ZIO_FOREVER), -EBADF);
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	struct iovec iov = { b, 1 };
+	cr_assert_eq(zio_writev_all(p[1], NULL, 1, ZIO_FOREVER), -EFAULT);
+	cr_assert_eq(zio_writev_all(p[1], &iov, -1, ZIO_FOREVER), -EINVAL);
+	cr_assert_eq(zio_writev_all(p[1], &iov, 0, ZIO_FOREVER), 0);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, bad_input, .timeout = 10)
+{
+	run_in_runtime(1, bad_input, NULL);
+}
+
+/* Try-once on a regular file: it never has to wait, so it reads. */
+static void *regular_try_once(void *arg)
+{
+	(void)arg;
+	int fd = zio_file_open("/proc/self/exe", O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	char b[16];
+	for (int i = 0; i < 50; i++) {
+		cr_assert_eq(zio_read(fd, b, sizeof(b), 0), (ssize_t)sizeof(b), "round %d", i);
+		cr_assert_eq(zio_file_pread(fd, b, 4, 0, 0), 4);
+		cr_assert_eq(memcmp(b, "\177ELF", 4), 0);
+	}
+	zio_close(fd);
+	return NULL;
+}
+
+Test(io, try_once_regular_file, .timeout = 10)
+{
+	run_in_runtime(1, regular_try_once, NULL);
+}
+
 /* ------------------------------------------------ outside the runtime */
 
 static void *thread_writer(void *arg)

@@ -404,6 +404,57 @@ static void *short_reads_not_empty(void *arg)
 	return NULL;
 }
 
+/* MSG_WAITALL waits for the whole buffer through every receive call, on
+ * every backend, the bytes arriving in pieces. */
+static void *send_in_pieces(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	for (int i = 0; i < 3; i++) {
+		zio_sleep(ZIO_MSEC(20));
+		cr_assert_eq(zio_write(fd, "0123456789", 10, ZIO_FOREVER), 10);
+	}
+	return NULL;
+}
+
+static void *waitall_every_call(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[30];
+	int64_t soon = zio_deadline_after(ZIO_SEC(5));
+	zio_task *t;
+	zio_spawn(NULL, &t, send_in_pieces, (void *)(intptr_t)p.client, NULL);
+	cr_assert_eq(zio_recv(p.server, buf, 30, MSG_WAITALL, soon), 30);
+	zio_task_join(t, NULL);
+	zio_addr from;
+	zio_spawn(NULL, &t, send_in_pieces, (void *)(intptr_t)p.client, NULL);
+	cr_assert_eq(zio_recvfrom(p.server, buf, 30, MSG_WAITALL, &from, soon), 30);
+	zio_task_join(t, NULL);
+	/* recvmsg over three buffers, the first of them split by the pieces */
+	char a[5], b[20], c[5];
+	struct iovec iov[3] = { { a, 5 }, { b, 20 }, { c, 5 } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 3 };
+	zio_spawn(NULL, &t, send_in_pieces, (void *)(intptr_t)p.client, NULL);
+	cr_assert_eq(zio_recvmsg(p.server, &m, MSG_WAITALL, soon), 30);
+	zio_task_join(t, NULL);
+	cr_assert_eq(memcmp(a, "01234", 5), 0);
+	cr_assert_eq(memcmp(b, "56789012345678901234", 20), 0);
+	cr_assert_eq(memcmp(c, "56789", 5), 0);
+	/* EOF first: what came is returned. */
+	cr_assert_eq(zio_write(p.client, "xy", 2, soon), 2);
+	zio_shutdown(p.client, SHUT_WR);
+	cr_assert_eq(zio_recvmsg(p.server, &m, MSG_WAITALL, soon), 2);
+	zio_close(p.client);
+	zio_close(p.server);
+	return NULL;
+}
+
+Test(net, waitall_in_every_receive_call, .timeout = 20)
+{
+	run_in_runtime(1, waitall_every_call, NULL);
+}
+
 Test(net, short_reads_that_are_not_empty, .timeout = 20)
 {
 	run_in_runtime(1, short_reads_not_empty, NULL);
