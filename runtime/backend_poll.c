@@ -3,8 +3,11 @@
  *
  * Each executor keeps a list of the readiness waits its own fibers armed
  * (owner-only) and hands them all to ppoll(), with an eventfd that wake()
- * writes to from any thread, rebuilding the pollfd array at every poll.
- * That is O(waiters) per poll, which is the price of portability.
+ * writes to from any thread, rebuilding the pollfd array at every poll:
+ * one pollfd per fd, with the events of all its waits (the kernel refuses
+ * more pollfds than RLIMIT_NOFILE, and a thousand tasks may wait on one
+ * pipe). A wait is woken by the events it asked for, or an error or
+ * hangup. That is O(waiters) per poll, which is the price of portability.
  *
  * Each wait is also on its fd's wait list in the fd table, under the
  * entry's lock, so that zio_close() from any thread can claim it with
@@ -14,6 +17,7 @@
 #include "backend.h"
 
 #include <poll.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,8 +28,10 @@ struct poll_loop {
 	struct zio__op *head; /* waits armed on this executor (lnext/lprev) */
 	unsigned count;
 	unsigned cap;
-	struct pollfd *pfd;
-	struct zio__op **pop;
+	struct pollfd *pfd;   /* [0] the eventfd, then one per fd waited on */
+	struct zio__op **pop; /* the waits, in list order */
+	unsigned *at;         /* pfd index of pop[i] */
+	unsigned *hash;       /* fd -> pfd index + 1, open addressing, 2 x cap */
 };
 
 static int pl_probe(void)
@@ -54,6 +60,8 @@ static void pl_destroy(struct zio__loop *base)
 	close(l->wakefd);
 	free(l->pfd);
 	free(l->pop);
+	free(l->at);
+	free(l->hash);
 	free(l);
 }
 
@@ -86,8 +94,40 @@ static int grow(struct poll_loop *l, unsigned need)
 	if (!o)
 		return -ENOMEM;
 	l->pop = o;
+	unsigned *at = realloc(l->at, cap * sizeof(*at));
+	if (!at)
+		return -ENOMEM;
+	l->at = at;
+	unsigned *h = realloc(l->hash, 2 * cap * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	l->hash = h;
 	l->cap = cap;
 	return 0;
+}
+
+static short wanted(const struct zio__op *op)
+{
+	if (op->opcode == ZIO__OP_POLL)
+		return op->u.poll.events;
+	return op->dir == ZIO__DIR_READ ? POLLIN : POLLOUT;
+}
+
+/* The pfd entry for fd, added (n grows) if it is the first wait on it. */
+static unsigned pfd_slot(struct poll_loop *l, int fd, unsigned *n)
+{
+	unsigned mask = 2 * l->cap - 1;
+	unsigned h = ((unsigned)fd * 2654435761u) & mask;
+	while (l->hash[h]) {
+		unsigned i = l->hash[h] - 1;
+		if (l->pfd[i].fd == fd)
+			return i;
+		h = (h + 1) & mask;
+	}
+	unsigned i = (*n)++;
+	l->pfd[i] = (struct pollfd){ .fd = fd };
+	l->hash[h] = i + 1;
+	return i;
 }
 
 static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
@@ -96,14 +136,14 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	int err = grow(l, l->count + 1);
 	if (err)
 		return err;
-	unsigned n = 0;
-	l->pfd[n] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
-	l->pop[n++] = NULL;
+	memset(l->hash, 0, 2 * l->cap * sizeof(*l->hash));
+	unsigned n = 0, waits = 0;
+	l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
 	for (struct zio__op *op = l->head; op; op = op->lnext) {
-		short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
-						      : (op->dir == ZIO__DIR_READ ? POLLIN : POLLOUT);
-		l->pfd[n] = (struct pollfd){ .fd = op->fd, .events = ev };
-		l->pop[n++] = op;
+		unsigned i = pfd_slot(l, op->fd, &n);
+		l->pfd[i].events |= wanted(op);
+		l->pop[waits] = op;
+		l->at[waits++] = i;
 	}
 	struct timespec ts, *tsp = NULL;
 	if (timeout_ns >= 0) {
@@ -121,10 +161,11 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 		ssize_t rr = read(l->wakefd, &v, sizeof(v));
 		(void)rr;
 	}
-	for (unsigned i = 1; i < n; i++) {
-		if (!l->pfd[i].revents)
+	for (unsigned k = 0; k < waits; k++) {
+		struct zio__op *op = l->pop[k];
+		short rev = l->pfd[l->at[k]].revents;
+		if (!(rev & (wanted(op) | POLLERR | POLLHUP | POLLNVAL)))
 			continue;
-		struct zio__op *op = l->pop[i];
 		struct zio__fd *ent = zio__fd_peek(op->fd);
 		/* Only the owner thread touches the loop list, and the op's
 		 * fiber cannot run before this poll returns: op stays valid. */

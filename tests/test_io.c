@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -505,6 +506,47 @@ static void *big_write_blocking_pipe(void *arg)
 Test(io, big_write_to_blocking_pipe, .timeout = 10)
 {
 	run_in_runtime(1, big_write_blocking_pipe, NULL);
+}
+
+/* More waits than the process may have fds (the poll backend once passed
+ * ppoll() one entry per wait, which the kernel refuses past
+ * RLIMIT_NOFILE): many readers of one pipe. */
+static void *read_one_byte(void *arg)
+{
+	char c;
+	return (void *)(intptr_t)zio_read(*(int *)arg, &c, 1, zio_deadline_after(ZIO_SEC(10)));
+}
+
+static void *many_waits_one_fd(void *arg)
+{
+	(void)arg;
+	enum { READERS = 600 };
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	struct rlimit low = { .rlim_cur = 256, .rlim_max = rl.rlim_max };
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	static zio_task *t[READERS];
+	for (int i = 0; i < READERS; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], read_one_byte, &p[0], NULL), 0);
+	zio_sleep(ZIO_MSEC(20)); /* all parked on the pipe */
+	static char bytes[READERS];
+	cr_assert_eq(zio_write_all(p[1], bytes, READERS, ZIO_FOREVER), READERS);
+	for (int i = 0; i < READERS; i++) {
+		void *r;
+		zio_task_join(t[i], &r);
+		cr_assert_eq((intptr_t)r, 1, "reader %d: %ld", i, (long)(intptr_t)r);
+	}
+	zio_close(p[0]);
+	zio_close(p[1]);
+	setrlimit(RLIMIT_NOFILE, &rl);
+	return NULL;
+}
+
+Test(io, more_waits_than_rlimit_nofile, .timeout = 30)
+{
+	run_in_runtime(1, many_waits_one_fd, NULL);
 }
 
 /* Bad input, the edges of the op layer. */
