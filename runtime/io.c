@@ -185,6 +185,11 @@ static bool poll_now(int fd, short events)
 	return poll(&p, 1, 0) > 0;
 }
 
+/* A connect's EAGAIN, unlike its EINPROGRESS, is a Unix listener's full
+ * backlog: nothing about this socket will become ready when it has room,
+ * so it is not waited for here but retried by zio_connect(). */
+#define CONNECT_BACKLOG_FULL 2
+
 /* POLLOUT on a blocking pipe or tty promises room for PIPE_BUF bytes, not
  * for a whole large write, which would then block the executor until a
  * reader drained the rest. A write to one is cut to PIPE_BUF bytes (the
@@ -233,6 +238,8 @@ static ssize_t try_op(struct zio__op *op, int kind)
 				op->state = 1;
 				return -EAGAIN;
 			}
+			if (r == -EAGAIN)
+				op->state = CONNECT_BACKLOG_FULL;
 			return r;
 		}
 		/* In progress: done once writable, and SO_ERROR says how. */
@@ -305,7 +312,7 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
 	for (;;) {
 		ssize_t r = try_op(op, kind);
-		if (r != -EAGAIN)
+		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			return r;
 		if (deadline == 0)
 			return -EAGAIN;
@@ -486,7 +493,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			if (empty_hint)
 				note_empty(ent, op, r);
 		}
-		if (r != -EAGAIN)
+		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			break;
 		if (deadline == 0)
 			break;

@@ -67,10 +67,29 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 {
 	if (!addr)
 		return -EINVAL;
-	struct zio__op op = { .opcode = ZIO__OP_CONNECT, .fd = fd };
-	op.u.sa.addr = (struct sockaddr *)&addr->sa;
-	op.u.sa.len = addr->len;
-	return (int)zio__op_run(&op, deadline);
+	int64_t pause = ZIO_MSEC(1);
+	for (;;) {
+		struct zio__op op = { .opcode = ZIO__OP_CONNECT, .fd = fd };
+		op.u.sa.addr = (struct sockaddr *)&addr->sa;
+		op.u.sa.len = addr->len;
+		int r = (int)zio__op_run(&op, deadline);
+		/* A Unix listener with a full backlog: connect(2) on a blocking
+		 * socket sleeps until it accepts, but a non-blocking one gets
+		 * EAGAIN and no event when there is room. Retry after a pause
+		 * that doubles up to 50 ms, until the deadline. */
+		if (r != -EAGAIN || deadline == 0 || addr->sa.sa_family != AF_UNIX)
+			return r;
+		int64_t until = zio_now() + pause;
+		if (deadline != ZIO_FOREVER && until >= deadline) {
+			if (zio_now() >= deadline)
+				return -ETIMEDOUT;
+			until = deadline;
+		}
+		int w = zio_sleep_until(until);
+		if (w < 0)
+			return w;
+		pause = pause * 2 > ZIO_MSEC(50) ? ZIO_MSEC(50) : pause * 2;
+	}
 }
 
 ZIO_API int zio_shutdown(int fd, int how)

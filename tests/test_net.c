@@ -455,6 +455,61 @@ Test(net, waitall_in_every_receive_call, .timeout = 20)
 	run_in_runtime(1, waitall_every_call, NULL);
 }
 
+/* A Unix listener whose backlog is full: connect waits, like connect(2)
+ * on a blocking socket, until the server accepts or the deadline passes
+ * (a non-blocking connect gets EAGAIN and no event, which hung epoll,
+ * spun poll and returned at once on io_uring). */
+static void *accept_later(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+	zio_sleep(ZIO_MSEC(100));
+	for (int i = 0; i < 2; i++) {
+		int c = zio_accept(lfd, NULL, zio_deadline_after(ZIO_SEC(5)));
+		cr_assert_geq(c, 0);
+		zio_close(c);
+	}
+	return NULL;
+}
+
+static void *unix_backlog_full(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	char path[108];
+	snprintf(path, sizeof(path), "@zio-backlog-%d", getpid());
+	cr_assert_eq(zio_addr_unix(&a, path), 0);
+	int lfd = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_geq(lfd, 0);
+	cr_assert_eq(zio_bind(lfd, &a), 0);
+	cr_assert_eq(zio_listen(lfd, 0), 0);
+	/* Fill the backlog: try-once connects until one is refused room. */
+	int fill[8], nfill = 0, r;
+	do {
+		cr_assert_lt(nfill, 8, "the backlog never filled");
+		fill[nfill] = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+		r = zio_connect(fill[nfill++], &a, 0);
+	} while (r == 0);
+	cr_assert_eq(r, -EAGAIN);
+	/* Nobody accepts: the deadline ends the wait. */
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_connect(fill[nfill - 1], &a, zio_deadline_after(ZIO_MSEC(60))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	/* Someone accepts: the connect goes through. */
+	zio_task *t;
+	zio_spawn(NULL, &t, accept_later, (void *)(intptr_t)lfd, NULL);
+	cr_assert_eq(zio_connect(fill[nfill - 1], &a, zio_deadline_after(ZIO_SEC(5))), 0);
+	zio_task_join(t, NULL);
+	for (int i = 0; i < nfill; i++)
+		zio_close(fill[i]);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(net, unix_connect_backlog_full, .timeout = 20)
+{
+	run_in_runtime(1, unix_backlog_full, NULL);
+}
+
 Test(net, short_reads_that_are_not_empty, .timeout = 20)
 {
 	run_in_runtime(1, short_reads_not_empty, NULL);
