@@ -293,6 +293,9 @@ struct zio__job {
 	struct zio__job *next;
 	void (*run)(struct zio__job *j);
 	void (*release)(struct zio__job *j); /* frees; called on the last ref */
+	/* Optional: called once by a waiter whose deadline or cancellation
+	 * came while run() runs, to make run() return soon. */
+	void (*abort)(struct zio__job *j);
 	atomic_int refs;
 	int state;             /* under the pool lock */
 	struct zio__parker *parker;

@@ -26,6 +26,7 @@
 #include "backend.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <time.h>
 
 enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
@@ -171,6 +172,18 @@ static void run_op(struct zio__job *j)
 	j->result = zio__op_syscall(oj->op);
 }
 
+/* A connect on a blocking TCP socket may wait minutes for SYN retries:
+ * shutdown() of a socket still connecting disconnects it, which ends the
+ * connect(2) at once (ECONNABORTED), and the waiter reports its deadline
+ * or cancellation. The socket is then unconnected, as after any failed
+ * connect. (A Unix socket waiting for room in a listener's backlog does
+ * not wake for this; its connect ends when the listener accepts.) */
+static void abort_connect(struct zio__job *j)
+{
+	struct op_job *oj = (struct op_job *)j;
+	shutdown(oj->op->fd, SHUT_RDWR);
+}
+
 /* Runs j (on the caller's stack) and waits as described at the top. */
 static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 {
@@ -206,7 +219,13 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 		return w;
 	}
 	if (j->state == JOB_RUNNING) {
-		/* Running: its memory is ours, wait for it. */
+		/* Running: its memory is ours, wait for it (cut short if the
+		 * job knows how). */
+		if (w != 0 && j->abort) {
+			pthread_mutex_unlock(&pool_lock);
+			j->abort(j);
+			pthread_mutex_lock(&pool_lock);
+		}
 		f->shield++;
 		while (j->state != JOB_DONE) {
 			j->gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
@@ -237,6 +256,8 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 	}
 	struct op_job oj = { .op = op };
 	oj.job.run = run_op;
+	if (op->opcode == ZIO__OP_CONNECT)
+		oj.job.abort = abort_connect;
 	bool ran;
 	return run_stack_job(&oj.job, deadline, &ran);
 }

@@ -168,6 +168,15 @@ static void *connect_timeout(void *arg)
 	cr_assert_eq(fd, -ETIMEDOUT, "connect %d gave %d", nf, fd);
 	cr_assert_geq(zio_now() - t0, ZIO_MSEC(290));
 	cr_assert_lt(zio_now() - t0, ZIO_SEC(3));
+	/* The same from a blocking socket zio did not make, whose connect
+	 * runs on a pool thread (SYN retries would take minutes). */
+	int b = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(b, 0);
+	t0 = zio_now();
+	cr_assert_eq(zio_connect(b, &a, zio_deadline_after(ZIO_MSEC(300))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(290));
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(3));
+	zio_close(b);
 	for (int i = 0; i < nf; i++)
 		zio_close(filler[i]);
 	zio_close(lfd);
