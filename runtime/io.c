@@ -172,8 +172,8 @@ static inline int op_dir(const struct zio__op *op)
 	case ZIO__OP_SENDMSG:
 	case ZIO__OP_CONNECT:
 		return ZIO__DIR_WRITE;
-	case ZIO__OP_POLL:
-		return (op->u.poll.events & POLLIN) ? ZIO__DIR_READ : ZIO__DIR_WRITE;
+	case ZIO__OP_POLL: /* urgent data is on the read side */
+		return (op->u.poll.events & (POLLIN | POLLPRI)) ? ZIO__DIR_READ : ZIO__DIR_WRITE;
 	default:
 		return ZIO__DIR_READ;
 	}
@@ -463,9 +463,14 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	int kind = fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
-	if (kind == ZIO__FD_REGULAR || (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
-		if (op->opcode == ZIO__OP_POLL)
-			return op->u.poll.events & (POLLIN | POLLOUT); /* always ready */
+	if (kind == ZIO__FD_REGULAR && op->opcode == ZIO__OP_POLL) {
+		short ready = op->u.poll.events & (POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+		if (ready)
+			return ready; /* always ready */
+		/* POLLPRI: how /proc/self/mounts, cgroup.events and sysfs
+		 * attributes announce a change. Waited for like a socket's. */
+	} else if (kind == ZIO__FD_REGULAR ||
+		   (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
 		return zio__blocking_op(op, deadline);
 	}
 	if (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK)
@@ -499,9 +504,15 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			break;
 		int w = wait_ready(l, f, op, deadline);
 		if (w == -EPERM && !l->ops->native) {
-			/* epoll refuses this kind of file: it cannot block
-			 * for long, so a pool thread may. */
 			f->flags = (f->flags & ~PIN) | pin;
+			/* A file epoll refuses has no poll method: what it
+			 * lacks now (POLLPRI) never comes, as with poll(2). */
+			if (op->opcode == ZIO__OP_POLL) {
+				w = zio_sleep_until(deadline);
+				return w ? w : -ETIMEDOUT;
+			}
+			/* Otherwise it cannot block for long, so a pool
+			 * thread may. */
 			return zio__blocking_op(op, deadline);
 		}
 		if (w != 0) {
@@ -743,7 +754,16 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 	}
 	struct zio__op op = { .opcode = ZIO__OP_POLL, .fd = fd };
 	op.u.poll.events = events;
-	return (int)zio__op_run(&op, deadline);
+	int r = (int)zio__op_run(&op, deadline);
+	struct stat st;
+	if (r == -EINVAL && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		/* io_uring will not poll a file that has no poll method for
+		 * what it lacks now (POLLPRI), which therefore never comes:
+		 * as with poll(2), the wait lasts until the deadline. */
+		r = zio_sleep_until(deadline);
+		return r ? r : -ETIMEDOUT;
+	}
+	return r;
 }
 
 /* The fd table forgets fd, waking its readiness waiters with -EBADF, and

@@ -441,6 +441,38 @@ Test(io, wait_fd, .timeout = 10)
 	run_in_runtime(1, wait_fd_task, NULL);
 }
 
+/* A regular file is always readable and writable; POLLPRI is how some
+ * (/proc/self/mounts, cgroup.events, sysfs) announce a change, and is
+ * waited for: until the deadline here, where nothing changes. It was
+ * answered 0 at once, which a caller's loop spun on. */
+static void *wait_fd_regular_task(void *arg)
+{
+	(void)arg;
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/zio-waitfd-%d", getpid());
+	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(zio_wait_fd(fd, POLLIN, ZIO_FOREVER) & POLLIN, POLLIN);
+	cr_assert_eq(zio_wait_fd(fd, POLLOUT, ZIO_FOREVER) & POLLOUT, POLLOUT);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_wait_fd(fd, POLLPRI, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(45));
+	zio_close(fd);
+	zio_file_unlink(path, ZIO_FOREVER);
+	int m = zio_file_open("/proc/self/mounts", O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_geq(m, 0);
+	t0 = zio_now();
+	cr_assert_eq(zio_wait_fd(m, POLLPRI, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(45));
+	zio_close(m);
+	return NULL;
+}
+
+Test(io, wait_fd_regular_file, .timeout = 10)
+{
+	run_in_runtime(1, wait_fd_regular_task, NULL);
+}
+
 /* ------------------------------------- fds zio did not make: blocking */
 
 static void *blocking_fds(void *arg)
