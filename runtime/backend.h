@@ -229,7 +229,9 @@ struct zio__fd {
 	uint32_t seq[2];           /* readiness edges seen, per direction */
 	struct zio__op *waiters[2]; /* readiness waits, per direction */
 	int owner_epfd;            /* epoll: the instance it is registered with,
-				    * or ZIO__EPFD_NONE, ZIO__EPFD_CLOSING */
+				    * or ZIO__EPFD_NONE, ZIO__EPFD_CLOSING;
+				    * written under lock, atomically (some
+				    * readers peek without the lock) */
 	uint8_t kind;              /* enum zio__fd_kind, a hint */
 	uint8_t traits;            /* ZIO__FD_STREAM | SOCK | TCP, hints */
 	uint8_t no_hint;           /* epoll saw the read side end (RDHUP, HUP,

@@ -91,7 +91,7 @@ static void disown(int fd, struct zio__fd *ent, void *arg)
 		return;
 	zio__spin_lock(&ent->lock);
 	if (ent->owner_epfd == epfd) {
-		ent->owner_epfd = ZIO__EPFD_NONE;
+		__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELAXED);
 		ent->ep_out = 0;
 	}
 	zio__spin_unlock(&ent->lock);

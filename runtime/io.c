@@ -38,6 +38,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -485,7 +486,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * every write. Never for a try-once call (deadline 0), which must
 	 * look. */
 	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll &&
-			  (ent->traits & ZIO__FD_STREAM) &&
+			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM) &&
 			  drains(op);
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
@@ -836,14 +837,22 @@ ZIO_API int zio_close(int fd)
 		return -EBADF;
 	forget_fd(fd);
 	/* close() is never retried: on Linux the fd is gone even on EINTR. */
+#ifdef ZIO_TSAN
+	/* A zio op on fd in another thread may be inside its syscall now:
+	 * zio_close() allows that (the op ends with EBADF), but TSan's model
+	 * of descriptors, fed by its close() interceptor, calls it a race. */
+	int r = (int)syscall(SYS_close, fd);
+#else
 	int r = close(fd);
+#endif
 	int err = r < 0 && errno != EINTR ? -errno : 0;
 	struct zio__fd *ent = zio__fd_peek(fd);
 	if (ent) {
 		/* Unless the number already names a new file, which reset it. */
-		int closing = ZIO__EPFD_CLOSING;
-		__atomic_compare_exchange_n(&ent->owner_epfd, &closing, ZIO__EPFD_NONE, false,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		zio__spin_lock(&ent->lock);
+		if (ent->owner_epfd == ZIO__EPFD_CLOSING)
+			__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELAXED);
+		zio__spin_unlock(&ent->lock);
 	}
 	return err;
 }

@@ -51,8 +51,10 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 		return r;
 	/* A connection is a stream if its listener is (not SEQPACKET). */
 	struct zio__fd *lent = zio__fd_peek(fd);
-	zio__fd_created(r, ZIO__FD_SOCK | (lent ? lent->traits & (ZIO__FD_STREAM | ZIO__FD_TCP |
-								   ZIO__FD_DRAINS) : 0));
+	unsigned inherited = lent ? __atomic_load_n(&lent->traits, __ATOMIC_RELAXED) &
+					    (ZIO__FD_STREAM | ZIO__FD_TCP | ZIO__FD_DRAINS)
+				  : 0;
+	zio__fd_created(r, ZIO__FD_SOCK | inherited);
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
 		if (len > sizeof(ss))
