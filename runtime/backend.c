@@ -209,6 +209,18 @@ void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op)
 	op->linked = 0;
 }
 
+void zio__fd_ready(struct zio__fd *ent, int dir, unsigned events)
+{
+	struct zio__op *op;
+	while ((op = ent->waiters[dir])) {
+		zio__fd_unlink(ent, op);
+		struct zio__parker *p = op->parker;
+		uint32_t gen = op->gen;
+		int value = op->opcode == ZIO__OP_POLL ? (int)(events & 0xffffu) : 0;
+		zio__unpark(p, gen, value);
+	}
+}
+
 void zio__fd_wake(struct zio__fd *ent, int dir, int value)
 {
 	struct zio__op *op;

@@ -37,6 +37,8 @@
 
 #include "internal.h"
 
+#include <poll.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -276,6 +278,17 @@ static inline void zio__fd_seq_bump(struct zio__fd *ent, int dir)
 }
 /* Claims every wait in direction dir with value (under ent->lock). */
 void zio__fd_wake(struct zio__fd *ent, int dir, int value);
+/* Wakes the waiters of dir for readiness: 0 for ops, and for a readiness
+ * wait (POLL) the poll events the backend saw, which it returns if they
+ * are what it waits for: some files (/proc/self/mounts) report POLLPRI to
+ * one poll only, so polling again after the wake would miss it. */
+void zio__fd_ready(struct zio__fd *ent, int dir, unsigned events);
+/* A readiness wait's result from what its waker saw (see zio__fd_ready):
+ * the events it asked for, errors and hangups, or 0 (look again). */
+static inline int zio__poll_result(const struct zio__op *op, unsigned seen)
+{
+	return (int)(seen & ((unsigned)(unsigned short)op->u.poll.events | POLLERR | POLLHUP | POLLNVAL));
+}
 
 /* ------------------------------------------------------------------ io.c */
 /* Runs op to completion from a fiber or a plain thread: the one helper

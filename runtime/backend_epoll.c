@@ -140,7 +140,7 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 			__atomic_store_n(&ent->no_hint, 1, __ATOMIC_RELAXED);
 		if (ev_mask & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 			zio__fd_seq_bump(ent, ZIO__DIR_READ);
-			zio__fd_wake(ent, ZIO__DIR_READ, 0);
+			zio__fd_ready(ent, ZIO__DIR_READ, ev_mask);
 		}
 		if (ev_mask & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
 			zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
@@ -152,7 +152,7 @@ static void dispatch(struct epoll_loop *l, struct epoll_event *ev)
 				if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &mod) == 0)
 					ent->ep_out = 0;
 			}
-			zio__fd_wake(ent, ZIO__DIR_WRITE, 0);
+			zio__fd_ready(ent, ZIO__DIR_WRITE, ev_mask);
 		}
 	}
 	zio__spin_unlock(&ent->lock);

@@ -175,7 +175,8 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 		zio__spin_lock(&ent->lock);
 		if (op->linked) {
 			zio__fd_unlink(ent, op);
-			zio__unpark(op->parker, op->gen, 0);
+			zio__unpark(op->parker, op->gen,
+				    op->opcode == ZIO__OP_POLL ? (int)(unsigned short)rev : 0);
 		}
 		zio__spin_unlock(&ent->lock);
 	}

@@ -175,9 +175,10 @@ static void run_op(struct zio__job *j)
 /* A connect on a blocking TCP socket may wait minutes for SYN retries:
  * shutdown() of a socket still connecting disconnects it, which ends the
  * connect(2) at once (ECONNABORTED), and the waiter reports its deadline
- * or cancellation. The socket is then unconnected, as after any failed
- * connect. (A Unix socket waiting for room in a listener's backlog does
- * not wake for this; its connect ends when the listener accepts.) */
+ * or cancellation. The socket is then unusable, as after any failed
+ * connect (also if the connect won the race). Not for a Unix socket, which
+ * does not wake for it: a blocking one waiting for room in a listener's
+ * backlog ends its connect when the listener accepts. */
 static void abort_connect(struct zio__job *j)
 {
 	struct op_job *oj = (struct op_job *)j;
@@ -212,6 +213,7 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 		return err;
 	}
 	int w = zio__park(p, deadline);
+	bool aborted = false;
 	pthread_mutex_lock(&pool_lock);
 	if (j->state == JOB_QUEUED) {
 		unqueue(j);
@@ -225,6 +227,7 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 			pthread_mutex_unlock(&pool_lock);
 			j->abort(j);
 			pthread_mutex_lock(&pool_lock);
+			aborted = true;
 		}
 		f->shield++;
 		while (j->state != JOB_DONE) {
@@ -238,8 +241,9 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	pthread_mutex_unlock(&pool_lock);
 	*ran = true;
 	/* Woken with 0 means it ran; a timeout that lost the race to the
-	 * job's completion keeps the job's result if it succeeded. */
-	if (w != 0 && j->result < 0)
+	 * job's completion keeps the job's result if it succeeded, unless the
+	 * job was aborted (whatever it then returned, its work is undone). */
+	if (w != 0 && (j->result < 0 || aborted))
 		return w;
 	return j->result;
 }
@@ -247,16 +251,28 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 {
 	if (deadline == 0) {
-		/* Try once: a regular file never has to wait (page cache or
-		 * disk, the call just takes its time), so it is done here
-		 * rather than handed to a thread the zero deadline would not
-		 * wait for. A connect on a blocking socket cannot be tried
-		 * without waiting. */
-		return op->opcode == ZIO__OP_CONNECT ? -EAGAIN : zio__op_syscall(op);
+		/* Try once. Reading or writing a regular file never has to
+		 * wait (page cache or disk, the call just takes its time), so
+		 * it is done here rather than handed to a thread the zero
+		 * deadline would not wait for. Anything else may wait for
+		 * good (a connect, an open of a FIFO or on a hung mount). */
+		switch (op->opcode) {
+		case ZIO__OP_READ:
+		case ZIO__OP_WRITE:
+		case ZIO__OP_READV:
+		case ZIO__OP_WRITEV:
+		case ZIO__OP_PREAD:
+		case ZIO__OP_PWRITE:
+		case ZIO__OP_FREAD:
+		case ZIO__OP_FWRITE:
+			return zio__op_syscall(op);
+		default:
+			return -EAGAIN;
+		}
 	}
 	struct op_job oj = { .op = op };
 	oj.job.run = run_op;
-	if (op->opcode == ZIO__OP_CONNECT)
+	if (op->opcode == ZIO__OP_CONNECT && op->u.sa.addr->sa_family != AF_UNIX)
 		oj.job.abort = abort_connect;
 	bool ran;
 	return run_stack_job(&oj.job, deadline, &ran);

@@ -174,7 +174,8 @@ static inline int op_dir(const struct zio__op *op)
 	case ZIO__OP_CONNECT:
 		return ZIO__DIR_WRITE;
 	case ZIO__OP_POLL: /* urgent data is on the read side */
-		return (op->u.poll.events & (POLLIN | POLLPRI)) ? ZIO__DIR_READ : ZIO__DIR_WRITE;
+		return (op->u.poll.events & POLLIN) || !(op->u.poll.events & POLLOUT) ? ZIO__DIR_READ
+											: ZIO__DIR_WRITE;
 	default:
 		return ZIO__DIR_READ;
 	}
@@ -307,7 +308,8 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 	int kind = fd_kind(op->fd, zio__fd_get(op->fd));
 	if (kind < 0)
 		return kind;
-	if (kind == ZIO__FD_REGULAR || (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET))
+	if ((kind == ZIO__FD_REGULAR && op->opcode != ZIO__OP_POLL) ||
+	    (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET))
 		return zio__op_syscall(op);
 	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
@@ -516,6 +518,12 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			 * thread may. */
 			return zio__blocking_op(op, deadline);
 		}
+		if (w > 0 && op->opcode == ZIO__OP_POLL) {
+			/* Woken with the events seen: they may not come twice. */
+			if ((r = zio__poll_result(op, (unsigned)w)))
+				break;
+			continue;
+		}
 		if (w != 0) {
 			r = w;
 			break;
@@ -710,7 +718,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 	if (!(events & (POLLIN | POLLOUT | POLLPRI)))
 		return -EINVAL;
 	struct zio__fiber *f = zio__fiber_current();
-	if (f && (events & POLLIN) && (events & POLLOUT)) {
+	if (f && (events & (POLLIN | POLLPRI)) && (events & POLLOUT)) {
 		struct zio__loop *l = f->exec->loop;
 		if (!(l->ops->native && l->ops->native(l, ZIO__OP_POLL))) {
 			/* Readiness lists are per direction: wait on both with
@@ -744,6 +752,12 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 				f->flags |= PIN;
 				l->ops->cancel(l, &rd);
 				l->ops->cancel(l, &wr);
+				if (w > 0) {
+					/* The events seen: they may not come twice. */
+					if ((r = zio__poll_result(&rd, (unsigned)w)))
+						break;
+					continue;
+				}
 				if (w != 0) {
 					r = w;
 					break;

@@ -13,10 +13,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -471,6 +473,84 @@ static void *wait_fd_regular_task(void *arg)
 Test(io, wait_fd_regular_file, .timeout = 10)
 {
 	run_in_runtime(1, wait_fd_regular_task, NULL);
+	/* The same from a plain thread. */
+	int m = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(m, 0);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_wait_fd(m, POLLPRI, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(45));
+	close(m);
+}
+
+static void *drain_later(void *arg)
+{
+	int fd = *(int *)arg;
+	zio_sleep(ZIO_MSEC(100));
+	static char sink[65536];
+	while (zio_read(fd, sink, sizeof(sink), 0) > 0)
+		;
+	return NULL;
+}
+
+/* Writability and urgent data at once: the wait is on both sides. */
+static void *wait_out_or_pri_task(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	static char chunk[65536];
+	while (zio_write(sv[0], chunk, sizeof(chunk), 0) > 0)
+		;
+	zio_task *t;
+	zio_spawn(NULL, &t, drain_later, &sv[1], NULL);
+	int r = zio_wait_fd(sv[0], POLLOUT | POLLPRI, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_gt(r, 0, "wait_fd: %d", r);
+	cr_assert(r & POLLOUT);
+	zio_task_join(t, NULL);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, wait_fd_out_or_pri, .timeout = 10)
+{
+	run_in_runtime(1, wait_out_or_pri_task, NULL);
+}
+
+/* And when the change comes: /proc/sys/kernel/hostname reports POLLPRI to
+ * one poll only, the backend's, so the wait must return what the backend
+ * saw rather than poll again (it used to wait on until the deadline). */
+static void *rename_host(void *arg)
+{
+	(void)arg;
+	zio_sleep(ZIO_MSEC(100));
+	cr_assert_eq(sethostname("zio-test-host", 13), 0);
+	return NULL;
+}
+
+static void *wait_fd_pri_task(void *arg)
+{
+	(void)arg;
+	int fd = zio_file_open("/proc/sys/kernel/hostname", O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	char b[64];
+	cr_assert_gt(zio_file_pread(fd, b, sizeof(b), 0, ZIO_FOREVER), 0); /* arms it */
+	zio_task *t;
+	zio_spawn(NULL, &t, rename_host, NULL, NULL);
+	int r = zio_wait_fd(fd, POLLPRI, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_gt(r, 0, "wait_fd: %d", r);
+	cr_assert(r & POLLPRI);
+	zio_task_join(t, NULL);
+	zio_close(fd);
+	return NULL;
+}
+
+Test(io, wait_fd_pri_reported_once, .timeout = 10)
+{
+	/* A UTS namespace of its own (this test's process only) to rename. */
+	if (unshare(CLONE_NEWUTS) != 0)
+		cr_skip_test("no CAP_SYS_ADMIN for a UTS namespace: %s", strerror(errno));
+	run_in_runtime(1, wait_fd_pri_task, NULL);
 }
 
 /* ------------------------------------- fds zio did not make: blocking */
@@ -614,6 +694,17 @@ static void *regular_try_once(void *arg)
 	int fd = zio_file_open("/proc/self/exe", O_RDONLY, 0, ZIO_FOREVER);
 	cr_assert_geq(fd, 0);
 	char b[16];
+	/* Opening a FIFO with no writer would wait for one, which try-once
+	 * does not: -EAGAIN (io_uring's open does not wait and gives the fd). */
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "/tmp/zio-fifo-%d", getpid());
+	unlink(fifo);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	int ff = zio_file_open(fifo, O_RDONLY, 0, 0);
+	cr_assert(ff == -EAGAIN || ff >= 0, "open: %d", ff);
+	if (ff >= 0)
+		zio_close(ff);
+	unlink(fifo);
 	for (int i = 0; i < 50; i++) {
 		cr_assert_eq(zio_read(fd, b, sizeof(b), 0), (ssize_t)sizeof(b), "round %d", i);
 		cr_assert_eq(zio_file_pread(fd, b, 4, 0, 0), 4);
