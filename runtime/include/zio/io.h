@@ -84,7 +84,10 @@ ZIO_API int zio_listen(int fd, int backlog);
 /* Returns the new connection (non-blocking, close-on-exec); *peer (may be
  * NULL) gets its address. */
 ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline);
-/* On -ETIMEDOUT or -ECANCELED the socket is left half-connected: close it. */
+/* Waits as connect(2) on a blocking socket does, also for room in a Unix
+ * listener's full backlog (retried after short pauses: the kernel has no
+ * event for it). On -ETIMEDOUT or -ECANCELED the socket is left
+ * half-connected or shut down: close it. */
 ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline);
 ZIO_API int zio_shutdown(int fd, int how);
 ZIO_API int zio_socketpair(int domain, int type, int fds[2]);
@@ -132,7 +135,10 @@ ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadl
 /* Like zio_write_all over an iovec array, which it advances in place. */
 ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline);
 
-/* Sockets: send/recv flags as in send(2)/recv(2); MSG_NOSIGNAL is implied. */
+/* Sockets: send/recv flags as in send(2)/recv(2); MSG_NOSIGNAL is implied.
+ * MSG_WAITALL on a stream waits for the whole buffer on every backend
+ * (recvmsg: unless it has a control buffer, which a later message's fds
+ * would need); on EOF, error, deadline or cancel it returns what came. */
 ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline);
 ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline);
 ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr *from,
@@ -145,7 +151,9 @@ ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t
 /* Waits until fd is ready for events (POLLIN, POLLOUT, POLLPRI); returns
  * the ready events (poll revents, POLLHUP/POLLERR included), -ETIMEDOUT,
  * -ECANCELED or -EBADF (closed by zio_close meanwhile). For code that owns
- * its own fds and does its own non-blocking calls. */
+ * its own fds and does its own non-blocking calls. A regular file is
+ * always readable and writable; POLLPRI on one (/proc/self/mounts,
+ * cgroup.events, sysfs attributes) waits for its change notice. */
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
 
 /* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
@@ -192,9 +200,11 @@ ZIO_API int zio_dir_create(const char *path, mode_t mode, int64_t deadline);
 ZIO_API int zio_dir_remove(const char *path, int64_t deadline);
 ZIO_API int zio_file_close(int fd);
 /* Copies up to count bytes from in_fd (at *offset, advanced, or at its
- * position if offset is NULL) to out_fd, a socket, pipe or file, in the
- * kernel where it can (sendfile/copy_file_range). Returns bytes copied
- * (short only at EOF) or -errno. */
+ * position if offset is NULL) to out_fd, a socket, pipe or file (O_APPEND
+ * too), in the kernel where it can (sendfile/copy_file_range). Returns
+ * bytes copied, short at EOF or when an error or the deadline cut it
+ * short (what was written is counted, and *offset moved by it), or -errno
+ * if nothing was. */
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline);
 
