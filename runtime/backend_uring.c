@@ -255,9 +255,20 @@ static void arm_wake(struct uring_loop *l)
 }
 
 /* First use on the executor's own thread. */
+/* A number for the calling thread, never given to another (a pthread_t or
+ * a TLS address is reused once a thread has been joined). */
+static uint64_t thread_serial(void)
+{
+	static atomic_uint_fast64_t next;
+	static __thread uint64_t serial __attribute__((tls_model("initial-exec")));
+	if (zio__unlikely(!serial))
+		serial = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) + 1;
+	return serial;
+}
+
 static void ensure_enabled(struct uring_loop *l)
 {
-	if (zio__likely(l->enabled && l->wake_armed))
+	if (zio__likely(l->enabled && l->wake_armed && l->driver == thread_serial()))
 		return;
 	if (!l->enabled) {
 		int r = enable_ring(&l->ring);
@@ -265,10 +276,19 @@ static void ensure_enabled(struct uring_loop *l)
 			zio__panic("io_uring: enabling the ring: %s", strerror(-r));
 		l->enabled = true;
 	}
-	/* Fewer fd lookups per enter; best effort. The registration is per
-	 * thread, hence the tid for destroy(). */
-	if (io_uring_register_ring_fd(&l->ring) == 1)
-		l->reg_tid = gettid();
+	if (l->driver != thread_serial()) {
+		/* A SINGLE_ISSUER ring refuses every submission from another
+		 * thread than its first. */
+		if (l->driver && (l->flags & IORING_SETUP_SINGLE_ISSUER))
+			zio__panic("io_uring: executor 0 is driven by one thread: call "
+				   "zio_runtime_run() and zio_runtime_destroy() from the thread "
+				   "that first ran the runtime (or use ZIO_BACKEND=epoll)");
+		l->driver = thread_serial();
+		/* Fewer fd lookups per enter; best effort. The registration
+		 * is per thread, hence the tid for destroy(). */
+		if (io_uring_register_ring_fd(&l->ring) == 1)
+			l->reg_tid = gettid();
+	}
 	if (!l->wake_armed)
 		arm_wake(l);
 }

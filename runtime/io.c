@@ -351,6 +351,11 @@ native_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op, int64_
 	f->flags |= PIN;
 	op->loop = l;
 	op->parker = &f->park;
+	/* Which file op->fd names now: a cancel we did not ask for is
+	 * zio_close(), of this fd or of another that shares its file (a
+	 * dup: the kernel cancels by file), and only the first is ours. */
+	struct zio__fd *ent = zio__fd_peek(op->fd);
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 again:
 	op->done = 0;
 	/* Submit before arming the wait: nothing completes before this
@@ -363,9 +368,13 @@ again:
 		r = op->res;
 		if (r == -EINTR)
 			goto again;
-		/* Cancelled without our asking: zio_close() on another fiber. */
-		if (r == -ECANCELED)
+		/* Cancelled without our asking: zio_close() on another fiber,
+		 * of this fd, or of a dup of it, which leaves ours open. */
+		if (r == -ECANCELED) {
+			if (ent && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) == incarnation)
+				goto again;
 			r = -EBADF;
+		}
 	} else {
 		l->ops->cancel(l, op);
 		f->shield++;
