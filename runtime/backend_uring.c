@@ -125,6 +125,51 @@ static int enable_ring(struct io_uring *ring)
 		       : 0;
 }
 
+/* Two request kinds the opcode list does not show: ASYNC_CANCEL by fd
+ * (Linux 5.19), which zio_close() needs, and multishot POLL_ADD (5.13), on
+ * which wake() relies. On an enabled ring: a multishot poll on an eventfd
+ * that nothing writes, then a cancel of everything on that fd. */
+static bool requests_work(struct io_uring *ring)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0)
+		return false;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	io_uring_prep_poll_multishot(sqe, efd, POLLIN);
+	io_uring_sqe_set_data64(sqe, 1);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_cancel_fd(sqe, efd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, 2);
+	io_uring_submit(ring);
+	bool poll_done = false, cancel_done = false, ok = true;
+	/* Each answers once: the poll ends (-ECANCELED if the cancel took it,
+	 * -EINVAL if multishot polls are unknown), the cancel says how many
+	 * it took (-EINVAL: no cancel by fd). */
+	for (int i = 0; i < 4 && !(poll_done && cancel_done); i++) {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts = { .tv_nsec = 100 * 1000 * 1000 };
+		if (io_uring_wait_cqe_timeout(ring, &cqe, &ts) < 0)
+			break;
+		if (cqe->user_data == 1 && !(cqe->flags & IORING_CQE_F_MORE)) {
+			poll_done = true;
+			ok &= cqe->res == -ECANCELED;
+		} else if (cqe->user_data == 2) {
+			cancel_done = true;
+			ok &= cqe->res >= 1;
+		}
+		io_uring_cqe_seen(ring, cqe);
+		if (cancel_done && !poll_done && !ok) {
+			/* The poll is still armed: end it by its address. */
+			sqe = io_uring_get_sqe(ring);
+			io_uring_prep_cancel64(sqe, 1, 0);
+			io_uring_sqe_set_data64(sqe, 3);
+			io_uring_submit(ring);
+		}
+	}
+	close(efd);
+	return ok && poll_done && cancel_done;
+}
+
 static int do_probe(void)
 {
 	const char *f = getenv("ZIO_URING_PROBE_FAIL");
@@ -147,8 +192,12 @@ static int do_probe(void)
 	bool usable = native_op[ZIO__OP_READ] && native_op[ZIO__OP_WRITE] &&
 		      native_op[ZIO__OP_POLL] && native_op[ZIO__OP_CANCEL_FD] &&
 		      (ring.features & IORING_FEAT_NODROP) && (ring.features & IORING_FEAT_EXT_ARG);
-	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT] &&
-	    (!(used & IORING_SETUP_R_DISABLED) || enable_ring(&ring) == 0))
+	usable = usable && (!(used & IORING_SETUP_R_DISABLED) || enable_ring(&ring) == 0);
+	if (usable && !requests_work(&ring)) {
+		zio__log(0, "io_uring: no cancel by fd or no multishot poll (Linux < 5.19)");
+		usable = false;
+	}
+	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT])
 		zio__uring_ms_probe(&ring);
 	zio__log(0,
 		 "io_uring: setup flags %#x (single_issuer %d, defer_taskrun %d), features %#x: "
