@@ -113,6 +113,18 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/* Reads past the rest of a line, its newline included; returns what the
+ * last read returned (> 0, or 0 at EOF, or -errno). */
+static ssize_t drop_line(zio_reader *r)
+{
+	const char *p;
+	ssize_t n;
+	while ((n = zio_reader_take_delim_ref(r, '\n', true, &p)) == -EMSGSIZE)
+		if ((n = zio_reader_discard(r, r->cap)) <= 0)
+			return n;
+	return n;
+}
+
 static void *session(void *arg)
 {
 	struct client *c = arg;
@@ -140,17 +152,21 @@ static void *session(void *arg)
 	zio_reader r;
 	zio_reader_init_fd(&r, c->fd, rb, sizeof(rb));
 	ssize_t len;
-	while ((len = zio_reader_take_delim(&r, '\n', true, line, sizeof(line))) != 0) {
+	/* One byte short of line: room for the newline a last line may lack. */
+	while ((len = zio_reader_take_delim(&r, '\n', true, line, sizeof(line) - 1)) != 0) {
 		if (len == -EMSGSIZE) {
-			zio_reader_discard(&r, sizeof(line)); /* drop an overlong line */
+			if (drop_line(&r) <= 0) /* overlong: nobody hears it */
+				break;
 			continue;
 		}
 		if (len < 0)
 			break;
 		if (line[len - 1] != '\n')
 			line[len++] = '\n';
-		k = snprintf(out, sizeof(out), "[#%u] %.*s", c->id, (int)len, line);
-		broadcast(c, out, (size_t)k);
+		/* By length, not %s: a line may hold NUL bytes. */
+		k = snprintf(out, sizeof(out), "[#%u] ", c->id);
+		memcpy(out + k, line, (size_t)len);
+		broadcast(c, out, (size_t)k + (size_t)len);
 	}
 
 	pthread_mutex_lock(&lock);

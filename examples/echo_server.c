@@ -33,8 +33,11 @@ static void *handle_client(void *arg)
 		zio_writer_init_fd(&w, fd, wbuf, sizeof(wbuf));
 		const char *line;
 		ssize_t n;
-		while ((n = zio_reader_take_delim_ref(&r, '\n', true, &line)) > 0) {
-			if (zio_writer_write(&w, line, (size_t)n) < 0 || zio_writer_flush(&w) < 0)
+		while ((n = zio_reader_take_delim_ref(&r, '\n', true, &line)) != 0) {
+			/* A line longer than rbuf goes back in rbuf-sized pieces. */
+			if (n == -EMSGSIZE && (n = zio_reader_peek(&r, sizeof(rbuf), &line)) > 0)
+				zio_reader_discard(&r, (size_t)n);
+			if (n < 0 || zio_writer_write(&w, line, (size_t)n) < 0 || zio_writer_flush(&w) < 0)
 				break;
 		}
 	} else {

@@ -60,10 +60,19 @@ static void *copy(void *arg)
 			total += n;
 		}
 	} else {
+		/* Until the end of input, not st_size bytes: /proc files and
+		 * pipes say 0, a growing file more. */
 		off_t off = 0;
-		total = zio_sendfile(out, in, &off, (size_t)st.st_size, ZIO_FOREVER);
-		if (total >= 0 && total != st.st_size)
-			total = -EIO; /* the source changed under us */
+		for (;;) {
+			ssize_t n = zio_sendfile(out, in, S_ISREG(st.st_mode) ? &off : NULL, 1 << 30,
+						 ZIO_FOREVER);
+			if (n <= 0) {
+				if (n < 0)
+					total = n; /* the error that stopped it */
+				break;
+			}
+			total += n;
+		}
 	}
 	if (total >= 0)
 		err = zio_file_sync(out, ZIO_FOREVER);

@@ -41,7 +41,10 @@ static const char reply_bad[] = "HTTP/1.1 400 Bad Request\r\n"
 
 /* The first "\r\n\r\n" in [p, p + n), or NULL: hops from '\n' to '\n'
  * with memchr instead of a general substring search (the request is
- * scanned again after every short read). */
+ * scanned again after every short read). An empty line ended by a bare
+ * "\n" ends the head too (what a person typing into a plain TCP client
+ * sends): returned so that head + 4 is past it, and the request line,
+ * which then lacks its "\r\n", gets a 400 rather than no answer. */
 static char *find_head_end(char *p, size_t n)
 {
 	if (n < 4)
@@ -51,7 +54,7 @@ static char *find_head_end(char *p, size_t n)
 		char *nl = memchr(q, '\n', (size_t)(end - q));
 		if (!nl)
 			return NULL;
-		if (nl[-1] == '\r' && nl[-2] == '\n' && nl[-3] == '\r')
+		if ((nl[-1] == '\r' && nl[-2] == '\n' && nl[-3] == '\r') || nl[-1] == '\n')
 			return nl - 3;
 		q = nl + 1;
 	}
@@ -163,7 +166,14 @@ static void *handle(void *arg)
 			if (ok && hd.chunked)
 				ok = false; /* no chunked request bodies here */
 			if (!ok) {
-				zio_write_all(fd, reply_bad, sizeof(reply_bad) - 1, ZIO_SEC(5) + zio_now());
+				/* After the replies to the requests before it. */
+				if (olen + sizeof(reply_bad) - 1 > sizeof(out) &&
+				    zio_write_all(fd, out, olen, zio_deadline_after(IDLE_TIMEOUT)) >= 0)
+					olen = 0;
+				if (olen + sizeof(reply_bad) - 1 <= sizeof(out)) {
+					memcpy(out + olen, reply_bad, sizeof(reply_bad) - 1);
+					olen += sizeof(reply_bad) - 1;
+				}
 				open = false;
 				break;
 			}
@@ -208,6 +218,8 @@ static void *handle(void *arg)
 			}
 		}
 		if (olen && zio_write_all(fd, out, olen, zio_deadline_after(IDLE_TIMEOUT)) < 0)
+			break;
+		if (!open)
 			break;
 		/* Keep the partial request, if any, at the front. */
 		if (pos < have)

@@ -26,7 +26,8 @@ static void *client(void *arg)
 	struct opts *o = arg;
 	int fd = zio_tcp_connect_host(o->host, (uint16_t)o->port, zio_deadline_after(o->timeout));
 	if (fd < 0) {
-		fprintf(stderr, "tcp_client: connect %s:%d: %s\n", o->host, o->port, strerror(-fd));
+		fprintf(stderr, "tcp_client: connect %s:%d: %s\n", o->host, o->port,
+			fd == -ENOENT ? "no such host" : strerror(-fd));
 		return (void *)1;
 	}
 	char ib[4096], sb[4096], ob[4096], line[4096];
@@ -37,7 +38,8 @@ static void *client(void *arg)
 	zio_writer_init_fd(&out, STDOUT_FILENO, ob, sizeof(ob));
 	intptr_t rc = 0;
 	ssize_t n;
-	while ((n = zio_reader_take_delim(&in, '\n', true, line, sizeof(line))) > 0) {
+	/* One byte short of line: room for the newline a last line may lack. */
+	while ((n = zio_reader_take_delim(&in, '\n', true, line, sizeof(line) - 1)) > 0) {
 		if (line[n - 1] != '\n')
 			line[n++] = '\n'; /* the last line had none */
 		ssize_t w = zio_write_all(fd, line, (size_t)n, zio_deadline_after(o->timeout));

@@ -204,6 +204,17 @@ Test(examples, echo_server_line_mode, .timeout = 30)
 	send_all(fd, "c\n", 2);
 	recv_exact(fd, buf, 3);
 	cr_assert_eq(memcmp(buf, "bc\n", 3), 0);
+	/* Lines longer than its 1 KiB buffer come back too, and so does
+	 * the next one. */
+	static char big[3001], back[3001];
+	memset(big, 'x', 3000);
+	big[3000] = '\n';
+	send_all(fd, big, sizeof(big));
+	recv_exact(fd, back, sizeof(back));
+	cr_assert_eq(memcmp(back, big, sizeof(big)), 0);
+	send_all(fd, "after\n", 6);
+	recv_exact(fd, buf, 6);
+	cr_assert_eq(memcmp(buf, "after\n", 6), 0);
 	close(fd);
 	stop(&s);
 }
@@ -245,6 +256,26 @@ Test(examples, http_server, .timeout = 60)
 	/* garbage gets a 400 */
 	fd = dial(s.port, SOCK_STREAM);
 	send_all(fd, "BLAH\r\n\r\n", 8);
+	n = read(fd, buf, sizeof(buf) - 1);
+	cr_assert_gt(n, 12);
+	cr_assert_eq(memcmp(buf, "HTTP/1.1 400", 12), 0);
+	close(fd);
+	/* after the answers to the good requests before it, in order */
+	fd = dial(s.port, SOCK_STREAM);
+	const char *gb = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+			 "BLAH\r\n\r\n";
+	send_all(fd, gb, strlen(gb));
+	total = 0;
+	while ((n = read(fd, buf + total, sizeof(buf) - 1 - (size_t)total)) > 0)
+		total += n;
+	buf[total] = 0;
+	cr_assert_eq(memcmp(buf, ok_reply, sizeof(ok_reply) - 1), 0, "%s", buf);
+	cr_assert_eq(memcmp(buf + sizeof(ok_reply) - 1, ok_reply, sizeof(ok_reply) - 1), 0, "%s", buf);
+	cr_assert_eq(memcmp(buf + 2 * (sizeof(ok_reply) - 1), "HTTP/1.1 400", 12), 0, "%s", buf);
+	close(fd);
+	/* lines ended by a bare "\n" (typed by hand): a 400, not silence */
+	fd = dial(s.port, SOCK_STREAM);
+	send_all(fd, "GET / HTTP/1.1\nHost: x\n\n", 24);
 	n = read(fd, buf, sizeof(buf) - 1);
 	cr_assert_gt(n, 12);
 	cr_assert_eq(memcmp(buf, "HTTP/1.1 400", 12), 0);
@@ -291,6 +322,36 @@ Test(examples, tcp_client, .timeout = 30)
 	out[n] = 0;
 	cr_assert_str_eq(out, "first\nsecond\nno newline\n");
 	cr_assert_eq(exit_status(&c), 0);
+	stop(&s);
+	close(c.err_fd);
+	close(c.out_fd);
+}
+
+/* A last line without newline that fills the client's 4 KiB line buffer
+ * (it wrote the newline it adds one byte past the buffer). */
+Test(examples, tcp_client_full_last_line, .timeout = 30)
+{
+	struct child s, c;
+	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s.port);
+	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL, true);
+	static char in[4096];
+	memset(in, 'A', sizeof(in));
+	cr_assert_eq(write(c.in_fd, in, sizeof(in)), (ssize_t)sizeof(in));
+	close(c.in_fd);
+	c.in_fd = -1;
+	char out[64];
+	while (read(c.out_fd, out, sizeof(out)) > 0)
+		;
+	char err[256] = "";
+	ssize_t k = read(c.err_fd, err, sizeof(err) - 1);
+	err[k > 0 ? k : 0] = 0;
+	/* Longer than a line may be: said so, nothing else (under the
+	 * sanitizers the overflow was reported here). */
+	cr_assert_eq(exit_status(&c), 1, "%s", err);
+	cr_assert(strncmp(err, "tcp_client: stdin: Message too long", 35) == 0, "%s", err);
 	stop(&s);
 	close(c.err_fd);
 	close(c.out_fd);
@@ -401,6 +462,22 @@ Test(examples, file_copy, .timeout = 30)
 	cr_assert_eq(exit_status(&c), 1);
 	close(c.err_fd);
 	close(c.out_fd);
+	/* A file whose size says 0 (/proc) is copied to its end. */
+	char dst[64];
+	snprintf(dst, sizeof(dst), "/tmp/zio-fc-proc-%d", getpid());
+	spawn(&c, (char *[]){ EX "file_copy", "/proc/self/maps", dst, NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	char out[64] = { 0 };
+	cr_assert_gt(read(c.out_fd, out, sizeof(out) - 1), 0);
+	cr_assert_eq(exit_status(&c), 0);
+	struct stat st;
+	cr_assert_eq(stat(dst, &st), 0);
+	cr_assert_gt(st.st_size, 0);
+	cr_assert_eq(atoll(out), (long long)st.st_size);
+	unlink(dst);
+	close(c.err_fd);
+	close(c.out_fd);
 }
 
 /* ------------------------------------------------------------ chat */
@@ -452,7 +529,33 @@ static void chat_check(const char *env)
 		recv_line(c, line, sizeof(line));
 		cr_assert_str_eq(line, want);
 	}
+	/* A line with a NUL byte arrives whole, with its newline. */
+	send_all(a, "one\0two\nnext\n", 13);
+	char line[64];
+	recv_exact(c, line, 13);
+	cr_assert_eq(memcmp(line, "[#1] one\0two\n", 13), 0);
+	expect_line(c, "[#1] next");
+	/* An overlong line is dropped whole; the next one arrives. */
+	static char big[3001];
+	memset(big, 'X', 3000);
+	big[3000] = '\n';
+	send_all(a, big, sizeof(big));
+	send_all(a, "short\n", 6);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "[#1] short\n");
+	/* A last line without newline filling the server's line buffer,
+	 * then EOF: the server stays up (it wrote one byte past the
+	 * buffer) and says the client left. */
+	static char full[1024];
+	memset(full, 'B', sizeof(full));
+	send_all(a, full, sizeof(full));
+	shutdown(a, SHUT_WR);
+	expect_line(c, "#1 left");
+	send_all(c, "still here\n", 11);
 	close(a);
+	int d = dial(s.port, SOCK_STREAM);
+	expect_line(d, "you are #4");
+	close(d);
 	close(c);
 	stop(&s);
 }
