@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <zio.h>
 
+#include "example_args.h"
+
 #define OUTBOX_MAX (1 << 20)
 
 struct msg {
@@ -202,8 +204,10 @@ static void *serve(void *arg)
 {
 	struct opts *o = arg;
 	zio_addr addr;
-	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port))
+	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
+		fprintf(stderr, "chat_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
 		return (void *)1;
+	}
 	int lfd = zio_tcp_listen(&addr, NULL);
 	if (lfd < 0) {
 		fprintf(stderr, "chat_server: listen: %s\n", strerror(-lfd));
@@ -254,13 +258,17 @@ int main(int argc, char **argv)
 	int ch;
 	while ((ch = getopt(argc, argv, "p:h:")) != -1) {
 		if (ch == 'p')
-			o.port = atoi(optarg);
+			o.port = port_arg(optarg);
 		else if (ch == 'h')
 			o.host = optarg;
 		else {
 			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
 			return 2;
 		}
+	}
+	if (o.port < 0) {
+		fprintf(stderr, "chat_server: PORT must be a number from 0 to 65535\n");
+		return 2;
 	}
 	zio_runtime *rt;
 	if (zio_runtime_create(&rt, NULL))

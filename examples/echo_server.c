@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <zio.h>
 
+#include "example_args.h"
+
 static bool line_mode;
 
 static void *handle_client(void *arg)
@@ -61,7 +63,7 @@ static void *serve(void *arg)
 	struct opts *o = arg;
 	zio_addr addr;
 	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
-		fprintf(stderr, "echo_server: bad address %s\n", o->host);
+		fprintf(stderr, "echo_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
 		return (void *)1;
 	}
 	int lfd = zio_tcp_listen(&addr, NULL);
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "p:h:l")) != -1) {
 		switch (c) {
 		case 'p':
-			o.port = atoi(optarg);
+			o.port = port_arg(optarg);
 			break;
 		case 'h':
 			o.host = optarg;
@@ -118,8 +120,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (o.port < 0 || o.port > 65535)
+	if (o.port < 0) {
+		fprintf(stderr, "echo_server: PORT must be a number from 0 to 65535\n");
 		return 2;
+	}
 	zio_runtime *rt;
 	int err = zio_runtime_create(&rt, NULL);
 	if (err) {

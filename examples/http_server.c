@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <zio.h>
 
+#include "example_args.h"
+
 static const char reply_ok[] = "HTTP/1.1 200 OK\r\n"
 			       "Server: zio\r\n"
 			       "Content-Type: text/plain\r\n"
@@ -245,7 +247,7 @@ static void *serve(void *arg)
 	struct opts *o = arg;
 	zio_addr addr;
 	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
-		fprintf(stderr, "http_server: bad address %s\n", o->host);
+		fprintf(stderr, "http_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
 		return (void *)1;
 	}
 	int lfd = zio_tcp_listen(&addr, NULL);
@@ -288,7 +290,7 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "p:h:")) != -1) {
 		switch (c) {
 		case 'p':
-			o.port = atoi(optarg);
+			o.port = port_arg(optarg);
 			break;
 		case 'h':
 			o.host = optarg;
@@ -297,6 +299,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
 			return 2;
 		}
+	}
+	if (o.port < 0) {
+		fprintf(stderr, "http_server: PORT must be a number from 0 to 65535\n");
+		return 2;
 	}
 	zio_runtime *rt;
 	int err = zio_runtime_create(&rt, NULL);

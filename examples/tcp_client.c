@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <zio.h>
 
+#include "example_args.h"
+
 struct opts {
 	const char *host;
 	int port;
@@ -83,7 +85,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	o.host = argv[optind];
-	o.port = atoi(argv[optind + 1]);
+	o.port = port_arg(argv[optind + 1]);
+	if (o.port < 0) {
+		fprintf(stderr, "tcp_client: PORT must be a number from 0 to 65535\n");
+		return 2;
+	}
 	zio_runtime *rt;
 	if (zio_runtime_create(&rt, NULL))
 		return 1;

@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <zio.h>
 
+#include "example_args.h"
+
 struct opts {
 	const char *host;
 	int port;
@@ -21,8 +23,10 @@ static void *serve(void *arg)
 {
 	struct opts *o = arg;
 	zio_addr addr, from;
-	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port))
+	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
+		fprintf(stderr, "udp_echo: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
 		return (void *)1;
+	}
 	int fd = zio_udp_bind(&addr);
 	if (fd < 0) {
 		fprintf(stderr, "udp_echo: bind: %s\n", strerror(-fd));
@@ -53,13 +57,17 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt(argc, argv, "p:h:")) != -1) {
 		if (c == 'p')
-			o.port = atoi(optarg);
+			o.port = port_arg(optarg);
 		else if (c == 'h')
 			o.host = optarg;
 		else {
 			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
 			return 2;
 		}
+	}
+	if (o.port < 0) {
+		fprintf(stderr, "udp_echo: PORT must be a number from 0 to 65535\n");
+		return 2;
 	}
 	zio_runtime *rt;
 	if (zio_runtime_create(&rt, NULL))

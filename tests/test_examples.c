@@ -398,6 +398,45 @@ Test(examples, tcp_client_errors, .timeout = 30)
 	close(l);
 }
 
+/* Bad arguments: said so, exit status 2 (a port of 70000 listened on 4464). */
+Test(examples, bad_arguments, .timeout = 30)
+{
+	static const char *const progs[] = { "echo_server", "http_server", "chat_server", "udp_echo" };
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		char path[256];
+		snprintf(path, sizeof(path), EX "%s", progs[i]);
+		for (int k = 0; k < 3; k++) {
+			char *bad = (char *[]){ "70000", "-1", "abc" }[k];
+			struct child c;
+			spawn(&c, (char *[]){ path, "-p", bad, NULL }, NULL, true);
+			close(c.in_fd);
+			c.in_fd = -1;
+			cr_assert_eq(exit_status(&c), 2, "%s -p %s", progs[i], bad);
+			char err[256] = { 0 };
+			cr_assert_gt(read(c.err_fd, err, sizeof(err) - 1), 0, "%s -p %s: no message", progs[i], bad);
+			cr_assert(strstr(err, "PORT"), "%s: %s", progs[i], err);
+			close(c.err_fd);
+			close(c.out_fd);
+		}
+	}
+	struct child c;
+	spawn(&c, (char *[]){ EX "tcp_client", "127.0.0.1", "70000", NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 2);
+	close(c.err_fd);
+	close(c.out_fd);
+	spawn(&c, (char *[]){ EX "chat_server", "-p", "0", "-h", "nosuchhost", NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 1);
+	char err[256] = { 0 };
+	cr_assert_gt(read(c.err_fd, err, sizeof(err) - 1), 0);
+	cr_assert(strstr(err, "bad address nosuchhost"), "%s", err);
+	close(c.err_fd);
+	close(c.out_fd);
+}
+
 /* ------------------------------------------------------------ udp_echo */
 
 Test(examples, udp_echo, .timeout = 30)
