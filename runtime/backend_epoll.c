@@ -29,6 +29,7 @@
  */
 #include "backend.h"
 
+#include <limits.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -175,7 +176,11 @@ static int ep_poll(struct zio__loop *base, int64_t timeout_ns)
 			return 0;
 		}
 	} else {
-		int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+		/* In ms, rounded up, and at most INT_MAX (24.8 days): a cast
+		 * of more would wrap to a negative "forever". */
+		int64_t ms64 = timeout_ns < 0 ? -1
+					      : timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+		int ms = ms64 > INT_MAX ? INT_MAX : (int)ms64;
 		n = epoll_wait(l->epfd, l->evs, MAX_EVENTS, ms);
 	}
 	if (n < 0)

@@ -72,8 +72,10 @@ ZIO_API int64_t zio_now(void)
 
 ZIO_API int64_t zio_deadline_after(int64_t ns)
 {
-	if (ns < 0)
+	if (ns == ZIO_FOREVER)
 		return ZIO_FOREVER;
 	int64_t now = zio__now();
+	if (ns < 0) /* a budget already spent: a deadline already past (not 0) */
+		return now + ns > 0 ? now + ns : 1;
 	return ns > INT64_MAX - now ? INT64_MAX : now + ns;
 }

@@ -226,3 +226,31 @@ Test(cancel, deadline_scopes_nest, .timeout = 10)
 {
 	run_in_runtime(1, scopes, NULL);
 }
+
+/* A relative timeout turned into a deadline: ZIO_FOREVER stays forever,
+ * a spent budget (negative) is a deadline already past, which ends a wait
+ * at once with -ETIMEDOUT (it used to mean "forever"). */
+static void *spent_budget(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(zio_deadline_after(ZIO_FOREVER), ZIO_FOREVER);
+	cr_assert_eq(zio_deadline_after(INT64_MAX), INT64_MAX);
+	int64_t past = zio_deadline_after(-ZIO_MSEC(5));
+	cr_assert(past > 0 && past < zio_now(), "%lld", (long long)past);
+	cr_assert_gt(zio_deadline_after(INT64_MIN), 0);
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	char c;
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_read(p[0], &c, 1, past), -ETIMEDOUT);
+	cr_assert_eq(zio_sleep_until(past), 0);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(cancel, negative_timeout_is_a_past_deadline, .timeout = 10)
+{
+	run_in_runtime(1, spent_budget, NULL);
+}

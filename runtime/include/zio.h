@@ -8,8 +8,10 @@
  *    arguments. errno is never used to report errors.
  *  - Time is int64_t nanoseconds. Deadlines are absolute on CLOCK_MONOTONIC
  *    (see zio_now()); ZIO_FOREVER never expires and 0 means "try once".
- *  - Every function that may suspend is a cancellation point and honours the
- *    innermost deadline scope (zio_timeout_begin()).
+ *  - In a task, every function that may suspend is a cancellation point and
+ *    honours the innermost deadline scope (zio_timeout_begin()). On a plain
+ *    thread such calls block the thread; cancellation and deadline scopes
+ *    are a task's, and only each call's own deadline applies there.
  *  - Handles (zio_runtime, zio_task, zio_group) are opaque.
  *
  * A program creates a runtime, runs its main function as the first task and
@@ -150,7 +152,8 @@ ZIO_API int zio_sleep(int64_t ns);
 ZIO_API int zio_sleep_until(int64_t deadline);
 /* CLOCK_MONOTONIC in nanoseconds. */
 ZIO_API int64_t zio_now(void);
-/* Turns a relative timeout into a deadline: ZIO_FOREVER stays forever. */
+/* Turns a relative timeout into a deadline: ZIO_FOREVER stays forever, any
+ * other negative time is a deadline already past (not 0, "try once"). */
 ZIO_API int64_t zio_deadline_after(int64_t ns);
 
 /* Task-local storage: keys shared by all tasks, a value per task. */
