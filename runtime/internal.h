@@ -152,6 +152,9 @@ uint32_t zio__park_prepare(struct zio__parker *p, unsigned flags);
  * waker, -ETIMEDOUT when the deadline passes first, -ECANCELED when the task
  * is cancelled first. The innermost deadline scope also applies. */
 int zio__park(struct zio__parker *p, int64_t deadline);
+/* The deadline a wait of f's with deadline obeys: the earlier of it and
+ * f's innermost deadline scope (unless f is shielded). */
+int64_t zio__effective_deadline(const struct zio__fiber *f, int64_t deadline);
 /* Withdraws a prepared wait without sleeping (the condition turned out to
  * hold); consumes a wake that raced in. */
 void zio__park_abandon(struct zio__parker *p);
@@ -314,6 +317,7 @@ struct zio__exec {
 	enum zio__landing landing_action;
 	struct zio__exec *move_to;     /* ZIO__LAND_MOVE's destination */
 	unsigned tick;
+	unsigned passes;               /* find_work() calls: global queue fairness */
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */
 	struct zio__fifo pinned;       /* ready fibers that must run here */
