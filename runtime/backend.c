@@ -209,19 +209,9 @@ void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op)
 	op->linked = 0;
 }
 
-void zio__fd_ready(struct zio__fd *ent, int dir, unsigned events)
-{
-	struct zio__op *op;
-	while ((op = ent->waiters[dir])) {
-		zio__fd_unlink(ent, op);
-		struct zio__parker *p = op->parker;
-		uint32_t gen = op->gen;
-		int value = op->opcode == ZIO__OP_POLL ? (int)(events & 0xffffu) : 0;
-		zio__unpark(p, gen, value);
-	}
-}
-
-void zio__fd_wake(struct zio__fd *ent, int dir, int value)
+/* Claims every wait of dir: readiness waits (POLL) with poll_events if
+ * value is 0, every other with value. */
+static void wake_all(struct zio__fd *ent, int dir, int value, unsigned poll_events)
 {
 	struct zio__op *op;
 	while ((op = ent->waiters[dir])) {
@@ -230,6 +220,17 @@ void zio__fd_wake(struct zio__fd *ent, int dir, int value)
 		 * read what we need first. */
 		struct zio__parker *p = op->parker;
 		uint32_t gen = op->gen;
-		zio__unpark(p, gen, value);
+		int v = value == 0 && op->opcode == ZIO__OP_POLL ? (int)(poll_events & 0xffffu) : value;
+		zio__unpark(p, gen, v);
 	}
+}
+
+void zio__fd_ready(struct zio__fd *ent, int dir, unsigned events)
+{
+	wake_all(ent, dir, 0, events);
+}
+
+void zio__fd_wake(struct zio__fd *ent, int dir, int value)
+{
+	wake_all(ent, dir, value, 0);
 }

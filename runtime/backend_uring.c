@@ -258,10 +258,21 @@ static int ur_create(struct zio__exec *e, struct zio__loop **out)
 	return 0;
 }
 
+/* A number for the calling thread, never given to another (a pthread_t or
+ * a TLS address is reused once a thread has been joined). */
+static uint64_t thread_serial(void)
+{
+	static atomic_uint_fast64_t next;
+	static __thread uint64_t serial __attribute__((tls_model("initial-exec")));
+	if (zio__unlikely(!serial))
+		serial = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) + 1;
+	return serial;
+}
+
 static void ur_destroy(struct zio__loop *base)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
-	if (l->reg_tid && l->reg_tid != gettid()) {
+	if ((l->ring.int_flags & 1u) && l->driver != thread_serial()) {
 		/* Registered by an executor thread that has exited (which
 		 * dropped the registration): unregistering here would hit
 		 * this thread's table at the same index. liburing's flag for
@@ -304,17 +315,6 @@ static void arm_wake(struct uring_loop *l)
 }
 
 /* First use on the executor's own thread. */
-/* A number for the calling thread, never given to another (a pthread_t or
- * a TLS address is reused once a thread has been joined). */
-static uint64_t thread_serial(void)
-{
-	static atomic_uint_fast64_t next;
-	static __thread uint64_t serial __attribute__((tls_model("initial-exec")));
-	if (zio__unlikely(!serial))
-		serial = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) + 1;
-	return serial;
-}
-
 static void ensure_enabled(struct uring_loop *l)
 {
 	if (zio__likely(l->enabled && l->wake_armed && l->driver == thread_serial()))
@@ -335,8 +335,7 @@ static void ensure_enabled(struct uring_loop *l)
 		l->driver = thread_serial();
 		/* Fewer fd lookups per enter; best effort. The registration
 		 * is per thread, hence the tid for destroy(). */
-		if (io_uring_register_ring_fd(&l->ring) == 1)
-			l->reg_tid = gettid();
+		io_uring_register_ring_fd(&l->ring);
 	}
 	if (!l->wake_armed)
 		arm_wake(l);

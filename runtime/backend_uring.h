@@ -27,9 +27,8 @@ struct uring_loop {
 	bool disabled_ring;  /* created with R_DISABLED */
 	bool wake_armed;
 	unsigned flags;
-	pid_t reg_tid;       /* thread whose task registered the ring fd */
-	uint64_t driver;     /* the thread that polls it (registered the fd):
-			      * thread_serial() of it, 0 before the first */
+	uint64_t driver;     /* thread_serial() of the thread that polls it and
+			      * registered the ring fd; 0 before the first */
 	struct zio__op *_Atomic remote; /* cancel requests from other executors */
 	uint64_t wake_buf;
 	/* backend_uring_ms.c, set up on first use */

@@ -206,18 +206,13 @@ static bool write_room_bound(const struct zio__op *op, struct zio__op *o, struct
 		o->u.rw.len = PIPE_BUF;
 		return true;
 	}
-	if (op->opcode != ZIO__OP_WRITEV || op->u.vec.iovcnt <= 1) {
-		if (op->opcode == ZIO__OP_WRITEV && op->u.vec.iovcnt == 1 &&
-		    op->u.vec.iov[0].iov_len > PIPE_BUF)
-			goto cut;
+	if (op->opcode != ZIO__OP_WRITEV)
 		return false;
-	}
 	size_t total = 0;
 	for (int i = 0; i < op->u.vec.iovcnt && total <= PIPE_BUF; i++)
 		total += op->u.vec.iov[i].iov_len;
 	if (total <= PIPE_BUF)
 		return false;
-cut:;
 	int i = 0;
 	while (op->u.vec.iov[i].iov_len == 0)
 		i++;
@@ -465,6 +460,14 @@ static inline void as_socket_op(struct zio__op *op)
 	}
 }
 
+/* A wait for what a file cannot report (POLLPRI on a file without a poll
+ * method): as with poll(2), it lasts until the deadline or a cancel. */
+static int wait_for_nothing(int64_t deadline)
+{
+	int w = zio_sleep_until(deadline);
+	return w ? w : -ETIMEDOUT;
+}
+
 /* Readiness path: try, wait, retry. */
 static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
 			 int64_t deadline)
@@ -519,10 +522,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			f->flags = (f->flags & ~PIN) | pin;
 			/* A file epoll refuses has no poll method: what it
 			 * lacks now (POLLPRI) never comes, as with poll(2). */
-			if (op->opcode == ZIO__OP_POLL) {
-				w = zio_sleep_until(deadline);
-				return w ? w : -ETIMEDOUT;
-			}
+			if (op->opcode == ZIO__OP_POLL)
+				return wait_for_nothing(deadline);
 			/* Otherwise it cannot block for long, so a pool
 			 * thread may. */
 			return zio__blocking_op(op, deadline);
@@ -784,8 +785,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 		/* io_uring will not poll a file that has no poll method for
 		 * what it lacks now (POLLPRI), which therefore never comes:
 		 * as with poll(2), the wait lasts until the deadline. */
-		r = zio_sleep_until(deadline);
-		return r ? r : -ETIMEDOUT;
+		return wait_for_nothing(deadline);
 	}
 	return r;
 }

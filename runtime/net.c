@@ -254,10 +254,9 @@ ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline)
 static bool out_of_time(int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
-	int64_t now = zio_now();
-	if (deadline != ZIO_FOREVER && now >= deadline)
-		return true;
-	return f && f->deadline != ZIO_FOREVER && now >= f->deadline;
+	if (f)
+		deadline = zio__effective_deadline(f, deadline);
+	return deadline != ZIO_FOREVER && zio_now() >= deadline;
 }
 
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline)

@@ -156,15 +156,21 @@ static void park_timer_fire(struct zio__timer *t)
 	zio__unpark(pt->parker, pt->gen, -ETIMEDOUT);
 }
 
+int64_t zio__effective_deadline(const struct zio__fiber *f, int64_t deadline)
+{
+	if (f->shield == 0 && f->deadline != ZIO_FOREVER &&
+	    (deadline == ZIO_FOREVER || f->deadline < deadline))
+		return f->deadline;
+	return deadline;
+}
+
 int zio__park(struct zio__parker *p, int64_t deadline)
 {
 	struct zio__fiber *f = zio__parker_fiber(p);
 	if (!f)
 		return thread_park(p, deadline);
 
-	if (f->shield == 0 && f->deadline != ZIO_FOREVER &&
-	    (deadline == ZIO_FOREVER || f->deadline < deadline))
-		deadline = f->deadline;
+	deadline = zio__effective_deadline(f, deadline);
 	if (!(p->flags & ZIO__PARK_NOCANCEL) && f->shield == 0 &&
 	    atomic_load(&f->cancelled) && claim_self(p, -ECANCELED))
 		return -ECANCELED;

@@ -486,8 +486,7 @@ Test(io, wait_fd_regular_file, .timeout = 10)
 
 static void *drain_later(void *arg)
 {
-	int fd = *(int *)arg;
-	zio_sleep(ZIO_MSEC(100));
+	int fd = *(int *)arg; /* runs once the waiter has parked (one executor) */
 	static char sink[65536];
 	while (zio_read(fd, sink, sizeof(sink), 0) > 0)
 		;
@@ -524,8 +523,7 @@ Test(io, wait_fd_out_or_pri, .timeout = 10)
  * saw rather than poll again (it used to wait on until the deadline). */
 static void *rename_host(void *arg)
 {
-	(void)arg;
-	zio_sleep(ZIO_MSEC(100));
+	(void)arg; /* runs once the waiter has parked (one executor) */
 	cr_assert_eq(sethostname("zio-test-host", 13), 0);
 	return NULL;
 }
@@ -625,9 +623,13 @@ Test(io, big_write_to_blocking_pipe, .timeout = 10)
 /* More waits than the process may have fds (the poll backend once passed
  * ppoll() one entry per wait, which the kernel refuses past
  * RLIMIT_NOFILE): many readers of one pipe. */
+static int readers_started;
+
 static void *read_one_byte(void *arg)
 {
 	char c;
+	readers_started++; /* one executor: it parks in the read below before
+			    * anyone else runs */
 	return (void *)(intptr_t)zio_read(*(int *)arg, &c, 1, zio_deadline_after(ZIO_SEC(10)));
 }
 
@@ -644,7 +646,8 @@ static void *many_waits_one_fd(void *arg)
 	static zio_task *t[READERS];
 	for (int i = 0; i < READERS; i++)
 		cr_assert_eq(zio_spawn(NULL, &t[i], read_one_byte, &p[0], NULL), 0);
-	zio_sleep(ZIO_MSEC(20)); /* all parked on the pipe */
+	while (readers_started < READERS) /* until all are parked on the pipe */
+		zio_yield();
 	static char bytes[READERS];
 	cr_assert_eq(zio_write_all(p[1], bytes, READERS, ZIO_FOREVER), READERS);
 	for (int i = 0; i < READERS; i++) {
@@ -698,9 +701,8 @@ static void *close_leaves_dup_task(void *arg)
 	cr_assert_geq(d, 0);
 	zio_task *t;
 	cr_assert_eq(zio_spawn(NULL, &t, read_dup, &d, NULL), 0);
-	zio_sleep(ZIO_MSEC(20)); /* the dup's read is in flight */
+	zio_yield(); /* one executor: the dup's read is submitted, then parks */
 	cr_assert_eq(zio_close(fds[0]), 0);
-	zio_sleep(ZIO_MSEC(20));
 	cr_assert_eq(zio_write(fds[1], "hello", 5, ZIO_FOREVER), 5);
 	void *r;
 	zio_task_join(t, &r);

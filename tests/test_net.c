@@ -399,8 +399,7 @@ static void *short_reads_not_empty(void *arg)
 	cr_assert_eq(zio_send(p.client, "ab", 2, 0, soon), 2);
 	cr_assert_eq(zio_send(p.client, "!", 1, MSG_OOB, soon), 1);
 	cr_assert_eq(zio_send(p.client, "cd", 2, 0, soon), 2);
-	/* Let all of it arrive, so the first read finds the mark. */
-	zio_sleep(ZIO_MSEC(50));
+	/* On loopback all of it has arrived, so the first read finds the mark. */
 	size_t got = 0;
 	while (got < 4) {
 		ssize_t n = zio_read(p.server, buf + got, sizeof(buf) - got, soon);
@@ -470,8 +469,7 @@ Test(net, waitall_in_every_receive_call, .timeout = 20)
  * spun poll and returned at once on io_uring). */
 static void *accept_later(void *arg)
 {
-	int lfd = (int)(intptr_t)arg;
-	zio_sleep(ZIO_MSEC(100));
+	int lfd = (int)(intptr_t)arg; /* runs once the connect waits (one executor) */
 	for (int i = 0; i < 2; i++) {
 		int c = zio_accept(lfd, NULL, zio_deadline_after(ZIO_SEC(5)));
 		cr_assert_geq(c, 0);
@@ -524,9 +522,9 @@ Test(net, short_reads_that_are_not_empty, .timeout = 20)
 	run_in_runtime(1, short_reads_not_empty, NULL);
 }
 
+/* Runs once the reader has parked (one executor). */
 static void *write_later(void *arg)
 {
-	zio_sleep(ZIO_MSEC(50));
 	cr_assert_eq(zio_write((int)(intptr_t)arg, "hi", 2, ZIO_FOREVER), 2);
 	return NULL;
 }
