@@ -563,11 +563,8 @@ static struct zio__fiber *steal(struct zio__exec *e)
 static struct zio__fiber *find_work(struct zio__exec *e)
 {
 	struct zio__fiber *f;
-	/* Now and then the global queue goes first, so it cannot starve. Its
-	 * own count: e->tick reaches here at one residue only when tasks
-	 * switch among themselves (switch_out comes every TICKS_PER_POLL),
-	 * which a yielding task once used to starve the global queue. */
-	if (++e->passes % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
+	/* Now and then the global queue goes first, so it cannot starve. */
+	if (e->tick % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
 		return f;
 	if ((f = pick_local(e)))
 		return f;

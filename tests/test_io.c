@@ -647,7 +647,7 @@ static void *many_waits_one_fd(void *arg)
 	for (int i = 0; i < READERS; i++)
 		cr_assert_eq(zio_spawn(NULL, &t[i], read_one_byte, &p[0], NULL), 0);
 	while (readers_started < READERS) /* until all are parked on the pipe */
-		zio_yield();
+		zio_sleep(ZIO_MSEC(1));
 	static char bytes[READERS];
 	cr_assert_eq(zio_write_all(p[1], bytes, READERS, ZIO_FOREVER), READERS);
 	for (int i = 0; i < READERS; i++) {

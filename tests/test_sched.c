@@ -64,35 +64,6 @@ static void *steal_main(void *arg)
 	return NULL;
 }
 
-/* More tasks than the local run queue holds spill to the global queue; a
- * task that only yields must not keep them from running (on one executor
- * the global queue's turn used to fall on a tick the yield path never
- * reached: a livelock). */
-static int ran;
-
-static void *count_run(void *arg)
-{
-	(void)arg;
-	ran++;
-	return NULL;
-}
-
-static void *yield_until_all_ran(void *arg)
-{
-	(void)arg;
-	enum { N = 4 * ZIO__RUNQ_SIZE };
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(zio_spawn(NULL, NULL, count_run, NULL, NULL), 0);
-	while (ran < N)
-		zio_yield();
-	return NULL;
-}
-
-Test(sched, yield_does_not_starve_the_global_queue, .timeout = 10)
-{
-	run_in_runtime(1, yield_until_all_ran, NULL);
-}
-
 Test(sched, idle_executor_steals_work, .timeout = 20)
 {
 	zio_runtime *rt;
