@@ -28,10 +28,10 @@
  * RECV and SEND, not READ and WRITE (io.c decides, per op).
  *
  * Cross-thread wake: wake() writes an eventfd the ring watches with a
- * multishot POLL_ADD. Cross-executor cancellation (zio_close on an fd that
- * another executor's ring holds ops on) is a request pushed onto the target
- * loop's lock-free list, which its next poll turns into ASYNC_CANCEL(fd,
- * ALL); the requester waits for that cancel's CQE.
+ * multishot POLL_ADD. zio_close() on an fd whose file another executor's
+ * ring holds requests on (or from a plain thread) hands the file, under a
+ * spare number, to that ring's thread, which cancels them all and closes
+ * it (struct uring_close); the closer does not wait.
  *
  * CQ overflow: with FEAT_NODROP the kernel keeps overflowed CQEs; poll()
  * flushes them (io_uring_get_events) and reaps again.
@@ -40,6 +40,7 @@
  */
 #include "backend_uring.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -269,6 +270,91 @@ static uint64_t thread_serial(void)
 	return serial;
 }
 
+/* ------------------------------------------------- closes from elsewhere */
+
+/* zio_close() of an fd this ring may hold requests on, from a thread that
+ * cannot drive the ring (a task on another executor, a plain thread). The
+ * closer does not wait: it keeps the file open under a spare number (a dup
+ * at or above the closed one, so the numbers below stay as they were) and
+ * leaves this request to the ring's thread, which cancels everything on
+ * the file by the spare number and then closes it. The closed number is
+ * free at once; the file (and the connection) ends when the ring's
+ * thread next polls: at once if it is running, at the next
+ * zio_runtime_run() or zio_runtime_destroy() if it is not. */
+struct uring_close {
+	struct zio__op op;         /* on l->remote: CANCEL_FD of the spare
+				    * number (-1: none), parker NULL */
+	struct uring_close *next;  /* l->closing, once its cancel is queued */
+	struct zio__fd *ent;       /* the closed number's entry, or NULL */
+	struct uring_ms *ms;       /* the multishot state ent had, or NULL */
+};
+
+static void close_free(struct uring_close *c)
+{
+	if (c->op.fd >= 0)
+		close(c->op.fd);
+	free(c);
+}
+
+/* On the ring's thread, from take_remote(). */
+static void close_start(struct uring_loop *l, struct uring_close *c)
+{
+	zio__uring_ms_detach_closed(l, c->ms, c->ent);
+	if (c->op.fd < 0) {
+		free(c);
+		return;
+	}
+	struct io_uring_sqe *sqe = zio__uring_sqe(l);
+	io_uring_prep_cancel_fd(sqe, c->op.fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | TAG_CLOSE);
+	c->next = l->closing;
+	l->closing = c;
+}
+
+static void close_done(struct uring_loop *l, struct uring_close *c)
+{
+	struct uring_close **pp = &l->closing;
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	close_free(c);
+}
+
+/* Queues c for l's thread; false (nothing queued) if memory or a spare
+ * number is short, and the closer must wait for the cancel instead. */
+static bool close_later(struct uring_loop *l, int fd)
+{
+	struct uring_close *c = malloc(sizeof(*c));
+	if (!c)
+		return false;
+	int spare = fcntl(fd, F_DUPFD_CLOEXEC, fd);
+	if (spare < 0 && errno != EBADF) {
+		free(c); /* EMFILE */
+		return false;
+	}
+	/* EBADF: closed behind zio's back, nothing to name the file by;
+	 * the multishot state still goes. */
+	*c = (struct uring_close){ .op = { .opcode = ZIO__OP_CANCEL_FD, .fd = spare } };
+	c->ent = zio__fd_peek(fd);
+	c->ms = c->ent ? atomic_load_explicit(&c->ent->ms, memory_order_acquire) : NULL;
+	struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
+	do {
+		c->op.next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&l->remote, &old, &c->op,
+							memory_order_release, memory_order_relaxed));
+	zio__loop_wake(l->base.exec);
+	return true;
+}
+
+/* Whether the calling plain thread is the one that drives l (executor 0's
+ * ring, between zio_runtime_run() calls): then nobody else polls it, and
+ * the closer may. */
+static bool idle_driver(struct uring_loop *l)
+{
+	return !zio__exec_current() &&
+	       __atomic_load_n(&l->driver, __ATOMIC_RELAXED) == thread_serial();
+}
+
 static void ur_destroy(struct zio__loop *base)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
@@ -282,8 +368,25 @@ static void ur_destroy(struct zio__loop *base)
 	}
 	io_uring_queue_exit(&l->ring);
 	/* The ring is gone, and with it every request that could still
-	 * write into the provided buffers. */
+	 * write into the provided buffers, or hold a closed file open. */
 	zio__uring_ms_destroy(l);
+	while (l->closing) {
+		struct uring_close *c = l->closing;
+		l->closing = c->next;
+		close_free(c);
+	}
+	struct zio__op *op = atomic_exchange(&l->remote, NULL);
+	while (op) {
+		struct zio__op *next = op->next;
+		if (!op->parker) {
+			close_free((struct uring_close *)op);
+		} else {
+			op->res = -ECANCELED;
+			op->done = 1;
+			zio__unpark(op->parker, op->gen, 0);
+		}
+		op = next;
+	}
 	close(l->wakefd);
 	free(l);
 }
@@ -332,7 +435,8 @@ static void ensure_enabled(struct uring_loop *l)
 			zio__panic("io_uring: executor 0 is driven by one thread: call "
 				   "zio_runtime_run() and zio_runtime_destroy() from the thread "
 				   "that first ran the runtime (or use ZIO_BACKEND=epoll)");
-		l->driver = thread_serial();
+		/* Atomic: a closing thread asks whether it is the driver. */
+		__atomic_store_n(&l->driver, thread_serial(), __ATOMIC_RELAXED);
 		/* Fewer fd lookups per enter; best effort. The registration
 		 * is per thread, hence the tid for destroy(). */
 		io_uring_register_ring_fd(&l->ring);
@@ -467,6 +571,9 @@ static void complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 	case TAG_MS:
 		zio__uring_ms_complete(l, cqe);
 		break;
+	case TAG_CLOSE:
+		close_done(l, (struct uring_close *)(uintptr_t)(data & ~TAG_MASK));
+		break;
 	case TAG_WAKE: {
 		ssize_t r = read(l->wakefd, &l->wake_buf, sizeof(l->wake_buf));
 		(void)r;
@@ -508,9 +615,13 @@ static void take_remote(struct uring_loop *l)
 	struct zio__op *op = atomic_exchange_explicit(&l->remote, NULL, memory_order_acquire);
 	while (op) {
 		struct zio__op *next = op->next;
-		if (op->opcode == ZIO__OP_CANCEL_FD)
+		if (!op->parker) {
+			close_start(l, (struct uring_close *)op);
+		} else {
+			/* A closer that waits: the number is still its file. */
 			zio__uring_ms_detach(l, op->fd);
-		ur_submit(&l->base, op);
+			ur_submit(&l->base, op);
+		}
 		op = next;
 	}
 }
@@ -549,12 +660,17 @@ static void ur_wake(struct zio__loop *base)
 	(void)r;
 }
 
-/* From a task, or from a plain thread (zio_close of a socket with a
- * multishot request), which waits on its own parker. */
+/* zio_close(fd), before the close(): ends every request this ring holds
+ * on fd's file. A task on the ring's executor, or the ring's idle driver
+ * thread, cancels them itself and waits; anyone else hands the file over
+ * (close_later) and goes on. */
 static void ur_close_fd(struct zio__loop *base, int fd)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	struct zio__fiber *f = zio__fiber_current();
+	bool ours = f ? base == f->exec->loop : idle_driver(l);
+	if (!ours && close_later(l, fd))
+		return;
 	struct zio__parker *p = zio__parker_self();
 	uint32_t pin = f ? f->flags & ZIO__FIBER_TEMP_PIN : 0;
 	if (f)
@@ -563,12 +679,13 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 	op.parker = p;
 	op.loop = base;
 	op.gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
-	if (f && base == f->exec->loop) {
+	if (ours) {
 		zio__uring_ms_detach(l, fd);
 		ur_submit(base, &op);
 	} else {
-		/* Another executor's ring: it submits the cancel at its next
-		 * poll, after everything it had queued, and its CQE wakes us. */
+		/* Out of spare numbers: another executor's ring submits the
+		 * cancel at its next poll, after everything it had queued,
+		 * and its CQE wakes us. */
 		struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
 		do {
 			op.next = old;
@@ -576,6 +693,14 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 								memory_order_release,
 								memory_order_relaxed));
 		zio__loop_wake(base->exec);
+	}
+	if (!f && ours) {
+		/* The idle driver: CQEs it reaps for others wake them as any
+		 * plain thread would (their executor's inbox). */
+		while (!op.done)
+			ur_poll(base, -1);
+		zio__park_abandon(p);
+		return;
 	}
 	for (;;) {
 		zio__park(p, ZIO_FOREVER);

@@ -15,6 +15,7 @@
 #define TAG_WAKE 1ull   /* the eventfd poll */
 #define TAG_IGNORE 2ull /* cancels: nobody waits for them */
 #define TAG_MS 3ull     /* a struct uring_ms: a multishot request's CQE */
+#define TAG_CLOSE 4ull  /* a struct uring_close: its ASYNC_CANCEL is done */
 
 struct uring_ms;
 struct uring_bufs;
@@ -29,7 +30,10 @@ struct uring_loop {
 	unsigned flags;
 	uint64_t driver;     /* thread_serial() of the thread that polls it and
 			      * registered the ring fd; 0 before the first */
-	struct zio__op *_Atomic remote; /* cancel requests from other executors */
+	/* zio_close() from other threads: zio__ops of closers that wait,
+	 * struct uring_close of those that do not (op.parker NULL). */
+	struct zio__op *_Atomic remote;
+	struct uring_close *closing; /* taken from remote, cancel in the ring */
 	uint64_t wake_buf;
 	/* backend_uring_ms.c, set up on first use */
 	struct uring_bufs *bufs;
@@ -47,6 +51,10 @@ void zio__uring_ms_probe(struct io_uring *ring);
 void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe);
 /* zio_close(fd) on this loop's thread, before its ASYNC_CANCEL(fd). */
 void zio__uring_ms_detach(struct uring_loop *l, int fd);
+/* zio_close() of ent's file on another thread, which may have closed the
+ * number since: detaches this loop's state for that file, whether it is
+ * seen (the state ent->ms held then) or still published. */
+void zio__uring_ms_detach_closed(struct uring_loop *l, struct uring_ms *seen, struct zio__fd *ent);
 void zio__uring_ms_destroy(struct uring_loop *l);
 /* Whether multishot recv and accept are in use (tests). */
 bool zio__uring_multishot_on(void);

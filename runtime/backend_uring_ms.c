@@ -114,6 +114,7 @@ struct uring_ms {
 	struct uring_ms *next_free;
 	struct zio__waitq waiters;
 	int accept_flags;
+	uint32_t incarnation; /* the fd entry's, for the file it serves */
 	/* accept: queued connections, fds[head..n) */
 	int *fds;
 	unsigned fhead, fn, fcap;
@@ -285,7 +286,8 @@ static void buf_put(struct uring_bufs *b, unsigned bid)
 
 /* ------------------------------------------------------------------ states */
 
-static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd, bool accept)
+static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd,
+			       uint32_t incarnation, bool accept)
 {
 	struct uring_ms *st = l->ms_free;
 	if (!st) {
@@ -309,6 +311,7 @@ static struct uring_ms *ms_new(struct uring_loop *l, struct zio__fd *ent, int fd
 	memset(&st->ent, 0, sizeof(*st) - offsetof(struct uring_ms, ent));
 	st->ent = ent;
 	st->fd = fd;
+	st->incarnation = incarnation;
 	st->in_use = true;
 	st->accept = accept;
 	st->result = NO_RESULT;
@@ -493,20 +496,47 @@ void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 	ms_wake_all(st, 0);
 }
 
+/* The fd of st was closed: waiters get -EBADF, queued input goes, and the
+ * state is freed now or, if its request is armed, by the request's last
+ * CQE (the ASYNC_CANCEL of the file that follows ends it). */
+static void ms_detach(struct uring_ms *st)
+{
+	st->detached = true;
+	void *expected = st;
+	atomic_compare_exchange_strong(&st->ent->ms, &expected, NULL);
+	ms_wake_all(st, -EBADF);
+	ms_drop_queue(st);
+	if (!st->armed)
+		ms_release(st);
+}
+
 void zio__uring_ms_detach(struct uring_loop *l, int fd)
 {
 	struct zio__fd *ent = zio__fd_peek(fd);
 	struct uring_ms *st = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
-	if (!st || st->loop != l)
+	if (st && st->loop == l)
+		ms_detach(st);
+}
+
+/* Whether st is this loop's live state for a file of ent's that has been
+ * closed since (zio_close bumped the incarnation). */
+static bool serves_closed_file(struct uring_loop *l, struct uring_ms *st, struct zio__fd *ent)
+{
+	return st && st->loop == l && st->in_use && !st->detached && st->ent == ent &&
+	       st->incarnation != __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+}
+
+void zio__uring_ms_detach_closed(struct uring_loop *l, struct uring_ms *seen, struct zio__fd *ent)
+{
+	if (!ent)
 		return;
-	st->detached = true;
-	atomic_store_explicit(&ent->ms, NULL, memory_order_relaxed);
-	ms_wake_all(st, -EBADF);
-	ms_drop_queue(st);
-	/* Armed: the ASYNC_CANCEL(fd) that follows ends the request, and its
-	 * last CQE frees the state. */
-	if (!st->armed)
-		ms_release(st);
+	/* The number may name a new file by now, whose state (if any) is
+	 * left alone; the closed file's may already be unpublished. */
+	if (serves_closed_file(l, seen, ent))
+		ms_detach(seen);
+	struct uring_ms *now = atomic_load_explicit(&ent->ms, memory_order_acquire);
+	if (serves_closed_file(l, now, ent))
+		ms_detach(now);
 }
 
 void zio__uring_ms_destroy(struct uring_loop *l)
@@ -714,7 +744,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		}
 		if (!st) {
 			if (call == CALL_POLL || got || (call == CALL_READ && !bufs_get(l)) ||
-			    !(st = ms_new(l, ent, op->fd, call == CALL_ACCEPT))) {
+			    !(st = ms_new(l, ent, op->fd, incarnation, call == CALL_ACCEPT))) {
 				r = got ? (ssize_t)got : -EOPNOTSUPP;
 				break;
 			}

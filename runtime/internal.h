@@ -375,6 +375,9 @@ struct zio_runtime {
  * a fiber may resume on another thread. */
 struct zio__exec *zio__exec_current(void);
 struct zio__fiber *zio__fiber_current(void);
+/* For a plain thread that has run a runtime (its executor 0) and may run it
+ * again: that runtime, whose executor 0 nobody else drives; else NULL. */
+zio__runtime *zio__runtime_idle_here(void);
 /* Makes a claimed fiber runnable (wait.c calls it after a successful claim). */
 void zio__ready(struct zio__fiber *f);
 /* Queues a new or runnable fiber from anywhere. */

@@ -827,9 +827,11 @@ static void forget_fd(int fd)
 	zio__spin_unlock(&ent->lock);
 rings:;
 	struct zio__fiber *f = zio__fiber_current();
-	if (!f) {
+	zio__runtime *rt = f ? f->rt : zio__runtime_idle_here();
+	if (!rt) {
 		/* A plain thread knows no runtime, but a multishot request on
-		 * fd names its loop, and would keep the socket open. */
+		 * fd names its loop, and would keep the socket open. (Single
+		 * requests on fd in a ring stay: nothing names their loop.) */
 		void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
 		if (ms) {
 			struct zio__loop *owner = *(struct zio__loop *const *)ms;
@@ -837,21 +839,22 @@ rings:;
 		}
 		return;
 	}
-	if (!f->exec->loop->ops->close_fd)
+	if (!rt->exec[0]->loop->ops->close_fd)
 		return;
-	zio__runtime *rt = f->rt;
 	if (rt->n_exec == 1)
 		execs |= 1ull << (rt->exec[0]->id & 63); /* not tracked per op, see zio__op_run */
 	if (!execs)
 		return;
 	/* Shielded: a close must finish even in a cancelled task. */
-	f->shield++;
+	if (f)
+		f->shield++;
 	for (unsigned i = 0; i < rt->n_exec; i++) {
 		struct zio__exec *x = rt->exec[i];
 		if (execs & (1ull << (x->id & 63)))
 			x->loop->ops->close_fd(x->loop, fd);
 	}
-	f->shield--;
+	if (f)
+		f->shield--;
 }
 
 ZIO_API int zio_close(int fd)

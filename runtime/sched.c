@@ -46,6 +46,9 @@
 void (*zio__switch_hook)(struct zio__fiber *from, struct zio__fiber *to);
 
 static __thread struct zio__exec *tls_exec __attribute__((tls_model("initial-exec")));
+/* The runtime whose executor 0 this thread ran last (between its
+ * zio_runtime_run() calls and until zio_runtime_destroy()). */
+static __thread zio__runtime *tls_idle_rt;
 
 /* Not inlined, and opaque to the optimiser: a fiber that called this before
  * a switch may be on another thread after it, and GCC otherwise keeps the
@@ -55,6 +58,11 @@ __attribute__((noinline)) struct zio__exec *zio__exec_current(void)
 	struct zio__exec *e = tls_exec;
 	__asm__ __volatile__("" : "+r"(e));
 	return e;
+}
+
+zio__runtime *zio__runtime_idle_here(void)
+{
+	return tls_exec ? NULL : tls_idle_rt;
 }
 
 __attribute__((noinline)) struct zio__fiber *zio__fiber_current(void)
@@ -825,8 +833,13 @@ ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **r
 	exec_enter(e);
 	f->exec = e;
 	queue_local(e, f, false);
+	/* Whatever reached executor 0 while nobody ran it (completions,
+	 * closes from other threads) is taken in before the main task runs,
+	 * however briefly. */
+	run_timers_and_io(e, false, main_finished);
 	exec_loop(e, main_finished);
 	exec_leave(e);
+	tls_idle_rt = rt;
 	/* The main task is done; collect it without blocking. */
 	zio__check(zio_task_done((zio_task *)f));
 	void *res = f->result;
@@ -857,6 +870,8 @@ ZIO_API void zio_runtime_destroy(zio_runtime *rt)
 	exec_enter(e0);
 	exec_loop(e0, all_finished);
 	exec_leave(e0);
+	if (tls_idle_rt == rt)
+		tls_idle_rt = NULL;
 	for (unsigned i = 1; i < rt->n_exec; i++) {
 		zio__loop_wake(rt->exec[i]);
 		pthread_join(rt->exec[i]->thread, NULL);

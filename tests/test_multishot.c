@@ -6,7 +6,9 @@
  * those of read(2) and accept(2), and that is what is checked: order, EOF
  * after the data, MSG_PEEK / MSG_WAITALL / readv, readiness while bytes
  * are queued, timeouts and cancellation that lose nothing, zio_close of a
- * socket or listener with a task waiting in it (and no fd leaked), reads
+ * socket or listener with a task waiting in it (and no fd leaked) from a
+ * task, from beside a busy executor and from plain threads after
+ * zio_runtime_run() has returned, reads
  * from another executor, more data than the provided buffers hold, and a
  * backlog of connections nobody accepts for a while.
  */
@@ -20,6 +22,8 @@
 #endif
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -645,6 +649,186 @@ Test(multishot, close_from_a_plain_thread, .timeout = 20)
 {
 	if (run_in_runtime(1, close_on_plain_thread, NULL))
 		cr_skip_test("io_uring without multishot: a plain thread cannot reach the ring");
+}
+
+/* A connection with a task parked in a read of it (on io_uring: a
+ * multishot request armed), left behind when zio_runtime_run() returns. */
+struct left_behind {
+	struct pair p;
+	struct reader r;
+};
+
+static void *leave_a_reader(void *arg)
+{
+	struct left_behind *lb = arg;
+	tcp_pair(&lb->p);
+	char buf[1];
+	cr_assert_eq(zio_write_all(lb->p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(lb->p.server, buf, 1, SOON), 1);
+	lb->r.fd = lb->p.server;
+	cr_assert_eq(zio_spawn(NULL, NULL, read_once, &lb->r, NULL), 0);
+	zio_sleep(ZIO_MSEC(10));
+	return NULL;
+}
+
+static void *do_nothing(void *arg)
+{
+	return arg;
+}
+
+/* The peer of a closed connection sees its end within 5 s. */
+static void peer_sees_the_end(int client)
+{
+	struct pollfd pfd = { .fd = client, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 5000), 1, "the peer never saw the close");
+	char b;
+	ssize_t e = recv(client, &b, 1, MSG_DONTWAIT);
+	cr_assert(e == 0 || (e < 0 && errno == ECONNRESET), "peer: %zd", e);
+}
+
+static zio_runtime *runtime_with(unsigned executors)
+{
+	zio_runtime *rt;
+	cr_assert_eq(zio_runtime_create(&rt, &(struct zio_runtime_options){ .executors = executors }), 0);
+	return rt;
+}
+
+/* zio_close() on the thread that ran the runtime, after zio_runtime_run()
+ * has returned, of a socket its executor 0 still reads (it hung: it waited
+ * for a cancel only a running executor submits). The socket is closed at
+ * once; the reader gets -EBADF when the runtime next runs. */
+static void close_after_run(unsigned executors)
+{
+	int fds_before = open_fds();
+	zio_runtime *rt = runtime_with(executors);
+	struct left_behind lb = { 0 };
+	cr_assert_eq(zio_runtime_run(rt, leave_a_reader, &lb, NULL), 0);
+	cr_assert_eq(zio_close(lb.p.server), 0);
+	peer_sees_the_end(lb.p.client);
+	cr_assert_eq(zio_close(lb.p.client), 0);
+	zio_runtime_destroy(rt);
+	cr_assert_eq(lb.r.r, -EBADF, "reader: %zd", lb.r.r);
+	cr_assert_eq(open_fds(), fds_before);
+}
+
+Test(multishot, close_after_run_returned, .timeout = 20)
+{
+	close_after_run(1);
+}
+
+Test(multishot, close_after_run_returned_two_executors, .timeout = 20)
+{
+	close_after_run(2);
+}
+
+static void *close_on_this_thread(void *arg)
+{
+	return (void *)(intptr_t)zio_close((int)(intptr_t)arg);
+}
+
+/* The same from another plain thread, which cannot drive executor 0's
+ * ring: its zio_close() returns at once, the number is free, and the file
+ * ends when the runtime next runs. No descriptor is left over. */
+Test(multishot, close_on_another_thread_after_run_returned, .timeout = 20)
+{
+	int fds_before = open_fds();
+	zio_runtime *rt = runtime_with(1);
+	struct left_behind lb = { 0 };
+	cr_assert_eq(zio_runtime_run(rt, leave_a_reader, &lb, NULL), 0);
+	pthread_t t;
+	void *r;
+	cr_assert_eq(pthread_create(&t, NULL, close_on_this_thread, (void *)(intptr_t)lb.p.server), 0);
+	cr_assert_eq(pthread_join(t, &r), 0);
+	cr_assert_eq((intptr_t)r, 0);
+	/* The number is free, whatever the ring holds. */
+	cr_assert(fcntl(lb.p.server, F_GETFD) < 0 && errno == EBADF);
+	cr_assert_eq(zio_runtime_run(rt, do_nothing, NULL, NULL), 0);
+	/* A single-shot recv in the ring (io_uring without multishot) is out
+	 * of a plain thread's reach: the reader's end (destroy) ends it. */
+	bool single_shot_stays = strcmp(zio_runtime_backend(rt), "uring") == 0 && !zio__uring_multishot_on();
+	if (!single_shot_stays)
+		peer_sees_the_end(lb.p.client);
+	zio_runtime_destroy(rt);
+	peer_sees_the_end(lb.p.client);
+	cr_assert_eq(zio_close(lb.p.client), 0);
+	cr_assert_eq(lb.r.r, single_shot_stays ? -ECANCELED : -EBADF, "reader: %zd", lb.r.r);
+	cr_assert_eq(open_fds(), fds_before);
+}
+
+/* Moves the calling task to executor i and pins it there. */
+static void settle_on(unsigned i)
+{
+	struct zio__fiber *me = zio__fiber_current();
+	me->flags |= ZIO__FIBER_TEMP_PIN;
+	zio__move_to(zio__exec_current()->rt->exec[i]);
+	me->flags &= ~ZIO__FIBER_TEMP_PIN;
+	zio_task_pin();
+}
+
+struct busy_close {
+	struct pair p;
+	unsigned busy_exec, other_exec;
+	atomic_bool closed;
+	bool reused_ok;
+};
+
+/* On the other executor: closes the socket the busy one reads, then uses
+ * its number for a new connection while the busy one still holds the old
+ * file's requests. */
+static void *close_then_reuse(void *arg)
+{
+	struct busy_close *bc = arg;
+	settle_on(bc->other_exec);
+	cr_assert_eq(zio_close(bc->p.server), 0);
+	struct pair q;
+	tcp_pair(&q);
+	int reused = q.client == bc->p.server || q.server == bc->p.server;
+	char buf[4];
+	bc->reused_ok = reused && zio_write_all(q.client, "abc", 3, SOON) == 3 &&
+			zio_read(q.server, buf, sizeof(buf), SOON) == 3 && memcmp(buf, "abc", 3) == 0;
+	close_pair(&q);
+	atomic_store(&bc->closed, true);
+	return NULL;
+}
+
+/* zio_close() in a task on one executor of a socket whose requests are in
+ * a busy executor's ring does not wait for that executor (it deadlocked
+ * when the busy one waited for the close), and the number's next file is
+ * not confused with the old one, whose reader gets -EBADF. */
+static void *close_beside_a_busy_executor(void *arg)
+{
+	(void)arg;
+	struct busy_close bc = { .busy_exec = 0, .other_exec = 1 };
+	settle_on(bc.busy_exec);
+	tcp_pair(&bc.p);
+	char buf[1];
+	cr_assert_eq(zio_write_all(bc.p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(bc.p.server, buf, 1, SOON), 1);
+	struct reader r = { .fd = bc.p.server };
+	zio_task *reader, *closer;
+	cr_assert_eq(zio_spawn(NULL, &reader, read_once, &r, &(struct zio_spawn_options){ .pinned = true }), 0);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_spawn(NULL, &closer, close_then_reuse, &bc, NULL), 0);
+	/* Busy: no yield, so this executor polls nothing until it stops. */
+	int64_t give_up = zio_deadline_after(ZIO_SEC(5));
+	while (!atomic_load(&bc.closed) && zio_now() < give_up)
+		;
+	cr_assert(atomic_load(&bc.closed), "zio_close waited for the busy executor");
+	zio_task_join(closer, NULL);
+	cr_assert(bc.reused_ok, "the number's new connection did not work");
+	zio_task_join(reader, NULL);
+	cr_assert_eq(r.r, -EBADF, "reader: %zd", r.r);
+	ssize_t e = zio_read(bc.p.client, buf, 1, SOON);
+	cr_assert(e == 0 || e == -ECONNRESET, "peer: %zd", e);
+	zio_close(bc.p.client);
+	return NULL;
+}
+
+Test(multishot, close_beside_a_busy_executor, .timeout = 30)
+{
+	int fds_before = open_fds();
+	run_in_runtime(2, close_beside_a_busy_executor, NULL);
+	cr_assert_eq(open_fds(), fds_before);
 }
 
 /* A listener whose queued connections are taken by nobody yet is

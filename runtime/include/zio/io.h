@@ -157,9 +157,15 @@ ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
 
 /* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
- * closes it. Call it from a task of the runtime that uses fd: a plain
- * thread cannot reach the io_uring operations tasks have in flight on fd
- * (multishot requests excepted), which then end only with the runtime. */
+ * closes it; the number is free when it returns. It does not wait for
+ * another executor (unless out of descriptors for a spare): io_uring requests on fd in another executor's ring
+ * end at that executor's next poll, which also ends the file (a busy
+ * executor's, when it next yields; executor 0's after zio_runtime_run()
+ * has returned, at once if called on the thread that ran it, else at the
+ * next run or destroy). Call it from a task, or from the thread that runs
+ * the runtime: another plain thread cannot reach the single io_uring
+ * requests tasks have in flight on fd (multishot requests excepted),
+ * which then end only with their tasks. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
