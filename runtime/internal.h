@@ -317,6 +317,7 @@ struct zio__exec {
 	enum zio__landing landing_action;
 	struct zio__exec *move_to;     /* ZIO__LAND_MOVE's destination */
 	unsigned tick;
+	unsigned passes;               /* find_work() calls: global queue fairness */
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */
 	struct zio__fifo pinned;       /* ready fibers that must run here */

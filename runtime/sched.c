@@ -534,6 +534,11 @@ static struct zio__fiber *take_global(struct zio__exec *e)
 		n = len;
 	if (n > ZIO__RUNQ_SIZE / 2)
 		n = ZIO__RUNQ_SIZE / 2;
+	/* All but the first go to the local queue, which must not spill: a
+	 * spill takes this lock (thieves only make more room meanwhile). */
+	unsigned room = ZIO__RUNQ_SIZE - runq_len(e);
+	if (n > room + 1)
+		n = room + 1;
 	struct zio__fiber *first = NULL;
 	for (unsigned i = 0; i < n; i++) {
 		struct zio__fiber *f = rt->global_head;
@@ -571,8 +576,11 @@ static struct zio__fiber *steal(struct zio__exec *e)
 static struct zio__fiber *find_work(struct zio__exec *e)
 {
 	struct zio__fiber *f;
-	/* Now and then the global queue goes first, so it cannot starve. */
-	if (e->tick % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
+	/* Now and then the global queue goes first, so it cannot starve. Its
+	 * own count: e->tick reaches here at one residue only when tasks
+	 * switch among themselves (switch_out comes every TICKS_PER_POLL),
+	 * which a yielding task once used to starve the global queue. */
+	if (++e->passes % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
 		return f;
 	if ((f = pick_local(e)))
 		return f;

@@ -64,6 +64,68 @@ static void *steal_main(void *arg)
 	return NULL;
 }
 
+/* More tasks than the local run queue holds spill to the global queue; a
+ * task that only yields must not keep them from running (on one executor
+ * the global queue's turn used to fall on a tick the yield path never
+ * reached: a livelock). */
+static int ran;
+
+static void *count_run(void *arg)
+{
+	(void)arg;
+	ran++;
+	return NULL;
+}
+
+static void *yield_until_all_ran(void *arg)
+{
+	(void)arg;
+	enum { N = 4 * ZIO__RUNQ_SIZE };
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(zio_spawn(NULL, NULL, count_run, NULL, NULL), 0);
+	while (ran < N)
+		zio_yield();
+	return NULL;
+}
+
+Test(sched, yield_does_not_starve_the_global_queue, .timeout = 10)
+{
+	run_in_runtime(1, yield_until_all_ran, NULL);
+}
+
+/* The global queue's turn while the local queue is full: the tasks taken
+ * from it must fit (a spill back took the global lock its taker held: the
+ * executor deadlocked on itself). Tasks that yield keep the local queue
+ * full across many turns. */
+static atomic_int yielders_done;
+
+static void *yield_a_while(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 100; i++)
+		zio_yield();
+	atomic_fetch_add(&yielders_done, 1);
+	return NULL;
+}
+
+static void *spill_then_yield(void *arg)
+{
+	(void)arg;
+	enum { N = 3 * ZIO__RUNQ_SIZE };
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(zio_spawn(NULL, NULL, yield_a_while, NULL, NULL), 0);
+	while (atomic_load(&yielders_done) < N)
+		zio_yield();
+	return NULL;
+}
+
+Test(sched, global_turn_with_a_full_local_queue, .timeout = 20)
+{
+	run_in_runtime(1, spill_then_yield, NULL);
+	atomic_store(&yielders_done, 0);
+	run_in_runtime(2, spill_then_yield, NULL);
+}
+
 Test(sched, idle_executor_steals_work, .timeout = 20)
 {
 	zio_runtime *rt;
