@@ -166,7 +166,10 @@ static int wg_wait(zio_waitgroup *wg, int64_t deadline)
 		}
 		if (deadline == 0)
 			return -EAGAIN;
-		if (cas64(&wg->_state, &s, s | WG_QLOCK | WG_WAITERS, __ATOMIC_ACQUIRE))
+		/* Acquire on failure too: the value it loads may be the last
+		 * done()'s zero, which the check above returns on. */
+		if (__atomic_compare_exchange_n(&wg->_state, &s, s | WG_QLOCK | WG_WAITERS, true,
+						__ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
 			break;
 	}
 	struct zio__waiter w;
