@@ -370,6 +370,7 @@ struct zio_runtime {
 	atomic_ulong spawned;
 	atomic_ulong next_id;
 	atomic_uint next_exec;   /* round-robin home for foreign spawns */
+	struct zio_runtime *live_next; /* sched.c's list of live runtimes */
 };
 
 /* The executor the calling thread is, or NULL. Never cached across a switch:

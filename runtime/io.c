@@ -828,17 +828,18 @@ static void forget_fd(int fd)
 rings:;
 	struct zio__fiber *f = zio__fiber_current();
 	zio__runtime *rt = f ? f->rt : zio__runtime_idle_here();
-	if (!rt) {
-		/* A plain thread knows no runtime, but a multishot request on
-		 * fd names its loop, and would keep the socket open. (Single
-		 * requests on fd in a ring stay: nothing names their loop.) */
+	if (!f) {
+		/* A plain thread may know no runtime, but a multishot request
+		 * on fd names its loop, and would keep the socket open.
+		 * (Single requests on fd in a ring of a runtime this thread
+		 * does not run stay: nothing names their loop.) */
 		void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
-		if (ms) {
-			struct zio__loop *owner = *(struct zio__loop *const *)ms;
+		struct zio__loop *owner = ms ? *(struct zio__loop *const *)ms : NULL;
+		if (owner && owner->exec->rt != rt)
 			owner->ops->close_fd(owner, fd);
-		}
-		return;
 	}
+	if (!rt)
+		return;
 	if (!rt->exec[0]->loop->ops->close_fd)
 		return;
 	if (rt->n_exec == 1)

@@ -47,8 +47,12 @@ void (*zio__switch_hook)(struct zio__fiber *from, struct zio__fiber *to);
 
 static __thread struct zio__exec *tls_exec __attribute__((tls_model("initial-exec")));
 /* The runtime whose executor 0 this thread ran last (between its
- * zio_runtime_run() calls and until zio_runtime_destroy()). */
+ * zio_runtime_run() calls and until zio_runtime_destroy()). Checked
+ * against the live runtimes before use: another thread may have
+ * destroyed it (allowed on epoll). */
 static __thread zio__runtime *tls_idle_rt;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static zio__runtime *live_head;
 
 /* Not inlined, and opaque to the optimiser: a fiber that called this before
  * a switch may be on another thread after it, and GCC otherwise keeps the
@@ -62,7 +66,16 @@ __attribute__((noinline)) struct zio__exec *zio__exec_current(void)
 
 zio__runtime *zio__runtime_idle_here(void)
 {
-	return tls_exec ? NULL : tls_idle_rt;
+	if (tls_exec || !tls_idle_rt)
+		return NULL;
+	pthread_mutex_lock(&live_lock);
+	zio__runtime *rt = live_head;
+	while (rt && rt != tls_idle_rt)
+		rt = rt->live_next;
+	pthread_mutex_unlock(&live_lock);
+	if (!rt)
+		tls_idle_rt = NULL;
+	return rt;
 }
 
 __attribute__((noinline)) struct zio__fiber *zio__fiber_current(void)
@@ -811,6 +824,10 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 			goto fail;
 		}
 	}
+	pthread_mutex_lock(&live_lock);
+	rt->live_next = live_head;
+	live_head = rt;
+	pthread_mutex_unlock(&live_lock);
 	zio__log(0, "runtime: %u executor(s), %s backend, %zu KiB stacks", n, backend->name,
 		 stack >> 10);
 	*out = rt;
@@ -871,6 +888,12 @@ ZIO_API void zio_runtime_destroy(zio_runtime *rt)
 	if (!rt)
 		return;
 	zio__check(zio__exec_current() == NULL);
+	pthread_mutex_lock(&live_lock);
+	zio__runtime **pp = &live_head;
+	while (*pp != rt)
+		pp = &(*pp)->live_next;
+	*pp = rt->live_next;
+	pthread_mutex_unlock(&live_lock);
 	atomic_store(&rt->stopping, 1);
 	zio__stack_pool_closing(rt->stacks);
 	zio__cancel_all(rt);

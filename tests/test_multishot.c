@@ -755,6 +755,37 @@ Test(multishot, close_on_another_thread_after_run_returned, .timeout = 20)
 	cr_assert_eq(open_fds(), fds_before);
 }
 
+static void *destroy_on_this_thread(void *arg)
+{
+	zio_runtime_destroy(arg);
+	return NULL;
+}
+
+/* A thread that ran a runtime remembers it for zio_close(); a runtime
+ * destroyed since (by another thread, which epoll and poll allow) is
+ * forgotten, not used after it is freed. */
+Test(multishot, close_after_another_thread_destroyed_the_runtime, .timeout = 20)
+{
+	int fds_before = open_fds();
+	zio_runtime *rt = runtime_with(1);
+	bool uring = strcmp(zio_runtime_backend(rt), "uring") == 0;
+	struct left_behind lb = { 0 };
+	cr_assert_eq(zio_runtime_run(rt, leave_a_reader, &lb, NULL), 0);
+	if (uring) {
+		/* Its ring takes submissions from this thread only. */
+		zio_runtime_destroy(rt);
+	} else {
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, destroy_on_this_thread, rt), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+	}
+	cr_assert_eq(lb.r.r, -ECANCELED, "reader: %zd", lb.r.r);
+	cr_assert_eq(zio_close(lb.p.server), 0);
+	peer_sees_the_end(lb.p.client);
+	cr_assert_eq(zio_close(lb.p.client), 0);
+	cr_assert_eq(open_fds(), fds_before);
+}
+
 /* Moves the calling task to executor i and pins it there. */
 static void settle_on(unsigned i)
 {
