@@ -336,7 +336,10 @@ static bool close_later(struct uring_loop *l, int fd)
 	 * the multishot state still goes. */
 	*c = (struct uring_close){ .op = { .opcode = ZIO__OP_CANCEL_FD, .fd = spare } };
 	c->ent = zio__fd_peek(fd);
-	c->ms = c->ent ? atomic_load_explicit(&c->ent->ms, memory_order_acquire) : NULL;
+	struct uring_ms *ms = c->ent ? atomic_load_explicit(&c->ent->ms, memory_order_acquire) : NULL;
+	/* A state's first member is its loop, fixed for the memory's life. */
+	if (ms && *(struct uring_loop *const *)ms == l)
+		c->ms = ms;
 	struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
 	do {
 		c->op.next = old;
@@ -351,7 +354,7 @@ static bool close_later(struct uring_loop *l, int fd)
  * the closer may. */
 static bool idle_driver(struct uring_loop *l)
 {
-	return !zio__exec_current() &&
+	return !zio__exec_current() && !atomic_load(&l->base.exec->driven) &&
 	       __atomic_load_n(&l->driver, __ATOMIC_RELAXED) == thread_serial();
 }
 
@@ -542,7 +545,7 @@ static void ur_submit(struct zio__loop *base, struct zio__op *op)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	ensure_enabled(l);
-	struct io_uring_sqe *sqe = zio__uring_sqe(l);
+	struct io_uring_sqe *sqe = zio__uring_fd_sqe(l);
 	prep(sqe, op);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
 }
@@ -649,6 +652,9 @@ static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
 	}
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
+	if (!io_uring_sq_ready(&l->ring) &&
+	    atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed))
+		atomic_store_explicit(&l->fd_sqes_queued, false, memory_order_release);
 	return reap(l);
 }
 
@@ -663,13 +669,20 @@ static void ur_wake(struct zio__loop *base)
 /* zio_close(fd), before the close(): ends every request this ring holds
  * on fd's file. A task on the ring's executor, or the ring's idle driver
  * thread, cancels them itself and waits; anyone else hands the file over
- * (close_later) and goes on. */
+ * (close_later) and goes on, unless the ring has SQEs on fds it has not
+ * submitted yet: then it waits for the ring's next poll. */
 static void ur_close_fd(struct zio__loop *base, int fd)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	struct zio__fiber *f = zio__fiber_current();
 	bool ours = f ? base == f->exec->loop : idle_driver(l);
-	if (!ours && close_later(l, fd))
+	/* Not while the ring holds SQEs it has not submitted: they name fd
+	 * by number, which the kernel resolves at submission, and after our
+	 * close() the number may name another file. (One queued after this
+	 * look belongs to an op that raced the close: the caller's race, as
+	 * with close(2).) */
+	if (!ours && !atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
+	    close_later(l, fd))
 		return;
 	struct zio__parker *p = zio__parker_self();
 	uint32_t pin = f ? f->flags & ZIO__FIBER_TEMP_PIN : 0;
@@ -683,9 +696,9 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 		zio__uring_ms_detach(l, fd);
 		ur_submit(base, &op);
 	} else {
-		/* Out of spare numbers: another executor's ring submits the
-		 * cancel at its next poll, after everything it had queued,
-		 * and its CQE wakes us. */
+		/* SQEs queued there, or out of spare numbers: that ring
+		 * submits the cancel at its next poll, after everything it
+		 * had queued, and its CQE wakes us. */
 		struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
 		do {
 			op.next = old;
@@ -697,8 +710,11 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 	if (!f && ours) {
 		/* The idle driver: CQEs it reaps for others wake them as any
 		 * plain thread would (their executor's inbox). */
-		while (!op.done)
-			ur_poll(base, -1);
+		while (!op.done) {
+			int r = ur_poll(base, -1);
+			if (r < 0 && r != -EINTR)
+				zio__panic("io_uring: poll failed: %s", strerror(-r));
+		}
 		zio__park_abandon(p);
 		return;
 	}

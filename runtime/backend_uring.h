@@ -34,6 +34,9 @@ struct uring_loop {
 	 * struct uring_close of those that do not (op.parker NULL). */
 	struct zio__op *_Atomic remote;
 	struct uring_close *closing; /* taken from remote, cancel in the ring */
+	/* SQEs that name an fd by number are queued but not yet submitted:
+	 * the kernel has not resolved their numbers (see ur_close_fd). */
+	atomic_bool fd_sqes_queued;
 	uint64_t wake_buf;
 	/* backend_uring_ms.c, set up on first use */
 	struct uring_bufs *bufs;
@@ -43,6 +46,14 @@ struct uring_loop {
 
 /* backend_uring.c */
 struct io_uring_sqe *zio__uring_sqe(struct uring_loop *l);
+/* The same for an SQE that names an fd by number (not a cancel by
+ * user_data): marks the loop's fd_sqes_queued until its next submit. */
+static inline struct io_uring_sqe *zio__uring_fd_sqe(struct uring_loop *l)
+{
+	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed))
+		atomic_store_explicit(&l->fd_sqes_queued, true, memory_order_release);
+	return zio__uring_sqe(l);
+}
 
 /* backend_uring_ms.c */
 /* Whether the kernel does multishot accept, multishot recv and provided

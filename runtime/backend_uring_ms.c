@@ -395,12 +395,12 @@ static bool ms_arm(struct uring_ms *st)
 	struct uring_loop *l = st->loop;
 	struct io_uring_sqe *sqe;
 	if (st->accept) {
-		sqe = zio__uring_sqe(l);
+		sqe = zio__uring_fd_sqe(l);
 		io_uring_prep_multishot_accept(sqe, st->fd, NULL, NULL, st->accept_flags);
 	} else {
 		if (!l->bufs || l->bufs->nfree < BUF_LOW)
 			return false;
-		sqe = zio__uring_sqe(l);
+		sqe = zio__uring_fd_sqe(l);
 		io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = BUF_GROUP;
@@ -498,7 +498,10 @@ void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 
 /* The fd of st was closed: waiters get -EBADF, queued input goes, and the
  * state is freed now or, if its request is armed, by the request's last
- * CQE (the ASYNC_CANCEL of the file that follows ends it). */
+ * CQE. The request is cancelled by user_data here, as well as by the
+ * ASYNC_CANCEL of the file that follows: a request armed on the number
+ * after it named another file (or with no spare to name it by) would
+ * escape the second. */
 static void ms_detach(struct uring_ms *st)
 {
 	st->detached = true;
@@ -508,6 +511,8 @@ static void ms_detach(struct uring_ms *st)
 	ms_drop_queue(st);
 	if (!st->armed)
 		ms_release(st);
+	else
+		ms_stop(st); /* also if the request names no file we can */
 }
 
 void zio__uring_ms_detach(struct uring_loop *l, int fd)
@@ -751,6 +756,13 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			st->accept_flags = call == CALL_ACCEPT ? op->u.sa.flags : 0;
 			if (!ms_publish(st))
 				continue; /* another loop's came first: use that */
+			if (__atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+				/* Closed meanwhile: the entry may be a new
+				 * file's, where this state must not stay. */
+				ms_release(st);
+				r = -EBADF;
+				break;
+			}
 		}
 		if (call == CALL_ACCEPT) {
 			if (st->fhead < st->fn) {
@@ -836,6 +848,9 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		f->flags |= ZIO__FIBER_TEMP_PIN;
 		/* Timed out or cancelled: leave. (A woken waiter was removed
 		 * by its waker, and the state may have been reused since.) */
+		if (woke == -EBADF &&
+		    __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) == incarnation)
+			continue; /* a stale state of the number's last file */
 		if (woke != 0) {
 			if (zio__waiter_queued(&w))
 				zio__waitq_remove(&st->waiters, &w);

@@ -318,6 +318,7 @@ struct zio__exec {
 	struct zio__exec *move_to;     /* ZIO__LAND_MOVE's destination */
 	unsigned tick;
 	unsigned passes;               /* find_work() calls: global queue fairness */
+	atomic_bool driven;            /* a thread runs it (exec_enter..exec_leave) */
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */
 	struct zio__fifo pinned;       /* ready fibers that must run here */
@@ -371,6 +372,7 @@ struct zio_runtime {
 	atomic_ulong next_id;
 	atomic_uint next_exec;   /* round-robin home for foreign spawns */
 	struct zio_runtime *live_next; /* sched.c's list of live runtimes */
+	uint64_t serial;               /* unique in the process's life */
 };
 
 /* The executor the calling thread is, or NULL. Never cached across a switch:

@@ -51,8 +51,10 @@ static __thread struct zio__exec *tls_exec __attribute__((tls_model("initial-exe
  * against the live runtimes before use: another thread may have
  * destroyed it (allowed on epoll). */
 static __thread zio__runtime *tls_idle_rt;
+static __thread uint64_t tls_idle_serial; /* a new runtime at its address is another */
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static zio__runtime *live_head;
+static uint64_t live_serial;
 
 /* Not inlined, and opaque to the optimiser: a fiber that called this before
  * a switch may be on another thread after it, and GCC otherwise keeps the
@@ -70,7 +72,7 @@ zio__runtime *zio__runtime_idle_here(void)
 		return NULL;
 	pthread_mutex_lock(&live_lock);
 	zio__runtime *rt = live_head;
-	while (rt && rt != tls_idle_rt)
+	while (rt && (rt != tls_idle_rt || rt->serial != tls_idle_serial))
 		rt = rt->live_next;
 	pthread_mutex_unlock(&live_lock);
 	if (!rt)
@@ -683,6 +685,7 @@ static bool shutting_down(struct zio__exec *e)
 
 static void exec_enter(struct zio__exec *e)
 {
+	atomic_store(&e->driven, true);
 	tls_exec = e;
 	e->errno_ptr = &errno;
 #ifdef ZIO_ASAN
@@ -707,6 +710,7 @@ static void exec_leave(struct zio__exec *e)
 	zio__sigaltstack_remove(e->altstack);
 	e->altstack = NULL;
 	tls_exec = NULL;
+	atomic_store(&e->driven, false);
 }
 
 static void *worker_main(void *arg)
@@ -825,6 +829,7 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 		}
 	}
 	pthread_mutex_lock(&live_lock);
+	rt->serial = ++live_serial;
 	rt->live_next = live_head;
 	live_head = rt;
 	pthread_mutex_unlock(&live_lock);
@@ -863,8 +868,13 @@ ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **r
 	 * however briefly. */
 	run_timers_and_io(e, false, main_finished);
 	exec_loop(e, main_finished);
+	/* Hand the kernel what the last tasks queued: a ring left with
+	 * requests it has not seen would name their fds only later, when a
+	 * closed number may name another file (see ur_close_fd). */
+	run_timers_and_io(e, false, main_finished);
 	exec_leave(e);
 	tls_idle_rt = rt;
+	tls_idle_serial = rt->serial;
 	/* The main task is done; collect it without blocking. */
 	zio__check(zio_task_done((zio_task *)f));
 	void *res = f->result;

@@ -862,6 +862,141 @@ Test(multishot, close_beside_a_busy_executor, .timeout = 30)
 	cr_assert_eq(open_fds(), fds_before);
 }
 
+/* A read queued for the kernel but not yet submitted (io_uring: the
+ * executor has not polled since) when another executor closes the fd and
+ * the number goes to a new pipe: the read must end with -EBADF, not be
+ * submitted on the new file and take its bytes. */
+struct unsubmitted {
+	int old_rd, old_wr;
+	atomic_bool reader_parked, closed;
+	ssize_t r;
+	char c;
+};
+
+static void *spin_a_while(void *arg)
+{
+	struct unsubmitted *u = arg;
+	atomic_store(&u->reader_parked, true);
+	/* No yield: this executor submits nothing until the spin ends. */
+	int64_t until = zio_deadline_after(ZIO_MSEC(300));
+	while (!atomic_load(&u->closed) && zio_now() < until)
+		;
+	return NULL;
+}
+
+static void *read_after_spawning_a_spinner(void *arg)
+{
+	struct unsubmitted *u = arg;
+	zio_task_pin();
+	cr_assert_eq(zio_spawn(NULL, NULL, spin_a_while, u, &(struct zio_spawn_options){ .pinned = true }), 0);
+	u->r = zio_read(u->old_rd, &u->c, 1, SOON);
+	return NULL;
+}
+
+static void *close_and_reuse_the_number(void *arg)
+{
+	struct unsubmitted *u = arg;
+	settle_on(1);
+	int q[2];
+	cr_assert_eq(zio_pipe(q), 0);
+	while (!atomic_load(&u->reader_parked))
+		zio_sleep(ZIO_MSEC(1));
+	cr_assert_eq(zio_close(u->old_rd), 0);
+	cr_assert_eq(dup2(q[0], u->old_rd), u->old_rd);
+	close(q[0]);
+	cr_assert_eq(zio_write_all(q[1], "x", 1, SOON), 1);
+	zio_close(q[1]);
+	atomic_store(&u->closed, true);
+	return NULL;
+}
+
+static void *close_while_a_read_is_unsubmitted(void *arg)
+{
+	(void)arg;
+	settle_on(0);
+	struct unsubmitted u = { 0 };
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	u.old_rd = p[0];
+	u.old_wr = p[1];
+	zio_task *reader, *closer;
+	cr_assert_eq(zio_spawn(NULL, &closer, close_and_reuse_the_number, &u, NULL), 0);
+	cr_assert_eq(zio_spawn(NULL, &reader, read_after_spawning_a_spinner, &u,
+			       &(struct zio_spawn_options){ .pinned = true }), 0);
+	zio_task_join(reader, NULL);
+	zio_task_join(closer, NULL);
+	cr_assert_eq(u.r, -EBADF, "the closed pipe's read returned %zd", u.r);
+	/* The number's new pipe kept its byte. */
+	char c = 0;
+	cr_assert_eq(zio_read(u.old_rd, &c, 1, SOON), 1);
+	cr_assert_eq(c, 'x');
+	zio_close(u.old_rd);
+	zio_close(u.old_wr);
+	return NULL;
+}
+
+Test(multishot, close_while_a_read_is_unsubmitted, .timeout = 20)
+{
+	run_in_runtime(2, close_while_a_read_is_unsubmitted, NULL);
+}
+
+/* A socket closed behind zio's back (plain close) while a task reads it,
+ * then zio_close()d from another executor, which has no number left to
+ * name the file by: a multishot request, zio's own, must still end (the
+ * connection with it), and the reader gets -EBADF. */
+struct behind_back {
+	int fd;
+	int close_r;
+};
+
+static void *close_behind_then_zio_close(void *arg)
+{
+	struct behind_back *bb = arg;
+	settle_on(1);
+	close(bb->fd);
+	bb->close_r = zio_close(bb->fd);
+	return NULL;
+}
+
+static void *closed_behind_zios_back(void *arg)
+{
+	(void)arg;
+	settle_on(0);
+	struct pair p;
+	tcp_pair(&p);
+	char buf[1];
+	cr_assert_eq(zio_write_all(p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1);
+	struct reader r = { .fd = p.server };
+	zio_task *reader, *closer;
+	cr_assert_eq(zio_spawn(NULL, &reader, read_once, &r, &(struct zio_spawn_options){ .pinned = true }), 0);
+	zio_sleep(ZIO_MSEC(10));
+	struct behind_back bb = { .fd = p.server };
+	cr_assert_eq(zio_spawn(NULL, &closer, close_behind_then_zio_close, &bb, NULL), 0);
+	zio_task_join(closer, NULL);
+	cr_assert_eq(bb.close_r, -EBADF);
+	if (strcmp(zio_runtime_backend(zio_runtime_current()), "uring") == 0 && !expect_multishot()) {
+		/* A single recv in the ring holds the file, which no number
+		 * names any more, as a read(2) blocked in another thread
+		 * does after close(2): it ends with the next bytes. */
+		cr_assert_eq(zio_write_all(p.client, "z", 1, SOON), 1);
+		zio_task_join(reader, NULL);
+		cr_assert_eq(r.r, 1, "reader: %zd", r.r);
+	} else {
+		zio_task_join(reader, NULL);
+		cr_assert_eq(r.r, -EBADF, "reader: %zd", r.r);
+	}
+	ssize_t e = zio_read(p.client, buf, 1, SOON);
+	cr_assert(e == 0 || e == -ECONNRESET, "the peer never saw the end: %zd", e);
+	zio_close(p.client);
+	return NULL;
+}
+
+Test(multishot, closed_behind_zios_back_then_zio_close, .timeout = 20)
+{
+	run_in_runtime(2, closed_behind_zios_back, NULL);
+}
+
 /* A listener whose queued connections are taken by nobody yet is
  * readable; a zero-length read returns 0 at once; MSG_TRUNC discards. */
 static void *listener_readable_and_odd_reads(void *arg)

@@ -91,7 +91,8 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
  * submissions from one thread; zio stops with a message otherwise). */
 ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **result);
 /* Cancels every task still alive, waits for all of them to finish, stops
- * the executors and frees everything. Must not be called from a task. */
+ * the executors and frees everything. Must not be called from a task, nor
+ * while another thread uses the runtime (zio_close of its fds included). */
 ZIO_API void zio_runtime_destroy(zio_runtime *rt);
 /* The runtime the calling task runs on, or NULL outside tasks. */
 ZIO_API zio_runtime *zio_runtime_current(void);
