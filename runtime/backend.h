@@ -170,6 +170,10 @@ struct zio__backend {
 	/* zio_close(): stop every op this executor has on fd, before the fd
 	 * number can be reused (completion backends; may suspend). */
 	void (*close_fd)(struct zio__loop *l, int fd);
+	/* Completion backends: before a task submits op again on the fd of
+	 * ent it began with at incarnation, whether zio_close() has closed it
+	 * since (then it must not: the number may name another file). */
+	bool (*closed_since)(struct zio__loop *l, const struct zio__fd *ent, uint32_t incarnation);
 	/* Completion backends with multishot requests (else NULL): serves op
 	 * (accept on a listener, a read on a TCP socket, a POLLIN wait on one)
 	 * from a multishot request kept armed on the fd, whose results queue

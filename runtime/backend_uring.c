@@ -44,6 +44,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SQ_ENTRIES 256
@@ -652,10 +653,16 @@ static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
 	}
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
+	int n = reap(l);
+	/* What a full CQ held back: the reap made room. */
+	if ((r == -EBUSY || r == -EAGAIN) && io_uring_sq_ready(&l->ring))
+		io_uring_submit(&l->ring);
 	if (!io_uring_sq_ready(&l->ring) &&
-	    atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed))
+	    atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed)) {
 		atomic_store_explicit(&l->fd_sqes_queued, false, memory_order_release);
-	return reap(l);
+		atomic_fetch_add_explicit(&l->submits, 1, memory_order_release);
+	}
+	return n;
 }
 
 static void ur_wake(struct zio__loop *base)
@@ -666,24 +673,48 @@ static void ur_wake(struct zio__loop *base)
 	(void)r;
 }
 
+/* Waits until the ring has submitted the SQEs on fds it held when we
+ * looked: they name fds by number, which the kernel resolves at
+ * submission, and after our close() the number may name another file.
+ * Requests a task queues again after the close has begun check for it
+ * (zio__uring_closed_since); a new op that races the close is the
+ * caller's race, as with close(2). An undriven ring submits nothing: its
+ * last poll (zio_runtime_run's) left none queued, unless the kernel
+ * refused them, and then waiting would be forever. */
+static void await_submitted(struct uring_loop *l)
+{
+	/* Orders forget_fd()'s incarnation bump before the look (see
+	 * zio__uring_closed_since). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire))
+		return;
+	unsigned seen = atomic_load_explicit(&l->submits, memory_order_acquire);
+	zio__loop_wake(l->base.exec); /* from a sleep with a stale mark */
+	while (atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
+	       atomic_load_explicit(&l->submits, memory_order_acquire) == seen &&
+	       atomic_load(&l->base.exec->driven)) {
+		if (zio__fiber_current())
+			zio_sleep(ZIO_USEC(50)); /* shielded by forget_fd() */
+		else
+			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+	}
+}
+
 /* zio_close(fd), before the close(): ends every request this ring holds
  * on fd's file. A task on the ring's executor, or the ring's idle driver
  * thread, cancels them itself and waits; anyone else hands the file over
- * (close_later) and goes on, unless the ring has SQEs on fds it has not
- * submitted yet: then it waits for the ring's next poll. */
+ * (close_later) and goes on, once the ring has submitted what it had
+ * queued (await_submitted). */
 static void ur_close_fd(struct zio__loop *base, int fd)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
 	struct zio__fiber *f = zio__fiber_current();
 	bool ours = f ? base == f->exec->loop : idle_driver(l);
-	/* Not while the ring holds SQEs it has not submitted: they name fd
-	 * by number, which the kernel resolves at submission, and after our
-	 * close() the number may name another file. (One queued after this
-	 * look belongs to an op that raced the close: the caller's race, as
-	 * with close(2).) */
-	if (!ours && !atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
-	    close_later(l, fd))
-		return;
+	if (!ours) {
+		await_submitted(l);
+		if (close_later(l, fd))
+			return;
+	}
 	struct zio__parker *p = zio__parker_self();
 	uint32_t pin = f ? f->flags & ZIO__FIBER_TEMP_PIN : 0;
 	if (f)
@@ -696,9 +727,8 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 		zio__uring_ms_detach(l, fd);
 		ur_submit(base, &op);
 	} else {
-		/* SQEs queued there, or out of spare numbers: that ring
-		 * submits the cancel at its next poll, after everything it
-		 * had queued, and its CQE wakes us. */
+		/* Out of spare numbers: that ring submits the cancel at its
+		 * next poll, and its CQE wakes us. */
 		struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
 		do {
 			op.next = old;
@@ -730,6 +760,11 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 		f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
 }
 
+static bool ur_closed_since(struct zio__loop *base, const struct zio__fd *ent, uint32_t incarnation)
+{
+	return zio__uring_closed_since((struct uring_loop *)base, ent, incarnation);
+}
+
 const struct zio__backend zio__backend_uring = {
 	.name = "uring",
 	.probe = ur_probe,
@@ -741,5 +776,6 @@ const struct zio__backend zio__backend_uring = {
 	.submit = ur_submit,
 	.cancel = ur_cancel,
 	.close_fd = ur_close_fd,
+	.closed_since = ur_closed_since,
 	.multishot = zio__uring_multishot,
 };

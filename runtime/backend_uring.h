@@ -37,6 +37,7 @@ struct uring_loop {
 	/* SQEs that name an fd by number are queued but not yet submitted:
 	 * the kernel has not resolved their numbers (see ur_close_fd). */
 	atomic_bool fd_sqes_queued;
+	atomic_uint submits; /* polls that cleared fd_sqes_queued */
 	uint64_t wake_buf;
 	/* backend_uring_ms.c, set up on first use */
 	struct uring_bufs *bufs;
@@ -46,13 +47,30 @@ struct uring_loop {
 
 /* backend_uring.c */
 struct io_uring_sqe *zio__uring_sqe(struct uring_loop *l);
-/* The same for an SQE that names an fd by number (not a cancel by
- * user_data): marks the loop's fd_sqes_queued until its next submit. */
-static inline struct io_uring_sqe *zio__uring_fd_sqe(struct uring_loop *l)
+/* Marks l's fd_sqes_queued until its next full submit: SQEs that name an
+ * fd by number (not cancels by user_data) are about to be queued. */
+static inline void zio__uring_mark_fd_sqes(struct uring_loop *l)
 {
 	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed))
 		atomic_store_explicit(&l->fd_sqes_queued, true, memory_order_release);
+}
+
+static inline struct io_uring_sqe *zio__uring_fd_sqe(struct uring_loop *l)
+{
+	zio__uring_mark_fd_sqes(l);
 	return zio__uring_sqe(l);
+}
+
+/* For a request a task queues again (re-armed, resubmitted) on an fd it
+ * began to use before: whether ent's file was closed meanwhile. Either
+ * this sees the close's incarnation bump, or the closer sees the mark
+ * (both sides fence) and waits for the submit (ur_close_fd). */
+static inline bool zio__uring_closed_since(struct uring_loop *l, const struct zio__fd *ent,
+					   uint32_t incarnation)
+{
+	zio__uring_mark_fd_sqes(l);
+	atomic_thread_fence(memory_order_seq_cst);
+	return __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation;
 }
 
 /* backend_uring_ms.c */

@@ -828,6 +828,10 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			r = got ? (ssize_t)got : st->armed ? -EAGAIN : -EOPNOTSUPP;
 			break;
 		}
+		if (!st->armed && zio__uring_closed_since(l, ent, incarnation)) {
+			r = got ? (ssize_t)got : -EBADF;
+			break;
+		}
 		if (!st->armed && !ms_arm(st)) {
 			/* Out of provided buffers: nothing queued, nothing in
 			 * flight, so a plain read cannot overtake anything. */

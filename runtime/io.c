@@ -361,12 +361,13 @@ again:
 	f->flags |= PIN; /* zio__park drops it after a timed wait */
 	if (op->done) {
 		r = op->res;
-		if (r == -EINTR)
-			goto again;
-		/* Cancelled without our asking: zio_close() on another fiber,
-		 * of this fd, or of a dup of it, which leaves ours open. */
-		if (r == -ECANCELED) {
-			if (ent && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) == incarnation)
+		/* Interrupted, or cancelled without our asking: zio_close()
+		 * on another fiber, of this fd or of a dup of it, which leaves
+		 * ours open. Again, unless ours was closed. */
+		if (r == -EINTR || r == -ECANCELED) {
+			bool closed = ent ? l->ops->closed_since(l, ent, incarnation)
+					  : r == -ECANCELED;
+			if (!closed)
 				goto again;
 			r = -EBADF;
 		}
