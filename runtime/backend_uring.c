@@ -630,6 +630,16 @@ static void take_remote(struct uring_loop *l)
 	}
 }
 
+/* Everything queued has reached the kernel: SQEs that named fds by number
+ * have had them resolved (a closer waiting in await_submitted may go). */
+static void fd_sqes_submitted(struct uring_loop *l)
+{
+	if (atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed)) {
+		atomic_store_explicit(&l->fd_sqes_queued, false, memory_order_release);
+		atomic_fetch_add_explicit(&l->submits, 1, memory_order_release);
+	}
+}
+
 static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
 {
 	struct uring_loop *l = (struct uring_loop *)base;
@@ -649,19 +659,25 @@ static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
 			ts.tv_nsec = timeout_ns % 1000000000;
 			tsp = &ts;
 		}
+		/* About to sleep: submit SQEs on fds first, in a call of
+		 * their own, so that no closer waits out the sleep. */
+		if (atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed) &&
+		    io_uring_submit(&l->ring) >= 0 && !io_uring_sq_ready(&l->ring))
+			fd_sqes_submitted(l);
 		r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
 	}
+	/* Before the reap, which may queue cancels by user_data. */
+	bool all_in = !io_uring_sq_ready(&l->ring);
 	if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 		return r;
 	int n = reap(l);
-	/* What a full CQ held back: the reap made room. */
-	if ((r == -EBUSY || r == -EAGAIN) && io_uring_sq_ready(&l->ring))
+	if ((r == -EBUSY || r == -EAGAIN) && !all_in) {
+		/* What a full CQ held back: the reap made room. */
 		io_uring_submit(&l->ring);
-	if (!io_uring_sq_ready(&l->ring) &&
-	    atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed)) {
-		atomic_store_explicit(&l->fd_sqes_queued, false, memory_order_release);
-		atomic_fetch_add_explicit(&l->submits, 1, memory_order_release);
+		all_in = !io_uring_sq_ready(&l->ring);
 	}
+	if (all_in)
+		fd_sqes_submitted(l);
 	return n;
 }
 
@@ -689,10 +705,15 @@ static void await_submitted(struct uring_loop *l)
 	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire))
 		return;
 	unsigned seen = atomic_load_explicit(&l->submits, memory_order_acquire);
-	zio__loop_wake(l->base.exec); /* from a sleep with a stale mark */
-	while (atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
-	       atomic_load_explicit(&l->submits, memory_order_acquire) == seen &&
-	       atomic_load(&l->base.exec->driven)) {
+	for (unsigned i = 0; atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
+			     atomic_load_explicit(&l->submits, memory_order_acquire) == seen &&
+			     atomic_load(&l->base.exec->driven);
+	     i++) {
+		/* Its next poll submits them; wake it from a sleep (about
+		 * every ms). Directly: zio__loop_wake() says nothing while
+		 * the executor's last wake is pending, which it may be. */
+		if (i % 20 == 0)
+			ur_wake(&l->base);
 		if (zio__fiber_current())
 			zio_sleep(ZIO_USEC(50)); /* shielded by forget_fd() */
 		else
@@ -745,6 +766,10 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 			if (r < 0 && r != -EINTR)
 				zio__panic("io_uring: poll failed: %s", strerror(-r));
 		}
+		/* The cancelled requests end in deferred task work, which
+		 * runs when the ring is entered for events: then the file,
+		 * and the connection, are let go. */
+		ur_poll(base, 0);
 		zio__park_abandon(p);
 		return;
 	}

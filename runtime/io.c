@@ -601,17 +601,19 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 	struct zio__loop *l = f->exec->loop;
 	if (l->ops->native && l->ops->native(l, op->opcode)) {
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
-		struct zio__fd *ent;
-		if (op->fd >= 0 && stream_op && (ent = zio__fd_get(op->fd))) {
-			if (f->rt->n_exec > 1) {
-				/* Remember that this executor's ring may hold
-				 * ops on fd, so zio_close() knows whom to ask to
-				 * cancel. With one executor there is nobody else
-				 * to ask, and forget_fd() always asks it. */
-				uint64_t bit = 1ull << (f->exec->id & 63);
-				if (!(atomic_load_explicit(&ent->execs, memory_order_relaxed) & bit))
-					atomic_fetch_or(&ent->execs, bit);
-			}
+		struct zio__fd *ent = op->fd >= 0 && op->opcode != ZIO__OP_CANCEL_FD
+					      ? zio__fd_get(op->fd) : NULL;
+		if (ent && f->rt->n_exec > 1) {
+			/* Remember that this executor's ring may hold ops on
+			 * fd (file ops too: their SQEs name it by number), so
+			 * zio_close() knows whom to ask. With one executor
+			 * there is nobody else to ask, and forget_fd() always
+			 * asks it. */
+			uint64_t bit = 1ull << (f->exec->id & 63);
+			if (!(atomic_load_explicit(&ent->execs, memory_order_relaxed) & bit))
+				atomic_fetch_or(&ent->execs, bit);
+		}
+		if (ent && stream_op) {
 			ssize_t r = socket_shortcut(ent, op);
 			if (r != -EAGAIN)
 				return r;

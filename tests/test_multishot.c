@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -938,6 +939,56 @@ static void *close_while_a_read_is_unsubmitted(void *arg)
 Test(multishot, close_while_a_read_is_unsubmitted, .timeout = 20)
 {
 	run_in_runtime(2, close_while_a_read_is_unsubmitted, NULL);
+}
+
+/* The same with a file write queued by a task on the other executor
+ * (file ops name their fd by number too): it must land in the closed file
+ * or fail, never in the file that next gets the number. */
+struct unsubmitted_write {
+	struct unsubmitted u;
+	ssize_t w;
+};
+
+static void *write_after_spawning_a_spinner(void *arg)
+{
+	struct unsubmitted_write *uw = arg;
+	settle_on(1);
+	cr_assert_eq(zio_spawn(NULL, NULL, spin_a_while, &uw->u,
+			       &(struct zio_spawn_options){ .pinned = true }), 0);
+	uw->w = zio_file_pwrite(uw->u.old_rd, "old", 3, 0, SOON);
+	return NULL;
+}
+
+static void *close_while_a_file_write_is_unsubmitted(void *arg)
+{
+	(void)arg;
+	settle_on(0);
+	char old_path[] = "/tmp/zio_unsubmitted_old_XXXXXX", new_path[] = "/tmp/zio_unsubmitted_new_XXXXXX";
+	int old_fd = mkstemp(old_path), new_fd = mkstemp(new_path);
+	cr_assert(old_fd >= 0 && new_fd >= 0);
+	unlink(old_path);
+	unlink(new_path);
+	struct unsubmitted_write uw = { .u = { .old_rd = old_fd } };
+	zio_task *writer;
+	cr_assert_eq(zio_spawn(NULL, &writer, write_after_spawning_a_spinner, &uw, NULL), 0);
+	while (!atomic_load(&uw.u.reader_parked))
+		zio_sleep(ZIO_MSEC(1));
+	cr_assert_eq(zio_close(old_fd), 0);
+	cr_assert_eq(dup2(new_fd, old_fd), old_fd);
+	atomic_store(&uw.u.closed, true);
+	zio_task_join(writer, NULL);
+	cr_assert(uw.w == 3 || uw.w == -EBADF, "write: %zd", uw.w);
+	struct stat st;
+	cr_assert_eq(fstat(new_fd, &st), 0);
+	cr_assert_eq(st.st_size, 0, "the write went to the number's next file");
+	close(old_fd);
+	close(new_fd);
+	return NULL;
+}
+
+Test(multishot, close_while_a_file_write_is_unsubmitted, .timeout = 20)
+{
+	run_in_runtime(2, close_while_a_file_write_is_unsubmitted, NULL);
 }
 
 /* A socket closed behind zio's back (plain close) while a task reads it,
