@@ -31,7 +31,9 @@
  * multishot POLL_ADD. zio_close() on an fd whose file another executor's
  * ring holds requests on (or from a plain thread) hands the file, under a
  * spare number, to that ring's thread, which cancels them all and closes
- * it (struct uring_close); the closer does not wait.
+ * it (struct uring_close); the closer waits only until that ring has
+ * submitted the SQEs it had queued on fds, whose numbers the kernel
+ * resolves at submission (await_submitted).
  *
  * CQ overflow: with FEAT_NODROP the kernel keeps overflowed CQEs; poll()
  * flushes them (io_uring_get_events) and reaps again.

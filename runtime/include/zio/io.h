@@ -157,15 +157,16 @@ ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
 
 /* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
- * closes it; the number is free when it returns. It does not wait for
- * another executor (unless out of descriptors for a spare): io_uring requests on fd in another executor's ring
- * end at that executor's next poll, which also ends the file (a busy
- * executor's, when it next yields; executor 0's after zio_runtime_run()
- * has returned, at once if called on the thread that ran it, else at the
- * next run or destroy). Call it from a task, or from the thread that runs
- * the runtime: another plain thread cannot reach the single io_uring
- * requests tasks have in flight on fd (multishot requests excepted),
- * which then end only with their tasks. */
+ * closes it; the number is free when it returns. On io_uring, requests on
+ * fd in another executor's ring end at that executor's next poll, and the
+ * file with them: the caller waits only until that executor has handed
+ * the kernel what it had queued on fd (or, out of descriptors, until it
+ * has cancelled). A busy executor polls when it next yields; executor 0,
+ * after zio_runtime_run() has returned, at once if zio_close is called on
+ * the thread that ran it, else at the next run or destroy. Call it from a
+ * task, or from the thread that runs the runtime: another plain thread
+ * cannot reach the single io_uring requests tasks have in flight on fd
+ * (multishot requests excepted), which then end only with their tasks. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
