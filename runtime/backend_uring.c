@@ -44,6 +44,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -661,11 +662,6 @@ static int ur_poll(struct zio__loop *base, int64_t timeout_ns)
 			ts.tv_nsec = timeout_ns % 1000000000;
 			tsp = &ts;
 		}
-		/* About to sleep: submit SQEs on fds first, in a call of
-		 * their own, so that no closer waits out the sleep. */
-		if (atomic_load_explicit(&l->fd_sqes_queued, memory_order_relaxed) &&
-		    io_uring_submit(&l->ring) >= 0 && !io_uring_sq_ready(&l->ring))
-			fd_sqes_submitted(l);
 		r = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
 	}
 	/* Before the reap, which may queue cancels by user_data. */
@@ -707,17 +703,22 @@ static void await_submitted(struct uring_loop *l)
 	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire))
 		return;
 	unsigned seen = atomic_load_explicit(&l->submits, memory_order_acquire);
+	enum { YIELDS = 64 };
 	for (unsigned i = 0; atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
 			     atomic_load_explicit(&l->submits, memory_order_acquire) == seen &&
 			     atomic_load(&l->base.exec->driven);
 	     i++) {
-		/* Its next poll submits them; wake it from a sleep (about
-		 * every ms). Directly: zio__loop_wake() says nothing while
-		 * the executor's last wake is pending, which it may be. */
-		if (i % 20 == 0)
+		/* Its next poll submits them (a ring asleep has, and counts
+		 * when it wakes); wake it, again about every ms. Directly:
+		 * zio__loop_wake() says nothing while the executor's last
+		 * wake is pending, which it may be. */
+		if (i == 0 || (i > YIELDS && i % 20 == 0))
 			ur_wake(&l->base);
-		if (zio__fiber_current())
-			zio_sleep(ZIO_USEC(50)); /* shielded by forget_fd() */
+		bool task = zio__fiber_current() != NULL;
+		if (i < YIELDS)
+			task ? (void)zio_yield() : (void)sched_yield(); /* shielded by forget_fd() */
+		else if (task)
+			zio_sleep(ZIO_USEC(50));
 		else
 			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
 	}

@@ -25,6 +25,7 @@
  */
 #include "backend.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -164,11 +165,20 @@ static void unqueue(struct zio__job *j)
 struct op_job {
 	struct zio__job job;
 	struct zio__op *op;
+	struct zio__fd *ent;  /* op->fd's entry, or NULL */
+	uint32_t incarnation; /* ent's when the job was queued */
 };
 
 static void run_op(struct zio__job *j)
 {
 	struct op_job *oj = (struct op_job *)j;
+	/* The caller's zio_close() came first: not done at all. (One that
+	 * comes after this look leaves the job on the closed file through
+	 * its own descriptor, see zio__blocking_op.) */
+	if (oj->ent && __atomic_load_n(&oj->ent->incarnation, __ATOMIC_ACQUIRE) != oj->incarnation) {
+		j->result = -EBADF;
+		return;
+	}
 	j->result = zio__op_syscall(oj->op);
 }
 
@@ -271,11 +281,30 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		}
 	}
 	struct op_job oj = { .op = op };
+	int fd = op->fd, own = -1;
+	if (fd >= 0) {
+		if ((oj.ent = zio__fd_peek(fd)))
+			oj.incarnation = __atomic_load_n(&oj.ent->incarnation, __ATOMIC_ACQUIRE);
+		/* The job runs later, on another thread, and a syscall names
+		 * its fd by number: after a zio_close() here meanwhile the
+		 * number may be another file's. It uses a descriptor of its
+		 * own for the same file (at or above fd: the numbers below
+		 * stay as they were); out of descriptors, the number. */
+		if ((own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
+			op->fd = own;
+		else if (errno == EBADF)
+			return -EBADF;
+	}
 	oj.job.run = run_op;
 	if (op->opcode == ZIO__OP_CONNECT && op->u.sa.addr->sa_family != AF_UNIX)
 		oj.job.abort = abort_connect;
 	bool ran;
-	return run_stack_job(&oj.job, deadline, &ran);
+	long r = run_stack_job(&oj.job, deadline, &ran);
+	if (own >= 0) {
+		op->fd = fd;
+		close(own);
+	}
+	return r;
 }
 
 struct call_job {
