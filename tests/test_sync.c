@@ -1717,8 +1717,12 @@ static void *barrier_main(void *arg)
 	cr_assert_eq(zio_barrier_wait_until(&x.b, 0), ZIO_BARRIER_SERIAL);
 	cr_assert_eq(join(a), 0);
 	/* The round completed while the waiter's cancel was racing: it
-	 * belongs to the round and succeeds. */
-	a = go(bar_waiter, &x);
+	 * belongs to the round and succeeds. Both tasks on one executor, so
+	 * that the waiter cannot see its cancel before we arrive (on
+	 * another executor it could withdraw first, and we would wait for
+	 * a second party forever). */
+	zio_task_pin();
+	a = go_pinned(bar_waiter, &x);
 	WAIT_FOR(QLEN(&x.b) == 1);
 	zio_task_cancel(a);
 	cr_assert_eq(zio_barrier_wait(&x.b), ZIO_BARRIER_SERIAL);
