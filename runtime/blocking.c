@@ -289,10 +289,17 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		 * its fd by number: after a zio_close() here meanwhile the
 		 * number may be another file's. It uses a descriptor of its
 		 * own for the same file (at or above fd: the numbers below
-		 * stay as they were); out of descriptors, the number. */
-		if ((own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
+		 * stay as they were); out of descriptors, the number. Not for
+		 * a regular file: closing any descriptor of one drops the
+		 * process's POSIX record locks on it. There the incarnation
+		 * check in run_op narrows the gap to the instant between it
+		 * and the syscall. */
+		bool regular = zio__op_is_file(op->opcode) ||
+			       (oj.ent && __atomic_load_n(&oj.ent->kind, __ATOMIC_RELAXED) ==
+						  ZIO__FD_REGULAR);
+		if (!regular && (own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
 			op->fd = own;
-		else if (errno == EBADF)
+		else if (!regular && errno == EBADF)
 			return -EBADF;
 	}
 	oj.job.run = run_op;
