@@ -278,7 +278,8 @@ static uint64_t thread_serial(void)
 
 /* zio_close() of an fd this ring may hold requests on, from a thread that
  * cannot drive the ring (a task on another executor, a plain thread). The
- * closer does not wait: it keeps the file open under a spare number (a dup
+ * closer does not wait for the cancel: it keeps the file open under a
+ * spare number (a dup
  * at or above the closed one, so the numbers below stay as they were) and
  * leaves this request to the ring's thread, which cancels everything on
  * the file by the spare number and then closes it. The closed number is
@@ -324,6 +325,17 @@ static void close_done(struct uring_loop *l, struct uring_close *c)
 	close_free(c);
 }
 
+/* Hands op to l's thread, for its next poll (take_remote). */
+static void push_remote(struct uring_loop *l, struct zio__op *op)
+{
+	struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
+	do {
+		op->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&l->remote, &old, op, memory_order_release,
+							memory_order_relaxed));
+	zio__loop_wake(l->base.exec);
+}
+
 /* Queues c for l's thread; false (nothing queued) if memory or a spare
  * number is short, and the closer must wait for the cancel instead. */
 static bool close_later(struct uring_loop *l, int fd)
@@ -344,12 +356,7 @@ static bool close_later(struct uring_loop *l, int fd)
 	/* A state's first member is its loop, fixed for the memory's life. */
 	if (ms && *(struct uring_loop *const *)ms == l)
 		c->ms = ms;
-	struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
-	do {
-		c->op.next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&l->remote, &old, &c->op,
-							memory_order_release, memory_order_relaxed));
-	zio__loop_wake(l->base.exec);
+	push_remote(l, &c->op);
 	return true;
 }
 
@@ -753,13 +760,7 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 	} else {
 		/* Out of spare numbers: that ring submits the cancel at its
 		 * next poll, and its CQE wakes us. */
-		struct zio__op *old = atomic_load_explicit(&l->remote, memory_order_relaxed);
-		do {
-			op.next = old;
-		} while (!atomic_compare_exchange_weak_explicit(&l->remote, &old, &op,
-								memory_order_release,
-								memory_order_relaxed));
-		zio__loop_wake(base->exec);
+		push_remote(l, &op);
 	}
 	if (!f && ours) {
 		/* The idle driver: CQEs it reaps for others wake them as any

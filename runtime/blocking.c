@@ -174,7 +174,8 @@ static void run_op(struct zio__job *j)
 	struct op_job *oj = (struct op_job *)j;
 	/* The caller's zio_close() came first: not done at all. (One that
 	 * comes after this look leaves the job on the closed file through
-	 * its own descriptor, see zio__blocking_op.) */
+	 * its own descriptor, except for a regular file: see
+	 * zio__blocking_op.) */
 	if (oj->ent && __atomic_load_n(&oj->ent->incarnation, __ATOMIC_ACQUIRE) != oj->incarnation) {
 		j->result = -EBADF;
 		return;

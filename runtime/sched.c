@@ -46,12 +46,11 @@
 void (*zio__switch_hook)(struct zio__fiber *from, struct zio__fiber *to);
 
 static __thread struct zio__exec *tls_exec __attribute__((tls_model("initial-exec")));
-/* The runtime whose executor 0 this thread ran last (between its
- * zio_runtime_run() calls and until zio_runtime_destroy()). Checked
- * against the live runtimes before use: another thread may have
- * destroyed it (allowed on epoll). */
-static __thread zio__runtime *tls_idle_rt;
-static __thread uint64_t tls_idle_serial; /* a new runtime at its address is another */
+/* The serial of the runtime whose executor 0 this thread ran last
+ * (between its zio_runtime_run() calls and until zio_runtime_destroy()),
+ * or 0. Looked up among the live runtimes: another thread may have
+ * destroyed it (allowed on epoll), and a new one may have its address. */
+static __thread uint64_t tls_idle_serial;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static zio__runtime *live_head;
 static uint64_t live_serial;
@@ -68,15 +67,15 @@ __attribute__((noinline)) struct zio__exec *zio__exec_current(void)
 
 zio__runtime *zio__runtime_idle_here(void)
 {
-	if (tls_exec || !tls_idle_rt)
+	if (tls_exec || !tls_idle_serial)
 		return NULL;
 	pthread_mutex_lock(&live_lock);
 	zio__runtime *rt = live_head;
-	while (rt && (rt != tls_idle_rt || rt->serial != tls_idle_serial))
+	while (rt && rt->serial != tls_idle_serial)
 		rt = rt->live_next;
 	pthread_mutex_unlock(&live_lock);
 	if (!rt)
-		tls_idle_rt = NULL;
+		tls_idle_serial = 0;
 	return rt;
 }
 
@@ -873,7 +872,6 @@ ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **r
 	 * closed number may name another file (see ur_close_fd). */
 	run_timers_and_io(e, false, main_finished);
 	exec_leave(e);
-	tls_idle_rt = rt;
 	tls_idle_serial = rt->serial;
 	/* The main task is done; collect it without blocking. */
 	zio__check(zio_task_done((zio_task *)f));
@@ -911,8 +909,8 @@ ZIO_API void zio_runtime_destroy(zio_runtime *rt)
 	exec_enter(e0);
 	exec_loop(e0, all_finished);
 	exec_leave(e0);
-	if (tls_idle_rt == rt)
-		tls_idle_rt = NULL;
+	if (tls_idle_serial == rt->serial)
+		tls_idle_serial = 0;
 	for (unsigned i = 1; i < rt->n_exec; i++) {
 		zio__loop_wake(rt->exec[i]);
 		pthread_join(rt->exec[i]->thread, NULL);

@@ -308,14 +308,20 @@ Test(examples, http_server, .timeout = 60)
 
 /* ------------------------------------------------------------ tcp_client */
 
+/* An echo server, and a tcp_client to it with stdin piped. */
+static void client_of_echo_server(struct child *s, struct child *c)
+{
+	spawn(s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
+	read_banner(s);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s->port);
+	spawn(c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL, true);
+}
+
 Test(examples, tcp_client, .timeout = 30)
 {
 	struct child s, c;
-	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
-	read_banner(&s);
-	char port[16];
-	snprintf(port, sizeof(port), "%d", s.port);
-	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL, true);
+	client_of_echo_server(&s, &c);
 	const char *in = "first\nsecond\nno newline";
 	cr_assert_eq(write(c.in_fd, in, strlen(in)), (ssize_t)strlen(in));
 	close(c.in_fd);
@@ -338,11 +344,7 @@ Test(examples, tcp_client, .timeout = 30)
 Test(examples, tcp_client_full_last_line, .timeout = 30)
 {
 	struct child s, c;
-	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
-	read_banner(&s);
-	char port[16];
-	snprintf(port, sizeof(port), "%d", s.port);
-	spawn(&c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL, true);
+	client_of_echo_server(&s, &c);
 	static char in[4096];
 	memset(in, 'A', sizeof(in));
 	cr_assert_eq(write(c.in_fd, in, sizeof(in)), (ssize_t)sizeof(in));

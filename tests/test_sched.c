@@ -64,66 +64,52 @@ static void *steal_main(void *arg)
 	return NULL;
 }
 
-/* More tasks than the local run queue holds spill to the global queue; a
- * task that only yields must not keep them from running (on one executor
- * the global queue's turn used to fall on a tick the yield path never
- * reached: a livelock). */
-static int ran;
+/* More tasks than the local run queue holds spill to the global queue;
+ * the main task then yields until all have run, each after yielding so
+ * many times itself. */
+struct spill {
+	int tasks, yields;
+	atomic_int done;
+};
 
-static void *count_run(void *arg)
+static void *yield_then_count(void *arg)
 {
-	(void)arg;
-	ran++;
+	struct spill *sp = arg;
+	for (int i = 0; i < sp->yields; i++)
+		zio_yield();
+	atomic_fetch_add(&sp->done, 1);
 	return NULL;
 }
 
-static void *yield_until_all_ran(void *arg)
+static void *spill_then_yield(void *arg)
 {
-	(void)arg;
-	enum { N = 4 * ZIO__RUNQ_SIZE };
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(zio_spawn(NULL, NULL, count_run, NULL, NULL), 0);
-	while (ran < N)
+	struct spill *sp = arg;
+	for (int i = 0; i < sp->tasks; i++)
+		cr_assert_eq(zio_spawn(NULL, NULL, yield_then_count, sp, NULL), 0);
+	while (atomic_load(&sp->done) < sp->tasks)
 		zio_yield();
 	return NULL;
 }
 
+/* A task that only yields must not keep the spilled tasks from running
+ * (on one executor the global queue's turn used to fall on a tick the
+ * yield path never reached: a livelock). */
 Test(sched, yield_does_not_starve_the_global_queue, .timeout = 10)
 {
-	run_in_runtime(1, yield_until_all_ran, NULL);
+	struct spill sp = { .tasks = 4 * ZIO__RUNQ_SIZE };
+	run_in_runtime(1, spill_then_yield, &sp);
 }
 
 /* The global queue's turn while the local queue is full: the tasks taken
  * from it must fit (a spill back took the global lock its taker held: the
  * executor deadlocked on itself). Tasks that yield keep the local queue
  * full across many turns. */
-static atomic_int yielders_done;
-
-static void *yield_a_while(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < 100; i++)
-		zio_yield();
-	atomic_fetch_add(&yielders_done, 1);
-	return NULL;
-}
-
-static void *spill_then_yield(void *arg)
-{
-	(void)arg;
-	enum { N = 3 * ZIO__RUNQ_SIZE };
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(zio_spawn(NULL, NULL, yield_a_while, NULL, NULL), 0);
-	while (atomic_load(&yielders_done) < N)
-		zio_yield();
-	return NULL;
-}
-
 Test(sched, global_turn_with_a_full_local_queue, .timeout = 20)
 {
-	run_in_runtime(1, spill_then_yield, NULL);
-	atomic_store(&yielders_done, 0);
-	run_in_runtime(2, spill_then_yield, NULL);
+	struct spill one = { .tasks = 3 * ZIO__RUNQ_SIZE, .yields = 100 };
+	run_in_runtime(1, spill_then_yield, &one);
+	struct spill two = { .tasks = 3 * ZIO__RUNQ_SIZE, .yields = 100 };
+	run_in_runtime(2, spill_then_yield, &two);
 }
 
 Test(sched, idle_executor_steals_work, .timeout = 20)
