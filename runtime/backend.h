@@ -320,6 +320,10 @@ struct zio__job {
 	struct zio__parker *parker;
 	uint32_t gen;
 	bool detached;         /* heap job: the pool drops a reference when done */
+	/* run() names `fd` by number and has no descriptor of its own for it
+	 * (a regular file's op): zio_close(fd) waits while it runs. */
+	bool names_fd;
+	int fd;
 	long result;
 };
 /* Queues j and waits for it until deadline; returns 0 if it ran, else the
@@ -327,6 +331,14 @@ struct zio__job {
  * drops its reference with zio__job_unref() when done with the result. */
 int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline);
 void zio__job_unref(struct zio__job *j);
+/* zio_close(fd), after forget_fd()'s incarnation bump and before close():
+ * waits for the pool's jobs that name fd by number and are running. */
+void zio__blocking_fd_quiesce(int fd);
+/* The n-th pause of a closer waiting on another thread: a yield (a task)
+ * or sched_yield (a plain thread) for the first ZIO__CLOSER_YIELDS, then
+ * 50 us naps. A task calls it shielded. */
+#define ZIO__CLOSER_YIELDS 64u
+void zio__closer_pause(unsigned n);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
 

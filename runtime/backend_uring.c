@@ -44,10 +44,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SQ_ENTRIES 256
@@ -710,7 +708,6 @@ static void await_submitted(struct uring_loop *l)
 	if (!atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire))
 		return;
 	unsigned seen = atomic_load_explicit(&l->submits, memory_order_acquire);
-	enum { YIELDS = 64 };
 	for (unsigned i = 0; atomic_load_explicit(&l->fd_sqes_queued, memory_order_acquire) &&
 			     atomic_load_explicit(&l->submits, memory_order_acquire) == seen &&
 			     atomic_load(&l->base.exec->driven);
@@ -719,15 +716,9 @@ static void await_submitted(struct uring_loop *l)
 		 * when it wakes); wake it, again about every ms. Directly:
 		 * zio__loop_wake() says nothing while the executor's last
 		 * wake is pending, which it may be. */
-		if (i == 0 || (i > YIELDS && i % 20 == 0))
+		if (i == 0 || (i > ZIO__CLOSER_YIELDS && i % 20 == 0))
 			ur_wake(&l->base);
-		bool task = zio__fiber_current() != NULL;
-		if (i < YIELDS)
-			task ? (void)zio_yield() : (void)sched_yield(); /* shielded by forget_fd() */
-		else if (task)
-			zio_sleep(ZIO_USEC(50));
-		else
-			nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+		zio__closer_pause(i);
 	}
 }
 

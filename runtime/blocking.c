@@ -22,6 +22,13 @@
  * The completion is published under the pool lock, and the waiter checks
  * the job's state under the same lock after a timeout, so a worker never
  * touches a job whose waiter has gone.
+ *
+ * An op job's syscall names its fd by number, later and on another thread,
+ * so a zio_close() in between must not let the number's next file be
+ * used. The job works on a descriptor of its own (a dup), except for a
+ * regular file, whose record locks closing any descriptor would drop:
+ * there a job not yet started is refused (the fd's incarnation changed)
+ * and zio_close() waits for one that runs (running_named).
  */
 #include "backend.h"
 
@@ -43,6 +50,11 @@ static unsigned n_threads, n_idle, max_threads;
  * threads to take them. */
 static unsigned n_queued;
 static int64_t idle_ns;
+/* Running jobs that name their fd by number (names_fd), linked through
+ * their `next`, and how many: zio_close() of such an fd waits for them
+ * (zio__blocking_fd_quiesce). The count is read without the lock. */
+static struct zio__job *running_named;
+static atomic_uint n_running_named;
 
 static void pool_init(void)
 {
@@ -90,11 +102,25 @@ static void *worker(void *arg)
 			q_tail = NULL;
 		n_queued--;
 		j->state = JOB_RUNNING;
+		if (j->names_fd) {
+			/* Before run() checks the fd's incarnation: see
+			 * zio__blocking_fd_quiesce. */
+			j->next = running_named;
+			running_named = j;
+			atomic_fetch_add(&n_running_named, 1);
+		}
 		pthread_mutex_unlock(&pool_lock);
 
 		j->run(j);
 
 		pthread_mutex_lock(&pool_lock);
+		if (j->names_fd) {
+			struct zio__job **pp = &running_named;
+			while (*pp != j)
+				pp = &(*pp)->next;
+			*pp = j->next;
+			atomic_fetch_sub(&n_running_named, 1);
+		}
 		j->state = JOB_DONE;
 		bool detached = j->detached;
 		if (j->parker)
@@ -172,10 +198,12 @@ struct op_job {
 static void run_op(struct zio__job *j)
 {
 	struct op_job *oj = (struct op_job *)j;
-	/* The caller's zio_close() came first: not done at all. (One that
-	 * comes after this look leaves the job on the closed file through
-	 * its own descriptor, except for a regular file: see
-	 * zio__blocking_op.) */
+	/* The caller's zio_close() came first: not done at all. One that
+	 * comes after this look leaves the job on the closed file: through
+	 * its own descriptor, or, for a regular file, by waiting until the
+	 * syscall is over (zio__blocking_fd_quiesce, which the fence pairs
+	 * with). */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (oj->ent && __atomic_load_n(&oj->ent->incarnation, __ATOMIC_ACQUIRE) != oj->incarnation) {
 		j->result = -EBADF;
 		return;
@@ -284,7 +312,7 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 	struct op_job oj = { .op = op };
 	int fd = op->fd, own = -1;
 	if (fd >= 0) {
-		if ((oj.ent = zio__fd_peek(fd)))
+		if ((oj.ent = zio__fd_get(fd)))
 			oj.incarnation = __atomic_load_n(&oj.ent->incarnation, __ATOMIC_ACQUIRE);
 		/* The job runs later, on another thread, and a syscall names
 		 * its fd by number: after a zio_close() here meanwhile the
@@ -292,9 +320,8 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		 * own for the same file (at or above fd: the numbers below
 		 * stay as they were); out of descriptors, the number. Not for
 		 * a regular file: closing any descriptor of one drops the
-		 * process's POSIX record locks on it. There the incarnation
-		 * check in run_op narrows the gap to the instant between it
-		 * and the syscall. */
+		 * process's POSIX record locks on it. There the job names the
+		 * number, and a zio_close() waits until it is done (run_op). */
 		bool regular = zio__op_is_file(op->opcode) ||
 			       (oj.ent && __atomic_load_n(&oj.ent->kind, __ATOMIC_RELAXED) ==
 						  ZIO__FD_REGULAR);
@@ -302,6 +329,8 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 			op->fd = own;
 		else if (!regular && errno == EBADF)
 			return -EBADF;
+		oj.job.names_fd = own < 0 && oj.ent;
+		oj.job.fd = fd;
 	}
 	oj.job.run = run_op;
 	if (op->opcode == ZIO__OP_CONNECT && op->u.sa.addr->sa_family != AF_UNIX)
@@ -313,6 +342,30 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		close(own);
 	}
 	return r;
+}
+
+void zio__blocking_fd_quiesce(int fd)
+{
+	/* Dekker with run_op: either its look sees forget_fd()'s incarnation
+	 * bump, or this sees the job counted (its fence comes after). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&n_running_named, memory_order_relaxed) == 0)
+		return;
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		f->shield++; /* a close finishes, also in a cancelled task */
+	for (unsigned n = 0;; n++) {
+		bool running = false;
+		pthread_mutex_lock(&pool_lock);
+		for (struct zio__job *j = running_named; j && !running; j = j->next)
+			running = j->fd == fd;
+		pthread_mutex_unlock(&pool_lock);
+		if (!running)
+			break;
+		zio__closer_pause(n);
+	}
+	if (f)
+		f->shield--;
 }
 
 struct call_job {

@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -861,11 +862,23 @@ rings:;
 		f->shield--;
 }
 
+void zio__closer_pause(unsigned n)
+{
+	bool task = zio__fiber_current() != NULL;
+	if (n < ZIO__CLOSER_YIELDS)
+		task ? (void)zio_yield() : (void)sched_yield();
+	else if (task)
+		zio_sleep(ZIO_USEC(50));
+	else
+		nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
+}
+
 ZIO_API int zio_close(int fd)
 {
 	if (fd < 0)
 		return -EBADF;
 	forget_fd(fd);
+	zio__blocking_fd_quiesce(fd);
 	/* close() is never retried: on Linux the fd is gone even on EINTR. */
 #ifdef ZIO_TSAN
 	/* A zio op on fd in another thread may be inside its syscall now:

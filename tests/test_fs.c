@@ -223,3 +223,70 @@ Test(fs, executor_stays_responsive, .timeout = 30)
 {
 	run_in_runtime(1, responsive, NULL);
 }
+
+/* zio_close() while another task's write is in its syscall. On epoll and
+ * poll the write runs on the blocking pool and names the fd by number (a
+ * regular file gets no descriptor of its own there: closing one would drop
+ * the process's record locks), so the close waits until it is over: the
+ * number's next file is never written. On io_uring the kernel resolved the
+ * number when it took the request, and the write goes on in the closed
+ * file. */
+#define BIG_WRITE (64u << 20)
+
+struct big_write {
+	int fd;
+	const char *buf;
+	ssize_t r;
+};
+
+static void *write_big(void *arg)
+{
+	struct big_write *bw = arg;
+	bw->r = zio_file_pwrite(bw->fd, bw->buf, BIG_WRITE, 0, ZIO_FOREVER);
+	return NULL;
+}
+
+static void *close_during_a_write(void *arg)
+{
+	(void)arg;
+	bool pool = strcmp(zio_runtime_backend(zio_runtime_current()), "uring") != 0;
+	char path[] = "/tmp/zio-fs-closing-XXXXXX", next_path[] = "/tmp/zio-fs-next-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	int watch = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(watch, 0);
+	unlink(path);
+	char *buf = malloc(BIG_WRITE);
+	cr_assert_not_null(buf);
+	memset(buf, 'x', BIG_WRITE);
+	struct big_write bw = { .fd = fd, .buf = buf };
+	zio_task *writer;
+	cr_assert_eq(zio_spawn(NULL, &writer, write_big, &bw, NULL), 0);
+	struct stat st = { 0 };
+	for (int i = 0; i < 50000 && st.st_size == 0; i++) {
+		zio_sleep(ZIO_USEC(100));
+		cr_assert_eq(fstat(watch, &st), 0);
+	}
+	cr_assert_gt(st.st_size, 0, "the write never started");
+	cr_assert_eq(zio_close(fd), 0);
+	if (pool) {
+		cr_assert_eq(fstat(watch, &st), 0);
+		cr_assert_eq(st.st_size, BIG_WRITE, "zio_close() returned while the pool wrote by its number");
+	}
+	int next = mkstemp(next_path); /* most likely under fd's number */
+	cr_assert_geq(next, 0);
+	unlink(next_path);
+	zio_task_join(writer, NULL);
+	cr_assert(bw.r == BIG_WRITE || (!pool && (bw.r > 0 || bw.r == -ECANCELED)), "write: %zd", bw.r);
+	cr_assert_eq(fstat(next, &st), 0);
+	cr_assert_eq(st.st_size, 0, "the write went to the number's next file");
+	close(next);
+	close(watch);
+	free(buf);
+	return NULL;
+}
+
+Test(fs, close_waits_for_a_write_by_number, .timeout = 30)
+{
+	run_in_runtime(1, close_during_a_write, NULL);
+}
