@@ -320,12 +320,25 @@ struct zio__job {
 	struct zio__parker *parker;
 	uint32_t gen;
 	bool detached;         /* heap job: the pool drops a reference when done */
-	/* run() names `fd` by number and has no descriptor of its own for it
-	 * (a regular file's op): zio_close(fd) waits while it runs. */
-	bool names_fd;
-	int fd;
+	/* The fds run() works on (zio__job_watch_fd): a zio_close() of one
+	 * after it was queued means it is not done at all (-EBADF). With
+	 * by_number, run() names them by number with no descriptor of its own
+	 * (regular files), so a zio_close() of one also waits while it runs. */
+	struct zio__job_fd {
+		int fd;
+		uint32_t incarnation;
+		struct zio__fd *ent;
+	} fds[2];
+	uint8_t n_fds;
+	bool by_number;
 	long result;
 };
+/* Adds fd to j->fds (at most two). */
+void zio__job_watch_fd(struct zio__job *j, int fd);
+/* zio_blocking_call() for a job whose fn names in_fd and out_fd (regular
+ * files) by number. */
+long zio__blocking_call_on_files(long (*fn)(void *), void *arg, int64_t deadline, int in_fd,
+				 int out_fd);
 /* Queues j and waits for it until deadline; returns 0 if it ran, else the
  * wait's error (the job then finishes on its own). Either way the caller
  * drops its reference with zio__job_unref() when done with the result. */

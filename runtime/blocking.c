@@ -23,12 +23,13 @@
  * the job's state under the same lock after a timeout, so a worker never
  * touches a job whose waiter has gone.
  *
- * An op job's syscall names its fd by number, later and on another thread,
+ * A job's syscall names its fds by number, later and on another thread,
  * so a zio_close() in between must not let the number's next file be
- * used. The job works on a descriptor of its own (a dup), except for a
- * regular file, whose record locks closing any descriptor would drop:
- * there a job not yet started is refused (the fd's incarnation changed)
- * and zio_close() waits for one that runs (running_named).
+ * used. A job not yet started when one of its fds is zio_close()d is not
+ * done (-EBADF: the fd's incarnation changed). One that runs works on a
+ * descriptor of its own (a dup), except on a regular file, whose record
+ * locks closing any descriptor would drop: there zio_close() waits until
+ * the job is over (running_by_number).
  */
 #include "backend.h"
 
@@ -50,11 +51,11 @@ static unsigned n_threads, n_idle, max_threads;
  * threads to take them. */
 static unsigned n_queued;
 static int64_t idle_ns;
-/* Running jobs that name their fd by number (names_fd), linked through
+/* Running jobs that name their fds by number (by_number), linked through
  * their `next`, and how many: zio_close() of such an fd waits for them
  * (zio__blocking_fd_quiesce). The count is read without the lock. */
-static struct zio__job *running_named;
-static atomic_uint n_running_named;
+static struct zio__job *running_by_number;
+static atomic_uint n_running_by_number;
 
 static void pool_init(void)
 {
@@ -75,6 +76,27 @@ void zio__job_unref(struct zio__job *j)
 {
 	if (atomic_fetch_sub(&j->refs, 1) == 1)
 		j->release(j);
+}
+
+void zio__job_watch_fd(struct zio__job *j, int fd)
+{
+	struct zio__job_fd *w = &j->fds[j->n_fds++];
+	w->fd = fd;
+	if ((w->ent = zio__fd_get(fd)))
+		w->incarnation = __atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE);
+}
+
+/* One of j's fds was zio_close()d since j was queued. The fence pairs with
+ * zio__blocking_fd_quiesce's. */
+static bool fds_closed(const struct zio__job *j)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	for (unsigned i = 0; i < j->n_fds; i++) {
+		const struct zio__job_fd *w = &j->fds[i];
+		if (w->ent && __atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE) != w->incarnation)
+			return true;
+	}
+	return false;
 }
 
 static void *worker(void *arg)
@@ -102,24 +124,27 @@ static void *worker(void *arg)
 			q_tail = NULL;
 		n_queued--;
 		j->state = JOB_RUNNING;
-		if (j->names_fd) {
-			/* Before run() checks the fd's incarnation: see
+		if (j->by_number) {
+			/* Before the look at the fds' incarnations: see
 			 * zio__blocking_fd_quiesce. */
-			j->next = running_named;
-			running_named = j;
-			atomic_fetch_add(&n_running_named, 1);
+			j->next = running_by_number;
+			running_by_number = j;
+			atomic_fetch_add(&n_running_by_number, 1);
 		}
 		pthread_mutex_unlock(&pool_lock);
 
-		j->run(j);
+		if (fds_closed(j))
+			j->result = -EBADF;
+		else
+			j->run(j);
 
 		pthread_mutex_lock(&pool_lock);
-		if (j->names_fd) {
-			struct zio__job **pp = &running_named;
+		if (j->by_number) {
+			struct zio__job **pp = &running_by_number;
 			while (*pp != j)
 				pp = &(*pp)->next;
 			*pp = j->next;
-			atomic_fetch_sub(&n_running_named, 1);
+			atomic_fetch_sub(&n_running_by_number, 1);
 		}
 		j->state = JOB_DONE;
 		bool detached = j->detached;
@@ -191,24 +216,11 @@ static void unqueue(struct zio__job *j)
 struct op_job {
 	struct zio__job job;
 	struct zio__op *op;
-	struct zio__fd *ent;  /* op->fd's entry, or NULL */
-	uint32_t incarnation; /* ent's when the job was queued */
 };
 
 static void run_op(struct zio__job *j)
 {
-	struct op_job *oj = (struct op_job *)j;
-	/* The caller's zio_close() came first: not done at all. One that
-	 * comes after this look leaves the job on the closed file: through
-	 * its own descriptor, or, for a regular file, by waiting until the
-	 * syscall is over (zio__blocking_fd_quiesce, which the fence pairs
-	 * with). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (oj->ent && __atomic_load_n(&oj->ent->incarnation, __ATOMIC_ACQUIRE) != oj->incarnation) {
-		j->result = -EBADF;
-		return;
-	}
-	j->result = zio__op_syscall(oj->op);
+	j->result = zio__op_syscall(((struct op_job *)j)->op);
 }
 
 /* A connect on a blocking TCP socket may wait minutes for SYN retries:
@@ -312,25 +324,19 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 	struct op_job oj = { .op = op };
 	int fd = op->fd, own = -1;
 	if (fd >= 0) {
-		if ((oj.ent = zio__fd_get(fd)))
-			oj.incarnation = __atomic_load_n(&oj.ent->incarnation, __ATOMIC_ACQUIRE);
-		/* The job runs later, on another thread, and a syscall names
-		 * its fd by number: after a zio_close() here meanwhile the
-		 * number may be another file's. It uses a descriptor of its
-		 * own for the same file (at or above fd: the numbers below
-		 * stay as they were); out of descriptors, the number. Not for
-		 * a regular file: closing any descriptor of one drops the
-		 * process's POSIX record locks on it. There the job names the
-		 * number, and a zio_close() waits until it is done (run_op). */
+		zio__job_watch_fd(&oj.job, fd);
+		/* The job runs on another thread, naming the file (see the
+		 * top): by a descriptor of its own (at or above fd: the numbers
+		 * below stay as they were), or, on a regular file or out of
+		 * descriptors, by the number. */
+		struct zio__fd *ent = oj.job.fds[0].ent;
 		bool regular = zio__op_is_file(op->opcode) ||
-			       (oj.ent && __atomic_load_n(&oj.ent->kind, __ATOMIC_RELAXED) ==
-						  ZIO__FD_REGULAR);
+			       (ent && __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) == ZIO__FD_REGULAR);
 		if (!regular && (own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
 			op->fd = own;
 		else if (!regular && errno == EBADF)
 			return -EBADF;
-		oj.job.names_fd = own < 0 && oj.ent;
-		oj.job.fd = fd;
+		oj.job.by_number = own < 0;
 	}
 	oj.job.run = run_op;
 	if (op->opcode == ZIO__OP_CONNECT && op->u.sa.addr->sa_family != AF_UNIX)
@@ -346,10 +352,11 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 
 void zio__blocking_fd_quiesce(int fd)
 {
-	/* Dekker with run_op: either its look sees forget_fd()'s incarnation
-	 * bump, or this sees the job counted (its fence comes after). */
+	/* Dekker with fds_closed(): either the worker's look sees forget_fd()'s
+	 * incarnation bump, or this sees the job counted (its fence comes
+	 * after). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&n_running_named, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&n_running_by_number, memory_order_relaxed) == 0)
 		return;
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)
@@ -357,8 +364,9 @@ void zio__blocking_fd_quiesce(int fd)
 	for (unsigned n = 0;; n++) {
 		bool running = false;
 		pthread_mutex_lock(&pool_lock);
-		for (struct zio__job *j = running_named; j && !running; j = j->next)
-			running = j->fd == fd;
+		for (struct zio__job *j = running_by_number; j && !running; j = j->next)
+			for (unsigned i = 0; i < j->n_fds; i++)
+				running |= j->fds[i].fd == fd;
 		pthread_mutex_unlock(&pool_lock);
 		if (!running)
 			break;
@@ -380,17 +388,31 @@ static void run_call(struct zio__job *j)
 	j->result = c->fn(c->arg);
 }
 
+static long blocking_call(struct call_job *c, int64_t deadline)
+{
+	c->job.run = run_call;
+	bool ran;
+	long r = run_stack_job(&c->job, deadline, &ran);
+	if (ran)
+		return c->job.result; /* fn's own value, even if the wait ended */
+	return r;
+}
+
 ZIO_API long zio_blocking_call(long (*fn)(void *), void *arg, int64_t deadline)
 {
 	if (!fn)
 		return -EINVAL;
+	return blocking_call(&(struct call_job){ .fn = fn, .arg = arg }, deadline);
+}
+
+long zio__blocking_call_on_files(long (*fn)(void *), void *arg, int64_t deadline, int in_fd,
+				 int out_fd)
+{
 	struct call_job c = { .fn = fn, .arg = arg };
-	c.job.run = run_call;
-	bool ran;
-	long r = run_stack_job(&c.job, deadline, &ran);
-	if (ran)
-		return c.job.result; /* fn's own value, even if the wait ended */
-	return r;
+	zio__job_watch_fd(&c.job, in_fd);
+	zio__job_watch_fd(&c.job, out_fd);
+	c.job.by_number = true;
+	return blocking_call(&c, deadline);
 }
 
 int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)

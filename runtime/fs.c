@@ -274,7 +274,7 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		/* File to file: disk work, on the pool (or here, off-runtime). */
 		while (done < count) {
 			struct copy_args c = { out_fd, in_fd, offset, count - done };
-			long r = zio_blocking_call(copy_range, &c, deadline);
+			long r = zio__blocking_call_on_files(copy_range, &c, deadline, in_fd, out_fd);
 			if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -EXDEV) {
 				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
 				return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);

@@ -224,17 +224,18 @@ Test(fs, executor_stays_responsive, .timeout = 30)
 	run_in_runtime(1, responsive, NULL);
 }
 
-/* zio_close() while another task's write is in its syscall. On epoll and
- * poll the write runs on the blocking pool and names the fd by number (a
- * regular file gets no descriptor of its own there: closing one would drop
- * the process's record locks), so the close waits until it is over: the
- * number's next file is never written. On io_uring the kernel resolved the
- * number when it took the request, and the write goes on in the closed
- * file. */
+/* zio_close() while another task's write is in its syscall. Where the
+ * write runs on the blocking pool it names the fd by number (a regular
+ * file gets no descriptor of its own there: closing one would drop the
+ * process's record locks), so the close waits until it is over and the
+ * number's next file is never written. That is a file write on epoll and
+ * poll, and a copy between files (zio_sendfile) on every backend. On
+ * io_uring a file write is the kernel's, which resolved the number when it
+ * took the request, and it goes on in the closed file. */
 #define BIG_WRITE (64u << 20)
 
 struct big_write {
-	int fd;
+	int fd, src; /* src >= 0: copy from it (zio_sendfile) */
 	const char *buf;
 	ssize_t r;
 };
@@ -242,15 +243,28 @@ struct big_write {
 static void *write_big(void *arg)
 {
 	struct big_write *bw = arg;
-	bw->r = zio_file_pwrite(bw->fd, bw->buf, BIG_WRITE, 0, ZIO_FOREVER);
+	if (bw->src >= 0)
+		bw->r = zio_sendfile(bw->fd, bw->src, &(off_t){ 0 }, BIG_WRITE, ZIO_FOREVER);
+	else
+		bw->r = zio_file_pwrite(bw->fd, bw->buf, BIG_WRITE, 0, ZIO_FOREVER);
 	return NULL;
+}
+
+static int unlinked_temp(const char *what)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/zio-fs-%s-XXXXXX", what);
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	return fd;
 }
 
 static void *close_during_a_write(void *arg)
 {
-	(void)arg;
-	bool pool = strcmp(zio_runtime_backend(zio_runtime_current()), "uring") != 0;
-	char path[] = "/tmp/zio-fs-closing-XXXXXX", next_path[] = "/tmp/zio-fs-next-XXXXXX";
+	bool copy = arg != NULL;
+	bool pool = copy || strcmp(zio_runtime_backend(zio_runtime_current()), "uring") != 0;
+	char path[] = "/tmp/zio-fs-closing-XXXXXX";
 	int fd = mkstemp(path);
 	cr_assert_geq(fd, 0);
 	int watch = open(path, O_RDONLY | O_CLOEXEC);
@@ -259,7 +273,11 @@ static void *close_during_a_write(void *arg)
 	char *buf = malloc(BIG_WRITE);
 	cr_assert_not_null(buf);
 	memset(buf, 'x', BIG_WRITE);
-	struct big_write bw = { .fd = fd, .buf = buf };
+	struct big_write bw = { .fd = fd, .src = -1, .buf = buf };
+	if (copy) {
+		bw.src = unlinked_temp("source");
+		cr_assert_eq(pwrite(bw.src, buf, BIG_WRITE, 0), (ssize_t)BIG_WRITE);
+	}
 	zio_task *writer;
 	cr_assert_eq(zio_spawn(NULL, &writer, write_big, &bw, NULL), 0);
 	struct stat st = { 0 };
@@ -273,15 +291,15 @@ static void *close_during_a_write(void *arg)
 		cr_assert_eq(fstat(watch, &st), 0);
 		cr_assert_eq(st.st_size, BIG_WRITE, "zio_close() returned while the pool wrote by its number");
 	}
-	int next = mkstemp(next_path); /* most likely under fd's number */
-	cr_assert_geq(next, 0);
-	unlink(next_path);
+	int next = unlinked_temp("next"); /* most likely under fd's number */
 	zio_task_join(writer, NULL);
 	cr_assert(bw.r == BIG_WRITE || (!pool && (bw.r > 0 || bw.r == -ECANCELED)), "write: %zd", bw.r);
 	cr_assert_eq(fstat(next, &st), 0);
 	cr_assert_eq(st.st_size, 0, "the write went to the number's next file");
 	close(next);
 	close(watch);
+	if (copy)
+		close(bw.src);
 	free(buf);
 	return NULL;
 }
@@ -289,4 +307,9 @@ static void *close_during_a_write(void *arg)
 Test(fs, close_waits_for_a_write_by_number, .timeout = 30)
 {
 	run_in_runtime(1, close_during_a_write, NULL);
+}
+
+Test(fs, close_waits_for_a_copy_by_number, .timeout = 30)
+{
+	run_in_runtime(1, close_during_a_write, "copy");
 }

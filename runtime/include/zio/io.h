@@ -167,9 +167,10 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * task, or from the thread that runs the runtime: another plain thread
  * cannot reach the single io_uring requests tasks have in flight on fd
  * (multishot requests excepted), which then end only with their tasks.
- * On epoll and poll, a regular file's read or write that the blocking pool
- * is doing is waited for (it names fd by number); one not yet started is
- * not done (-EBADF). */
+ * Work the blocking pool does on a regular file names fd by number, so a
+ * running one is waited for (a read or write on epoll and poll, a
+ * zio_sendfile between files everywhere); one not yet started is not done
+ * (-EBADF). */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
