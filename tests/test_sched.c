@@ -40,15 +40,19 @@ Test(sched, yield_is_fair_round_robin, .timeout = 10)
 		cr_assert_eq(order[i], i % 3, "position %d ran task %d", i, order[i]);
 }
 
-/* CPU-bound tasks spread over both executors (someone must steal them). */
+/* CPU-bound tasks spread over both executors (someone must steal them).
+ * Each spins for 2 ms, and on until executor 1 has run one of them (at
+ * most 5 s): the executor that ends up running the main task may spawn so
+ * slowly (TSan) that the other one, stealing as they come, runs them all. */
 static atomic_int where[2];
 
 static void *spin_a_while(void *arg)
 {
 	struct zio__exec *e = zio__exec_current();
 	atomic_fetch_add(&where[e->id], 1);
-	int64_t end = zio_now() + ZIO_MSEC(2);
-	while (zio_now() < end)
+	int64_t start = zio_now();
+	while (zio_now() < start + ZIO_MSEC(2) ||
+	       (atomic_load(&where[1]) == 0 && zio_now() < start + ZIO_SEC(5)))
 		;
 	return NULL;
 }
