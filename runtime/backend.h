@@ -270,6 +270,9 @@ struct zio__fd *zio__fd_get(int fd);
 int zio__fd_get_error(int fd);
 /* Existing entry or NULL: never allocates. */
 struct zio__fd *zio__fd_peek(int fd);
+/* fd's ZIO__FD_* kind, from ent (may be NULL) or learnt with fcntl and
+ * fstat and remembered there; -errno if fd is not open. */
+int zio__fd_kind(int fd, struct zio__fd *ent);
 /* Calls fn on every allocated entry (loop destruction). */
 void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg);
 /* Readiness wait lists: under ent->lock. */
@@ -320,10 +323,11 @@ struct zio__job {
 	struct zio__parker *parker;
 	uint32_t gen;
 	bool detached;         /* heap job: the pool drops a reference when done */
-	/* The fds run() works on (zio__job_watch_fd): a zio_close() of one
-	 * after it was queued means it is not done at all (-EBADF). With
+	/* The fds run() works on: a zio_close() of one after
+	 * zio__job_watch_fd() means it is not done at all (-EBADF). With
 	 * by_number, run() names them by number with no descriptor of its own
-	 * (regular files), so a zio_close() of one also waits while it runs. */
+	 * (regular files, directories), so a zio_close() of one also waits
+	 * while it runs. */
 	struct zio__job_fd {
 		int fd;
 		uint32_t incarnation;
@@ -333,8 +337,8 @@ struct zio__job {
 	bool by_number;
 	long result;
 };
-/* Adds fd to j->fds (at most two). */
-void zio__job_watch_fd(struct zio__job *j, int fd);
+/* Adds fd to j->fds (at most two); -errno if fd can have no entry. */
+int zio__job_watch_fd(struct zio__job *j, int fd);
 /* zio_blocking_call() for a job whose fn names in_fd and out_fd (regular
  * files) by number. */
 long zio__blocking_call_on_files(long (*fn)(void *), void *arg, int64_t deadline, int in_fd,

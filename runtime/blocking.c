@@ -26,10 +26,13 @@
  * A job's syscall names its fds by number, later and on another thread,
  * so a zio_close() in between must not let the number's next file be
  * used. A job not yet started when one of its fds is zio_close()d is not
- * done (-EBADF: the fd's incarnation changed). One that runs works on a
- * descriptor of its own (a dup), except on a regular file, whose record
- * locks closing any descriptor would drop: there zio_close() waits until
- * the job is over (running_by_number).
+ * done (-EBADF: the fd's incarnation changed). One that runs on a pipe,
+ * socket or device works on a descriptor of its own (a dup). One on a
+ * regular file (whose record locks closing any descriptor would drop), a
+ * copy between files, or a path op relative to a directory fd names them
+ * by number, and zio_close() of one waits until the job is over
+ * (running_by_number). What user code does in zio_blocking_call() is its
+ * own business.
  */
 #include "backend.h"
 
@@ -78,12 +81,17 @@ void zio__job_unref(struct zio__job *j)
 		j->release(j);
 }
 
-void zio__job_watch_fd(struct zio__job *j, int fd)
+int zio__job_watch_fd(struct zio__job *j, int fd)
 {
+	zio__check(j->n_fds < sizeof(j->fds) / sizeof(j->fds[0]));
+	struct zio__fd *ent = zio__fd_get(fd);
+	if (!ent)
+		return zio__fd_get_error(fd);
 	struct zio__job_fd *w = &j->fds[j->n_fds++];
 	w->fd = fd;
-	if ((w->ent = zio__fd_get(fd)))
-		w->incarnation = __atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE);
+	w->ent = ent;
+	w->incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+	return 0;
 }
 
 /* One of j's fds was zio_close()d since j was queued. The fence pairs with
@@ -93,7 +101,7 @@ static bool fds_closed(const struct zio__job *j)
 	atomic_thread_fence(memory_order_seq_cst);
 	for (unsigned i = 0; i < j->n_fds; i++) {
 		const struct zio__job_fd *w = &j->fds[i];
-		if (w->ent && __atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE) != w->incarnation)
+		if (__atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE) != w->incarnation)
 			return true;
 	}
 	return false;
@@ -324,19 +332,31 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 	struct op_job oj = { .op = op };
 	int fd = op->fd, own = -1;
 	if (fd >= 0) {
-		zio__job_watch_fd(&oj.job, fd);
-		/* The job runs on another thread, naming the file (see the
-		 * top): by a descriptor of its own (at or above fd: the numbers
-		 * below stay as they were), or, on a regular file or out of
-		 * descriptors, by the number. */
-		struct zio__fd *ent = oj.job.fds[0].ent;
-		bool regular = zio__op_is_file(op->opcode) ||
-			       (ent && __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) == ZIO__FD_REGULAR);
-		if (!regular && (own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
+		/* The job names the file on another thread (see the top): a
+		 * regular file by its number; anything else by a descriptor of
+		 * its own (at or above fd: the numbers below stay as they
+		 * were). Out of descriptors, that is the number too, but not
+		 * waited for: a read of a pipe or socket may never end, and
+		 * zio_close() must. */
+		int err = zio__job_watch_fd(&oj.job, fd);
+		int kind = err ? err : zio__fd_kind(fd, oj.job.fds[0].ent);
+		if (kind < 0)
+			return kind;
+		if (kind == ZIO__FD_REGULAR)
+			oj.job.by_number = true;
+		else if ((own = fcntl(fd, F_DUPFD_CLOEXEC, fd)) >= 0)
 			op->fd = own;
-		else if (!regular && errno == EBADF)
-			return -EBADF;
-		oj.job.by_number = own < 0;
+	} else if (op->opcode >= ZIO__OP_OPENAT && op->opcode <= ZIO__OP_MKDIRAT) {
+		/* Relative to directories (or, for fstat, any file), named
+		 * by number; not AT_FDCWD. */
+		int dirs[2] = { op->u.path.dirfd,
+				op->opcode == ZIO__OP_RENAMEAT ? op->u.path.dirfd2 : -1 };
+		for (int i = 0; i < 2; i++) {
+			int err = dirs[i] >= 0 ? zio__job_watch_fd(&oj.job, dirs[i]) : 0;
+			if (err)
+				return err;
+		}
+		oj.job.by_number = oj.job.n_fds > 0;
 	}
 	oj.job.run = run_op;
 	if (op->opcode == ZIO__OP_CONNECT && op->u.sa.addr->sa_family != AF_UNIX)
@@ -356,7 +376,7 @@ void zio__blocking_fd_quiesce(int fd)
 	 * incarnation bump, or this sees the job counted (its fence comes
 	 * after). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&n_running_by_number, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&n_running_by_number, memory_order_acquire) == 0)
 		return;
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)

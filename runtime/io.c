@@ -138,7 +138,7 @@ ssize_t zio__op_syscall(struct zio__op *op)
 
 /* ------------------------------------------------------------- fd kinds */
 
-static int fd_kind(int fd, struct zio__fd *ent)
+int zio__fd_kind(int fd, struct zio__fd *ent)
 {
 	int k = ent ? __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) : ZIO__FD_UNKNOWN;
 	if (k != ZIO__FD_UNKNOWN)
@@ -301,7 +301,7 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 {
 	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
 		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
-	int kind = fd_kind(op->fd, zio__fd_get(op->fd));
+	int kind = zio__fd_kind(op->fd, zio__fd_get(op->fd));
 	if (kind < 0)
 		return kind;
 	if ((kind == ZIO__FD_REGULAR && op->opcode != ZIO__OP_POLL) ||
@@ -477,7 +477,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
 		return zio__fd_get_error(op->fd);
-	int kind = fd_kind(op->fd, ent);
+	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
 	if (kind == ZIO__FD_REGULAR && op->opcode == ZIO__OP_POLL) {
@@ -558,7 +558,7 @@ static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
 			return -EAGAIN;
 		/* First op on an fd zio did not create: learn its kind once
 		 * (this also finds an fd that is not open at all). */
-		int k = fd_kind(op->fd, ent);
+		int k = zio__fd_kind(op->fd, ent);
 		if (k < 0)
 			return k;
 		if (!(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK))
@@ -742,7 +742,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 			struct zio__fd *ent = zio__fd_get(fd);
 			if (!ent)
 				return zio__fd_get_error(fd);
-			int kind = fd_kind(fd, ent);
+			int kind = zio__fd_kind(fd, ent);
 			if (kind < 0)
 				return kind;
 			uint32_t pin = f->flags & PIN;

@@ -167,10 +167,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * task, or from the thread that runs the runtime: another plain thread
  * cannot reach the single io_uring requests tasks have in flight on fd
  * (multishot requests excepted), which then end only with their tasks.
- * Work the blocking pool does on a regular file names fd by number, so a
- * running one is waited for (a read or write on epoll and poll, a
- * zio_sendfile between files everywhere); one not yet started is not done
- * (-EBADF). */
+ * File work zio does on the blocking pool (file and path ops on epoll and
+ * poll, zio_sendfile between files everywhere) that names fd by number is
+ * waited for while it runs: on a regular file or a directory (fd as a
+ * dirfd); one not yet started is not done (-EBADF). What user code does
+ * in zio_blocking_call() is not waited for. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
