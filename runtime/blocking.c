@@ -55,10 +55,24 @@ static unsigned n_threads, n_idle, max_threads;
 static unsigned n_queued;
 static int64_t idle_ns;
 /* Running jobs that name their fds by number (by_number), linked through
- * their `next`, and how many: zio_close() of such an fd waits for them
- * (zio__blocking_fd_quiesce). The count is read without the lock. */
+ * their `next`: zio_close() of such an fd waits for them
+ * (zio__blocking_fd_quiesce). How many of their fds fall in each bucket
+ * (fd % RUNNING_BUCKETS), read without the lock: a close of a socket
+ * does not take the lock because a file is being read somewhere. */
+#define RUNNING_BUCKETS 64u
 static struct zio__job *running_by_number;
-static atomic_uint n_running_by_number;
+static atomic_uint running_in_bucket[RUNNING_BUCKETS];
+
+static atomic_uint *bucket_of(int fd)
+{
+	return &running_in_bucket[(unsigned)fd % RUNNING_BUCKETS];
+}
+
+static void count_running(const struct zio__job *j, int delta)
+{
+	for (unsigned i = 0; i < j->n_fds; i++)
+		atomic_fetch_add(bucket_of(j->fds[i].fd), (unsigned)delta);
+}
 
 static void pool_init(void)
 {
@@ -137,7 +151,7 @@ static void *worker(void *arg)
 			 * zio__blocking_fd_quiesce. */
 			j->next = running_by_number;
 			running_by_number = j;
-			atomic_fetch_add(&n_running_by_number, 1);
+			count_running(j, 1);
 		}
 		pthread_mutex_unlock(&pool_lock);
 
@@ -152,7 +166,7 @@ static void *worker(void *arg)
 			while (*pp != j)
 				pp = &(*pp)->next;
 			*pp = j->next;
-			atomic_fetch_sub(&n_running_by_number, 1);
+			count_running(j, -1);
 		}
 		j->state = JOB_DONE;
 		bool detached = j->detached;
@@ -376,18 +390,21 @@ void zio__blocking_fd_quiesce(int fd)
 	 * incarnation bump, or this sees the job counted (its fence comes
 	 * after). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&n_running_by_number, memory_order_acquire) == 0)
+	atomic_uint *bucket = bucket_of(fd);
+	if (atomic_load_explicit(bucket, memory_order_acquire) == 0)
 		return;
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)
 		f->shield++; /* a close finishes, also in a cancelled task */
 	for (unsigned n = 0;; n++) {
 		bool running = false;
-		pthread_mutex_lock(&pool_lock);
-		for (struct zio__job *j = running_by_number; j && !running; j = j->next)
-			for (unsigned i = 0; i < j->n_fds; i++)
-				running |= j->fds[i].fd == fd;
-		pthread_mutex_unlock(&pool_lock);
+		if (atomic_load_explicit(bucket, memory_order_acquire)) {
+			pthread_mutex_lock(&pool_lock);
+			for (struct zio__job *j = running_by_number; j && !running; j = j->next)
+				for (unsigned i = 0; i < j->n_fds; i++)
+					running |= j->fds[i].fd == fd;
+			pthread_mutex_unlock(&pool_lock);
+		}
 		if (!running)
 			break;
 		zio__closer_pause(n);
