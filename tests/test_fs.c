@@ -361,3 +361,79 @@ Test(fs, close_does_not_wait_for_a_pipe_read, .timeout = 20)
 {
 	run_in_runtime(1, close_during_a_pipe_read, NULL);
 }
+
+/* Many rounds of: a task's pwrite starts, its fd is zio_close()d after a
+ * random delay, a new file takes the number. Whichever way each race goes
+ * (the write refused, cut short, done), the new file stays empty. Before
+ * the pool checked and waited for fds it names by number, 4% of rounds
+ * on epoll wrote into the new file. */
+#define RACE_LEN (64u << 10)
+
+struct race {
+	atomic_long rounds, dirty;
+	char buf[RACE_LEN];
+};
+
+struct race_write {
+	int fd;
+	bool started;
+	ssize_t r;
+	const char *buf;
+};
+
+static void *race_writer(void *arg)
+{
+	struct race_write *w = arg;
+	w->started = true; /* one executor: its job is queued before the closer runs */
+	w->r = zio_file_pwrite(w->fd, w->buf, RACE_LEN, 0, ZIO_FOREVER);
+	return NULL;
+}
+
+static void *race_rounds(void *arg)
+{
+	struct race *rc = arg;
+	unsigned seed = (unsigned)zio_task_id(zio_task_self());
+	for (int64_t end = zio_now() + ZIO_SEC(1); zio_now() < end;) {
+		struct race_write w = { .fd = unlinked_temp("race"), .buf = rc->buf };
+		zio_task *t;
+		cr_assert_eq(zio_spawn(NULL, &t, race_writer, &w, NULL), 0);
+		while (!w.started)
+			zio_yield();
+		int delay = rand_r(&seed) % 200;
+		if (delay)
+			zio_sleep(ZIO_USEC(delay));
+		cr_assert_eq(zio_close(w.fd), 0);
+		int next = unlinked_temp("race-next");
+		zio_task_join(t, NULL);
+		cr_assert(w.r >= 0 || w.r == -EBADF || w.r == -ECANCELED, "write: %zd", w.r);
+		struct stat st;
+		cr_assert_eq(fstat(next, &st), 0);
+		if (st.st_size)
+			atomic_fetch_add(&rc->dirty, 1);
+		close(next);
+		atomic_fetch_add(&rc->rounds, 1);
+	}
+	return NULL;
+}
+
+static void *close_races_writes(void *arg)
+{
+	(void)arg;
+	static struct race rc;
+	memset(&rc, 0, sizeof(rc));
+	memset(rc.buf, 'w', sizeof(rc.buf));
+	zio_task *t[8];
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], race_rounds, &rc, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		zio_task_join(t[i], NULL);
+	cr_assert_gt(atomic_load(&rc.rounds), 0);
+	cr_assert_eq(atomic_load(&rc.dirty), 0, "%ld of %ld rounds wrote into the number's next file",
+		     atomic_load(&rc.dirty), atomic_load(&rc.rounds));
+	return NULL;
+}
+
+Test(fs, close_racing_writes_never_writes_the_next_file, .timeout = 30)
+{
+	run_in_runtime(1, close_races_writes, NULL);
+}
