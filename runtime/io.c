@@ -504,7 +504,15 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll &&
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM) &&
 			  drains(op);
-	for (;;) {
+	/* A wait that ends "ready" may be followed, before this task runs,
+	 * by a zio_close() of fd and a new file under its number: the retry
+	 * must not go to that file. */
+	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+	for (bool retry = false;; retry = true) {
+		if (retry && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+			r = -EBADF;
+			break;
+		}
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
 					  (1ull << 32 | op->seq) &&

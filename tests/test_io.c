@@ -416,6 +416,84 @@ Test(io, close_while_waiting_cross_executor, .timeout = 20)
 	run_in_runtime(2, close_cross_executor, NULL);
 }
 
+/* Rounds of: a task waits to read a pipe; sometimes a byte arrives, which
+ * ends its wait "ready", and before it runs again (one executor) the pipe
+ * is zio_close()d and a new pipe with a byte of its own takes the number.
+ * The reader gets the old byte or -EBADF, never the new pipe's. Before
+ * the readiness loop checked the fd's incarnation after a wait, about 4%
+ * of rounds on epoll and poll read the new pipe. */
+struct ready_race {
+	atomic_long rounds, wrong;
+};
+
+struct race_reader {
+	int fd;
+	bool started;
+	char c;
+	ssize_t r;
+};
+
+static void *race_read(void *arg)
+{
+	struct race_reader *rr = arg;
+	rr->started = true;
+	rr->r = zio_read(rr->fd, &rr->c, 1, zio_now() + ZIO_SEC(5));
+	return NULL;
+}
+
+static void *ready_race_rounds(void *arg)
+{
+	struct ready_race *rc = arg;
+	unsigned seed = (unsigned)zio_task_id(zio_task_self());
+	for (int64_t end = zio_now() + ZIO_MSEC(700); zio_now() < end;) {
+		int p[2], q[2];
+		cr_assert_eq(zio_pipe(p), 0);
+		struct race_reader rr = { .fd = p[0] };
+		zio_task *t;
+		cr_assert_eq(zio_spawn(NULL, &t, race_read, &rr, NULL), 0);
+		while (!rr.started)
+			zio_yield();
+		int delay = rand_r(&seed) % 64;
+		if (delay & 1)
+			cr_assert_eq(write(p[1], "o", 1), 1);
+		if (delay)
+			zio_sleep(ZIO_USEC(delay));
+		cr_assert_eq(zio_close(p[0]), 0);
+		cr_assert_eq(zio_pipe(q), 0);
+		cr_assert_eq(write(q[1], "n", 1), 1);
+		zio_task_join(t, NULL);
+		cr_assert(rr.r == -EBADF || (rr.r == 1 && rr.c == 'o') || (rr.r == 1 && rr.c == 'n'),
+			  "read: %zd", rr.r);
+		if (rr.r == 1 && rr.c == 'n')
+			atomic_fetch_add(&rc->wrong, 1);
+		atomic_fetch_add(&rc->rounds, 1);
+		zio_close(p[1]);
+		zio_close(q[0]);
+		zio_close(q[1]);
+	}
+	return NULL;
+}
+
+static void *ready_then_closed(void *arg)
+{
+	(void)arg;
+	struct ready_race rc = { 0 };
+	zio_task *t[8];
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], ready_race_rounds, &rc, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		zio_task_join(t[i], NULL);
+	cr_assert_gt(atomic_load(&rc.rounds), 0);
+	cr_assert_eq(atomic_load(&rc.wrong), 0, "%ld of %ld readers read the number's next pipe",
+		     atomic_load(&rc.wrong), atomic_load(&rc.rounds));
+	return NULL;
+}
+
+Test(io, woken_ready_then_closed_reads_nothing_new, .timeout = 20)
+{
+	run_in_runtime(1, ready_then_closed, NULL);
+}
+
 /* ------------------------------------------------------------ wait_fd */
 
 static void *wait_fd_task(void *arg)
