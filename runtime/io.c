@@ -505,14 +505,10 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM) &&
 			  drains(op);
 	/* A wait that ends "ready" may be followed, before this task runs,
-	 * by a zio_close() of fd and a new file under its number: the retry
-	 * must not go to that file. */
+	 * by a zio_close() of fd and a new file under its number: neither a
+	 * retry nor a poll's answer may then be about that file. */
 	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
-	for (bool retry = false;; retry = true) {
-		if (retry && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
-			r = -EBADF;
-			break;
-		}
+	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
 					  (1ull << 32 | op->seq) &&
@@ -528,6 +524,10 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		if (deadline == 0)
 			break;
 		int w = wait_ready(l, f, op, deadline);
+		if (w >= 0 && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+			r = -EBADF; /* also a poll: the events were the old file's */
+			break;
+		}
 		if (w == -EPERM && !l->ops->native) {
 			f->flags = (f->flags & ~PIN) | pin;
 			/* A file epoll refuses has no poll method: what it
