@@ -371,6 +371,9 @@ again:
 			if (!closed)
 				goto again;
 			r = -EBADF;
+		} else if (op->opcode == ZIO__OP_POLL && ent &&
+			   __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+			r = -EBADF; /* events of a file the number no longer names */
 		}
 	} else {
 		l->ops->cancel(l, op);
