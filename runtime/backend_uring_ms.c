@@ -728,6 +728,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 	bool waitall = (flags & MSG_WAITALL) && !peek;
 	ssize_t r;
 	size_t got = 0; /* MSG_WAITALL: bytes already copied */
+	bool looked = false; /* a try-once call polled the ring */
 	for (;;) {
 		if (__atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
 			r = got ? (ssize_t)got : -EBADF;
@@ -823,8 +824,17 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			}
 		}
 		if (deadline == 0 || (flags & MSG_DONTWAIT)) {
-			/* Try once. With no request armed nothing can be on its
+			/* Try once. What the request has taken from the socket
+			 * but not posted yet (deferred task work runs when the
+			 * ring is entered), or posted and not reaped, is there
+			 * as much as bytes in a socket are: look at the ring
+			 * once. With no request armed nothing can be on its
 			 * way, so the plain syscall looks at the socket itself. */
+			if (!got && st->armed && !looked) {
+				looked = true;
+				zio__loop_poll(l->base.exec, 0);
+				continue; /* the state may have changed, or gone */
+			}
 			r = got ? (ssize_t)got : st->armed ? -EAGAIN : -EOPNOTSUPP;
 			break;
 		}

@@ -558,6 +558,43 @@ Test(multishot, try_once_sees_what_is_there, .timeout = 20)
 	run_in_runtime(1, try_once_only, NULL);
 }
 
+/* Bytes written on loopback are in the peer's socket when the write
+ * returns, so a try-once read sees them at once, as with epoll: also
+ * where a multishot request already took them and has yet to post them
+ * (the try looks at the ring). Likewise a connection a listener holds. */
+static void *try_once_right_after_the_write(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(&a);
+	struct pair p;
+	p.client = zio_tcp_connect(&a, SOON);
+	p.server = zio_tcp_accept(lfd, NULL, SOON); /* arms the accept request */
+	cr_assert_geq(p.server, 0);
+	char buf[8];
+	for (int round = 0; round < 100; round++) {
+		/* A blocking read first: it leaves the recv request armed. */
+		cr_assert_eq(zio_write_all(p.client, "x", 1, SOON), 1);
+		cr_assert_eq(zio_read(p.server, buf, 1, SOON), 1);
+		cr_assert_eq(zio_write_all(p.client, "now", 3, SOON), 3);
+		cr_assert_eq(zio_read(p.server, buf, sizeof(buf), 0), 3, "round %d", round);
+	}
+	int c2 = zio_tcp_connect(&a, SOON);
+	cr_assert_geq(c2, 0);
+	int s2 = zio_tcp_accept(lfd, NULL, 0);
+	cr_assert_geq(s2, 0, "try-once accept of a connected peer: %d", s2);
+	zio_close(s2);
+	zio_close(c2);
+	close_pair(&p);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, try_once_right_after_the_write, .timeout = 20)
+{
+	run_in_runtime(1, try_once_right_after_the_write, NULL);
+}
+
 /* ------------------------------------------------- closes and races */
 
 struct closer {
