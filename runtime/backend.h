@@ -231,7 +231,10 @@ struct zio__fd {
 	 * traits and ms, and an entry that straddled two lines cost a second
 	 * miss per op once there are thousands of connections. */
 	_Alignas(ZIO__CACHELINE) zio__spin lock;
-	uint32_t incarnation;      /* bumped by zio_close (epoll data check) */
+	uint32_t incarnation;      /* bumped when the number's file goes
+				    * (zio_close, or a new file after a plain
+				    * close): how an op or a wait that began
+				    * on the old file tells */
 	uint32_t seq[2];           /* readiness edges seen, per direction */
 	struct zio__op *waiters[2]; /* readiness waits, per direction */
 	int owner_epfd;            /* epoll: the instance it is registered with,

@@ -749,7 +749,10 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			break;
 		}
 		if (!st) {
-			if (call == CALL_POLL || got || (call == CALL_READ && !bufs_get(l)) ||
+			/* After a try-once look at the ring (looked), a state
+			 * that went meanwhile leaves the socket to the plain
+			 * syscall: nothing can be on its way. */
+			if (call == CALL_POLL || got || looked || (call == CALL_READ && !bufs_get(l)) ||
 			    !(st = ms_new(l, ent, op->fd, incarnation, call == CALL_ACCEPT))) {
 				r = got ? (ssize_t)got : -EOPNOTSUPP;
 				break;

@@ -391,7 +391,8 @@ again:
 }
 
 /* Waits until op's fd may be ready in op's direction, or the wait ends.
- * Returns 0 (retry), or the wait's error. */
+ * Returns 0 (retry), the events seen (a POLL op on epoll or poll), or the
+ * wait's error. */
 static int wait_ready(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
 		      int64_t deadline)
 {
@@ -759,6 +760,9 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 			uint32_t pin = f->flags & PIN;
 			f->flags |= PIN;
 			int r;
+			/* As in ready_run: nothing about a file the number
+			 * came to name while we waited. */
+			uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
 			for (;;) {
 				struct zio__op rd = { .opcode = ZIO__OP_POLL, .fd = fd, .dir = ZIO__DIR_READ };
 				struct zio__op wr = { .opcode = ZIO__OP_POLL, .fd = fd, .dir = ZIO__DIR_WRITE };
@@ -777,6 +781,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 				f->flags |= PIN;
 				l->ops->cancel(l, &rd);
 				l->ops->cancel(l, &wr);
+				if (w >= 0 &&
+				    __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+					r = -EBADF;
+					break;
+				}
 				if (w > 0) {
 					/* The events seen: they may not come twice. */
 					if ((r = zio__poll_result(&rd, (unsigned)w)))

@@ -416,8 +416,8 @@ Test(io, close_while_waiting_cross_executor, .timeout = 20)
 	run_in_runtime(2, close_cross_executor, NULL);
 }
 
-/* Rounds of: a task waits to read a pipe (zio_read, or zio_wait_fd and a
- * plain read); sometimes a byte arrives, which ends its wait "ready", and
+/* Rounds of: a task waits to read a pipe (zio_read, or zio_wait_fd for
+ * POLLIN or POLLIN|POLLOUT and a plain read); sometimes a byte arrives, which ends its wait "ready", and
  * before it runs again (one executor) the pipe is zio_close()d and a new
  * pipe with a byte of its own takes the number. The reader gets the old
  * byte or -EBADF, never the new pipe's. Before the readiness loop checked
@@ -429,7 +429,7 @@ struct ready_race {
 
 struct race_reader {
 	int fd;
-	bool started, poll_first;
+	bool started, poll_first, poll_both;
 	char c;
 	ssize_t r;
 };
@@ -444,7 +444,7 @@ static void *race_read(void *arg)
 		return NULL;
 	}
 	/* Code that owns its fd: a wait, then its own read. */
-	int w = zio_wait_fd(rr->fd, POLLIN, deadline);
+	int w = zio_wait_fd(rr->fd, rr->poll_both ? POLLIN | POLLOUT : POLLIN, deadline);
 	rr->r = w > 0 ? read(rr->fd, &rr->c, 1) : w;
 	return NULL;
 }
@@ -456,7 +456,8 @@ static void *ready_race_rounds(void *arg)
 	for (int64_t end = zio_now() + ZIO_MSEC(700); zio_now() < end;) {
 		int p[2], q[2];
 		cr_assert_eq(zio_pipe(p), 0);
-		struct race_reader rr = { .fd = p[0], .poll_first = rand_r(&seed) % 2 };
+		unsigned how = (unsigned)rand_r(&seed) % 3;
+		struct race_reader rr = { .fd = p[0], .poll_first = how > 0, .poll_both = how == 2 };
 		zio_task *t;
 		cr_assert_eq(zio_spawn(NULL, &t, race_read, &rr, NULL), 0);
 		while (!rr.started)
