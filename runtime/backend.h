@@ -273,6 +273,12 @@ struct zio__fd *zio__fd_get(int fd);
 int zio__fd_get_error(int fd);
 /* Existing entry or NULL: never allocates. */
 struct zio__fd *zio__fd_peek(int fd);
+/* The number's file went (zio_close, or a new file after a plain close)
+ * since incarnation was read from ent. */
+static inline bool zio__fd_replaced(const struct zio__fd *ent, uint32_t incarnation)
+{
+	return __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation;
+}
 /* fd's ZIO__FD_* kind, from ent (may be NULL) or learnt with fcntl and
  * fstat and remembered there; -errno if fd is not open. */
 int zio__fd_kind(int fd, struct zio__fd *ent);

@@ -113,11 +113,9 @@ int zio__job_watch_fd(struct zio__job *j, int fd)
 static bool fds_closed(const struct zio__job *j)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	for (unsigned i = 0; i < j->n_fds; i++) {
-		const struct zio__job_fd *w = &j->fds[i];
-		if (__atomic_load_n(&w->ent->incarnation, __ATOMIC_ACQUIRE) != w->incarnation)
+	for (unsigned i = 0; i < j->n_fds; i++)
+		if (zio__fd_replaced(j->fds[i].ent, j->fds[i].incarnation))
 			return true;
-	}
 	return false;
 }
 
@@ -446,8 +444,9 @@ long zio__blocking_call_on_files(long (*fn)(void *), void *arg, int64_t deadline
 				 int out_fd)
 {
 	struct call_job c = { .fn = fn, .arg = arg };
-	zio__job_watch_fd(&c.job, in_fd);
-	zio__job_watch_fd(&c.job, out_fd);
+	int err = zio__job_watch_fd(&c.job, in_fd);
+	if (err || (err = zio__job_watch_fd(&c.job, out_fd)))
+		return err;
 	c.job.by_number = true;
 	return blocking_call(&c, deadline);
 }

@@ -371,8 +371,7 @@ again:
 			if (!closed)
 				goto again;
 			r = -EBADF;
-		} else if (op->opcode == ZIO__OP_POLL && ent &&
-			   __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+		} else if (op->opcode == ZIO__OP_POLL && ent && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* events of a file the number no longer names */
 		}
 	} else {
@@ -528,7 +527,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		if (deadline == 0)
 			break;
 		int w = wait_ready(l, f, op, deadline);
-		if (w >= 0 && __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+		if (w >= 0 && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* also a poll: the events were the old file's */
 			break;
 		}
@@ -781,8 +780,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 				f->flags |= PIN;
 				l->ops->cancel(l, &rd);
 				l->ops->cancel(l, &wr);
-				if (w >= 0 &&
-				    __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
+				if (w >= 0 && zio__fd_replaced(ent, incarnation)) {
 					r = -EBADF;
 					break;
 				}

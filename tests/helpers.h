@@ -33,6 +33,17 @@ static inline void *run_in_runtime(unsigned n, zio_task_fn fn, void *arg)
 	return run_with(&(struct zio_runtime_options){ .executors = n }, fn, arg);
 }
 
+/* In a task: runs n (at most 64) tasks of fn(arg) and joins them all. */
+static inline void spawn_join_all(unsigned n, zio_task_fn fn, void *arg)
+{
+	zio_task *t[64];
+	cr_assert_leq(n, 64u);
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], fn, arg, NULL), 0);
+	for (unsigned i = 0; i < n; i++)
+		zio_task_join(t[i], NULL);
+}
+
 #define TEST_MS(n) ZIO_MSEC(n)
 
 /* Stress sizes shrink under ThreadSanitizer: it creates its own state for

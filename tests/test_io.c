@@ -487,11 +487,7 @@ static void *ready_then_closed(void *arg)
 {
 	(void)arg;
 	struct ready_race rc = { 0 };
-	zio_task *t[8];
-	for (int i = 0; i < 8; i++)
-		cr_assert_eq(zio_spawn(NULL, &t[i], ready_race_rounds, &rc, NULL), 0);
-	for (int i = 0; i < 8; i++)
-		zio_task_join(t[i], NULL);
+	spawn_join_all(8, ready_race_rounds, &rc);
 	cr_assert_gt(atomic_load(&rc.rounds), 0);
 	cr_assert_eq(atomic_load(&rc.wrong), 0, "%ld of %ld readers read the number's next pipe",
 		     atomic_load(&rc.wrong), atomic_load(&rc.rounds));
