@@ -77,6 +77,9 @@ static inline bool zio__uring_closed_since(struct uring_loop *l, const struct zi
 /* Whether the kernel does multishot accept, multishot recv and provided
  * buffer rings, tested on ring (enabled, owned by the calling thread). */
 void zio__uring_ms_probe(struct io_uring *ring);
+/* For warm_batch: starts loading what st's next completion reads and
+ * returns the parker it would wake (NULL if none). */
+struct zio__parker *zio__uring_ms_warm(struct uring_ms *st);
 void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe);
 /* zio_close(fd) on this loop's thread, before its ASYNC_CANCEL(fd). */
 void zio__uring_ms_detach(struct uring_loop *l, int fd);

@@ -435,6 +435,12 @@ static void queue_fd(struct uring_ms *st, int fd)
 	st->fds[st->fn++] = fd;
 }
 
+struct zio__parker *zio__uring_ms_warm(struct uring_ms *st)
+{
+	__builtin_prefetch(st->ent); /* its completion checks the fd entry */
+	return st->waiter;
+}
+
 void zio__uring_ms_complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 {
 	struct uring_ms *st = (struct uring_ms *)(uintptr_t)(cqe->user_data & ~TAG_MASK);
