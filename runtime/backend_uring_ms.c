@@ -438,6 +438,7 @@ static void queue_fd(struct uring_ms *st, int fd)
 struct zio__parker *zio__uring_ms_warm(struct uring_ms *st)
 {
 	__builtin_prefetch(st->ent); /* its completion checks the fd entry */
+	__builtin_prefetch(&st->waiters); /* and wakes the queue, line 2 */
 	return st->waiter;
 }
 

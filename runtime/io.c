@@ -615,7 +615,9 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		struct zio__fd *ent = op->fd >= 0 && op->opcode != ZIO__OP_CANCEL_FD
 					      ? zio__fd_get(op->fd) : NULL;
-		if (ent && f->rt->n_exec > 1) {
+		/* (f->exec->rt, not f->rt: an op touches only the fiber's
+		 * first line, which a thousand connections keep cold.) */
+		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on
 			 * fd (file ops too: their SQEs name it by number), so
 			 * zio_close() knows whom to ask. With one executor
