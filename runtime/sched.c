@@ -475,16 +475,21 @@ static inline struct zio__fiber *pick_local(struct zio__exec *e)
 	return runq_pop(e);
 }
 
-/* Warms the stack top of the fiber that will run after the one about to:
- * a resume starts by popping its saved frame, which with thousands of
- * tasks is a cache miss on every switch; one task's run (usually a syscall
- * or two) is time enough for the line to arrive. Its descriptor is warm:
- * whoever woke it just wrote it. */
+/* Warms what the fiber after the one about to run touches first: its saved
+ * frames, which with thousands of tasks are a cache miss on every resume.
+ * One task's run (usually a syscall or two) is time enough for them to
+ * arrive. The address of those frames is in the fiber's descriptor, and a
+ * wake that queued it may be a whole batch of syscalls ago, long evicted;
+ * so the descriptor of the fiber after it is warmed too, one run ahead of
+ * its own turn here. (Pinned fibers only: their links are this executor's;
+ * a run-queue fiber's may be rewritten by a thief.) */
 static inline void prefetch_after(struct zio__exec *e)
 {
-	struct zio__fiber *f = e->runnext ? e->runnext : e->pinned.head;
+	struct zio__fiber *f = e->runnext;
+	if (!f && (f = e->pinned.head) && f->next)
+		__builtin_prefetch(f->next);
 	if (f)
-		__builtin_prefetch(f->ctx.sp);
+		zio__fiber_warm_frames(f);
 }
 
 /* Entry point of every fiber's first run: like the code after a switch. */
