@@ -598,35 +598,42 @@ static void complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
-/* The parker a CQE's completion will wake, if it names one yet. */
-static struct zio__parker *cqe_waiter(uint64_t data)
+/* What a CQE's completion reads first: its op or multishot state, or NULL
+ * for the internal ones (wake, cancels, closes). */
+static void *cqe_target(uint64_t data)
 {
-	if (data <= TAG_MASK)
+	uint64_t tag = data & TAG_MASK;
+	if (data <= TAG_MASK || (tag != TAG_OP && tag != TAG_MS))
 		return NULL;
-	switch (data & TAG_MASK) {
-	case TAG_OP:
-		return ((struct zio__op *)(uintptr_t)data)->parker;
-	case TAG_MS:
-		return zio__uring_ms_warm((struct uring_ms *)(uintptr_t)(data & ~TAG_MASK));
-	default:
-		return NULL;
-	}
+	return (void *)(uintptr_t)(data & ~TAG_MASK);
+}
+
+/* The parker a CQE's completion will wake: an op's, or a multishot state's
+ * first waiter. Not a closer's, which may wait on another executor. */
+static struct zio__parker *cqe_waiter(uint64_t data, void *target)
+{
+	if ((data & TAG_MASK) == TAG_MS)
+		return zio__uring_ms_warm(target);
+	struct zio__op *op = target;
+	return op->opcode == ZIO__OP_CANCEL_FD ? NULL : op->parker;
 }
 
 /* Each completion wakes a fiber whose memory the other connections have
  * long evicted: the request (an op on the fiber's stack, or a multishot
  * state), the fiber's first line (its parker) and the frames it pops when
- * it resumes. A wake is a locked instruction, which no later load passes,
- * so completed one at a time those misses queue up behind each other (in
- * the 1,000-connection echo benchmark, a sixth of the server's user time
- * sat on the one load in zio__unpark). Loading each level for the whole
- * batch first lets the misses of a level overlap. Only prefetches and
- * loads: the completions themselves still run in order. */
-#define WARM_MAX 64
+ * it resumes. On x86 a wake is a locked instruction, which no later load
+ * passes, so completed one at a time those misses queue up behind each
+ * other (in the 1,000-connection echo benchmark, a sixth of the server's
+ * user time sat on the one load in zio__unpark). Loading each level for
+ * the whole batch first lets the misses of a level overlap. The waiters
+ * are fibers of this executor, suspended, so their descriptors and saved
+ * stack pointers hold still. Up to WARM_MAX: more would not stay in L1. */
+#define WARM_MAX 32
 
 static void warm_batch(struct uring_loop *l)
 {
 	uint64_t data[WARM_MAX];
+	void *target[WARM_MAX];
 	struct zio__parker *waiter[WARM_MAX];
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
@@ -635,11 +642,12 @@ static void warm_batch(struct uring_loop *l)
 		if (n == WARM_MAX)
 			break;
 		data[n] = cqe->user_data;
-		__builtin_prefetch((void *)(uintptr_t)(data[n] & ~TAG_MASK));
+		if ((target[n] = cqe_target(data[n])))
+			__builtin_prefetch(target[n]);
 		n++;
 	}
 	for (unsigned i = 0; i < n; i++)
-		if ((waiter[i] = cqe_waiter(data[i])))
+		if ((waiter[i] = target[i] ? cqe_waiter(data[i], target[i]) : NULL))
 			__builtin_prefetch(waiter[i]);
 	for (unsigned i = 0; i < n; i++) {
 		struct zio__fiber *f = waiter[i] ? zio__parker_fiber(waiter[i]) : NULL;

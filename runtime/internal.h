@@ -283,11 +283,13 @@ struct zio__fiber {
 	char name[32];
 };
 
-/* Starts loading the frames a parked fiber pops first when it resumes (the
- * switch, zio__park, the op it waits in: about 1 KiB above its saved stack
- * pointer on zio_read's io_uring path). A waker that can see the wake
- * coming calls it early enough for the lines to arrive. Prefetches never
- * fault, so a stale or ucontext sp costs nothing but the hint. */
+/* Starts loading the frames a suspended fiber pops first when it resumes
+ * (the switch, zio__park, the op it waits in: about 1 KiB above its saved
+ * stack pointer on zio_read's io_uring path). A waker that can see the
+ * resume coming calls it early enough for the lines to arrive. f must be
+ * alive and not running; its saved sp is read atomically all the same, as
+ * a switch elsewhere may be writing it (the prefetches cannot fault, so
+ * such a stale sp only wastes the hint). */
 #define ZIO__RESUME_BYTES 1024
 
 static inline void zio__fiber_warm_frames(const struct zio__fiber *f)

@@ -615,8 +615,8 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		struct zio__fd *ent = op->fd >= 0 && op->opcode != ZIO__OP_CANCEL_FD
 					      ? zio__fd_get(op->fd) : NULL;
-		/* (f->exec->rt, not f->rt: an op touches only the fiber's
-		 * first line, which a thousand connections keep cold.) */
+		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
+		 * second line, which this path does not otherwise touch.) */
 		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on
 			 * fd (file ops too: their SQEs name it by number), so

@@ -478,11 +478,12 @@ static inline struct zio__fiber *pick_local(struct zio__exec *e)
 /* Warms what the fiber after the one about to run touches first: its saved
  * frames, which with thousands of tasks are a cache miss on every resume.
  * One task's run (usually a syscall or two) is time enough for them to
- * arrive. The address of those frames is in the fiber's descriptor, and a
+ * arrive. The address of those frames is in the fiber's descriptor, and the
  * wake that queued it may be a whole batch of syscalls ago, long evicted;
- * so the descriptor of the fiber after it is warmed too, one run ahead of
- * its own turn here. (Pinned fibers only: their links are this executor's;
- * a run-queue fiber's may be rewritten by a thief.) */
+ * so when it comes from the pinned list, the descriptor of the one after it
+ * is warmed too, one run ahead of its turn. Only runnext and the pinned list
+ * are this executor's alone: a run-queue fiber may be stolen, run and
+ * freed meanwhile. */
 static inline void prefetch_after(struct zio__exec *e)
 {
 	struct zio__fiber *f = e->runnext;
