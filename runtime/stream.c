@@ -13,6 +13,8 @@
 
 #include <zio/io.h>
 
+#include <limits.h>
+
 /* ------------------------------------------------------------ sources/sinks */
 
 static ssize_t fd_read(void *ctx, void *buf, size_t len, int64_t deadline)
@@ -114,6 +116,18 @@ static ssize_t fill(zio_reader *r)
 	return n;
 }
 
+/* An error after the call consumed bytes it cannot give back: the reader
+ * can no longer return what was asked for, whole, so a retry would return
+ * the rest as if it were all. Even a timeout ends the stream then, and
+ * what is still buffered (the rest, or after it) goes too. */
+static ssize_t fail_after_progress(zio_reader *r, ssize_t err)
+{
+	if (!r->err)
+		r->err = (int)err;
+	r->start = r->end;
+	return err;
+}
+
 ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len)
 {
 	if (len == 0)
@@ -147,11 +161,23 @@ ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len)
 
 ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len)
 {
+	if (len > SSIZE_MAX)
+		return -EINVAL;
+	if (len <= r->cap) {
+		/* Gathered in the buffer first: a timeout consumes nothing. */
+		const char *p;
+		ssize_t n = zio_reader_peek(r, len, &p);
+		if (n < 0)
+			return n;
+		memcpy(buf, p, (size_t)n);
+		r->start += (size_t)n;
+		return (size_t)n == len ? n : -EPIPE;
+	}
 	size_t done = 0;
 	while (done < len) {
 		ssize_t n = zio_reader_read(r, (char *)buf + done, len - done);
 		if (n < 0)
-			return n;
+			return done ? fail_after_progress(r, n) : n;
 		if (n == 0)
 			return -EPIPE;
 		done += (size_t)n;
@@ -183,7 +209,7 @@ ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n)
 		if (have == 0) {
 			ssize_t k = fill(r);
 			if (k < 0)
-				return done ? (ssize_t)done : k;
+				return done ? fail_after_progress(r, k) : k;
 			if (k == 0)
 				break;
 			continue;
@@ -240,13 +266,13 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			size_t len = (size_t)(p - base);
 			size_t store = inclusive ? len + 1 : len;
 			if (got + store > max)
-				return -EMSGSIZE;
+				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 			memcpy(out + got, base, store);
 			r->start += len + 1;
 			return (ssize_t)(got + store);
 		}
 		if (got + have > max)
-			return -EMSGSIZE;
+			return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 		if (have == r->cap) {
 			/* A line longer than our buffer: move what we have
 			 * out (it is consumed from here on) and go on. */
@@ -258,20 +284,14 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			scanned = have;
 		}
 		ssize_t k = fill(r);
-		if (k < 0) {
-			/* The line's first part is in out and gone from the
-			 * buffer: a later call could only return the rest as if it
-			 * were a whole line. Even a timeout ends the stream then. */
-			if (got > 0)
-				r->err = (int)k;
-			return k;
-		}
+		if (k < 0)
+			return got ? fail_after_progress(r, k) : k;
 		if (k == 0) {
 			/* End of input: the partial line, like fgets. */
 			base = r->buf + r->start;
 			have = r->end - r->start;
 			if (got + have > max)
-				return -EMSGSIZE;
+				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 			memcpy(out + got, base, have);
 			r->start = r->end;
 			return (ssize_t)(got + have);
@@ -281,19 +301,24 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 
 ZIO_API ssize_t zio_reader_read_all(zio_reader *r, char *out, size_t max)
 {
+	if (max > SSIZE_MAX)
+		return -EINVAL;
 	size_t done = 0;
 	for (;;) {
+		ssize_t n;
 		if (done == max) {
 			/* Full: is there more? */
 			const char *p;
-			ssize_t k = zio_reader_peek(r, 1, &p);
-			if (k < 0)
-				return k;
-			return k == 0 ? (ssize_t)done : -EMSGSIZE;
+			n = zio_reader_peek(r, 1, &p);
+			if (n == 0)
+				return (ssize_t)done;
+			if (n > 0)
+				n = -EMSGSIZE;
+			return done ? fail_after_progress(r, n) : n;
 		}
-		ssize_t n = zio_reader_read(r, out + done, max - done);
+		n = zio_reader_read(r, out + done, max - done);
 		if (n < 0)
-			return n;
+			return done ? fail_after_progress(r, n) : n;
 		if (n == 0)
 			return (ssize_t)done;
 		done += (size_t)n;
@@ -318,13 +343,17 @@ ZIO_API void zio_writer_init_fd(zio_writer *w, int fd, void *buf, size_t cap)
 	zio_writer_init(w, &zio_fd_sink, (void *)(intptr_t)fd, buf, cap);
 }
 
+/* Writes p whole. An error sticks, except a timeout or cancellation before
+ * the first byte went out: then the caller may simply try again (after one
+ * byte, a retry would send the start twice). */
 static ssize_t sink_all(zio_writer *w, const char *p, size_t n)
 {
 	size_t done = 0;
 	while (done < n) {
 		ssize_t k = w->vt->write(w->ctx, p + done, n - done, w->deadline);
 		if (k < 0) {
-			w->err = (int)k;
+			if (done || (k != -ETIMEDOUT && k != -ECANCELED && k != -EAGAIN))
+				w->err = (int)k;
 			return k;
 		}
 		if (k == 0) {
@@ -351,6 +380,8 @@ ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len)
 {
 	if (w->err)
 		return w->err;
+	if (len > SSIZE_MAX)
+		return -EINVAL;
 	if (len <= w->cap - w->len) {
 		memcpy(w->buf + w->len, buf, len);
 		w->len += len;
@@ -385,7 +416,7 @@ ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap)
 	int n = vsnprintf(w->buf + w->len, room, fmt, ap);
 	if (n < 0) {
 		va_end(ap2);
-		return -EINVAL;
+		return errno ? -errno : -EINVAL; /* EOVERFLOW, EILSEQ */
 	}
 	if ((size_t)n < room) {
 		w->len += (size_t)n;
@@ -497,18 +528,46 @@ static int ck_close(void *c)
 	return 0;
 }
 
+/* A stream has no position: ftell/fseek fail with ESPIPE, as on a pipe
+ * (without this stdio fails them with whatever errno was). */
+static int ck_seek(void *c, off64_t *off, int whence)
+{
+	(void)c;
+	(void)off;
+	(void)whence;
+	errno = ESPIPE;
+	return -1;
+}
+
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode)
 {
-	if (!mode || (!r && !w))
+	if (!mode || !*mode) {
+		errno = EINVAL;
 		return NULL;
+	}
+	bool update = strchr(mode, '+') != NULL;
+	bool reads = mode[0] == 'r' || update, writes = mode[0] != 'r' || update;
+	if ((reads && !r) || (writes && !w) || !strchr("rwa", mode[0])) {
+		errno = EINVAL;
+		return NULL;
+	}
 	struct cookie *k = malloc(sizeof(*k));
 	if (!k)
 		return NULL;
-	k->r = r;
-	k->w = w;
-	cookie_io_functions_t io = { .read = ck_read, .write = ck_write, .close = ck_close };
+	k->r = reads ? r : NULL;
+	k->w = writes ? w : NULL;
+	cookie_io_functions_t io = { .read = ck_read, .write = ck_write, .seek = ck_seek,
+				     .close = ck_close };
 	FILE *f = fopencookie(k, mode, io);
-	if (!f)
+	if (!f) {
 		free(k);
+		return NULL;
+	}
+	/* One FILE both ways: stdio would write its output over the input
+	 * it has read ahead, and then ask to seek back over it (C wants an
+	 * fseek between reading and writing; a socket has none). Unbuffered,
+	 * stdio holds nothing: the reader and writer do the buffering. */
+	if (update)
+		setvbuf(f, NULL, _IONBF, 0);
 	return f;
 }

@@ -171,6 +171,160 @@ Test(stream, timeout_mid_long_line_is_sticky, .timeout = 10)
 	cr_assert_eq(zio_reader_read(&r, &c, 1), -ETIMEDOUT);
 }
 
+/* Calls that consume what they cannot give back: an error after the first
+ * bytes sticks, or a retry would return the rest as if it were all. */
+Test(stream, errors_after_progress_stick, .timeout = 10)
+{
+	static const struct zio_source_vtable vt = { scripted };
+	zio_reader r;
+	char buf[8], out[32];
+	const char **next;
+	/* read_exact within the buffer's size gathers first: nothing lost. */
+	const char *exact[] = { "abc", TIMEOUT_CHUNK, "defgh", NULL };
+	next = exact;
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_exact(&r, out, 5), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_read_exact(&r, out, 5), 5);
+	cr_assert_eq(memcmp(out, "abcde", 5), 0);
+	/* Beyond it, the first bytes are gone: the timeout sticks. */
+	const char *exact_big[] = { "abcdefgh", TIMEOUT_CHUNK, "ij", NULL };
+	next = exact_big;
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_exact(&r, out, 10), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_read_exact(&r, out, 2), -ETIMEDOUT);
+	/* read_all: a timeout before any byte is the caller's; after, sticks. */
+	const char *all[] = { TIMEOUT_CHUNK, "abc", TIMEOUT_CHUNK, "d", NULL };
+	next = all;
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_all(&r, out, sizeof(out)), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_read_all(&r, out, sizeof(out)), -ETIMEDOUT);
+	cr_assert_eq(r.err, -ETIMEDOUT);
+	/* ... and -EMSGSIZE after max bytes were taken. */
+	struct zio_mem m;
+	mem_reader(&r, &m, "0123456789", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_all(&r, out, 5), -EMSGSIZE);
+	cr_assert_eq(zio_reader_read(&r, out, 1), -EMSGSIZE);
+	mem_reader(&r, &m, "0123456789", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_read_all(&r, out, 0), -EMSGSIZE); /* took nothing */
+	cr_assert_eq(zio_reader_read_all(&r, out, sizeof(out)), 10);
+	/* discard: a short count would mean end of input; a timeout is not. */
+	const char *skip[] = { "abcd", TIMEOUT_CHUNK, "efgh", NULL };
+	next = skip;
+	zio_reader_init(&r, &vt, &next, buf, sizeof(buf));
+	cr_assert_eq(zio_reader_discard(&r, 6), -ETIMEDOUT);
+	cr_assert_eq(zio_reader_discard(&r, 2), -ETIMEDOUT);
+	/* A line too long for out, once its start has left the 8-byte
+	 * buffer, does not come back as a line made of its end (here "ijk"
+	 * is buffered when out is full). */
+	mem_reader(&r, &m, "abcdefghijk\nX\n", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, out, 10), -EMSGSIZE);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, out, 10), -EMSGSIZE);
+	cr_assert_eq(zio_reader_read(&r, out, 1), -EMSGSIZE);
+	/* One that fits the buffer is still all there for a larger out. */
+	mem_reader(&r, &m, "abcdef\nX\n", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, out, 4), -EMSGSIZE);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, out, 10), 6);
+}
+
+/* A scripted sink: each call takes what the next step says: a byte count,
+ * or SINK_TIMEOUT. */
+#define SINK_TIMEOUT -1
+
+struct script_sink {
+	const int *steps;
+	char got[64];
+	size_t len;
+};
+
+static ssize_t scripted_write(void *ctx, const void *buf, size_t len, int64_t deadline)
+{
+	(void)deadline;
+	struct script_sink *s = ctx;
+	int step = *s->steps++;
+	if (step == SINK_TIMEOUT)
+		return -ETIMEDOUT;
+	size_t n = (size_t)step < len ? (size_t)step : len;
+	memcpy(s->got + s->len, buf, n);
+	s->len += n;
+	return (ssize_t)n;
+}
+
+Test(stream, writer_timeouts, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, NULL };
+	char wb[8];
+	zio_writer w;
+	/* Nothing went out: try again, nothing lost or doubled. */
+	const int retry[] = { SINK_TIMEOUT, 64 };
+	struct script_sink s = { .steps = retry };
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "hello", 5), 5);
+	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	cr_assert_eq(s.len, 5u);
+	cr_assert_eq(memcmp(s.got, "hello", 5), 0);
+	/* Part went out: a retry would send it twice, so the error sticks. */
+	const int partial[] = { 2, SINK_TIMEOUT, 64 };
+	s = (struct script_sink){ .steps = partial };
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "hello", 5), 5);
+	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
+	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
+	cr_assert_eq(s.len, 2u);
+	/* A sink that takes nothing is an I/O error. */
+	const int stuck[] = { 0 };
+	s = (struct script_sink){ .steps = stuck };
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "0123456789", 10), -EIO);
+}
+
+Test(stream, fopen_modes, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	zio_writer w;
+	char rb[8], wb[8], store[16];
+	mem_reader(&r, &m, "abc", rb, sizeof(rb));
+	struct zio_mem out = { .data = store, .cap = sizeof(store) };
+	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
+	/* A mode that names a side not given, or no mode: EINVAL. */
+	errno = 0;
+	cr_assert_null(zio_stream_fopen(NULL, &w, "r"));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(zio_stream_fopen(&r, NULL, "w"));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(zio_stream_fopen(&r, NULL, "r+"));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(zio_stream_fopen(&r, &w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(zio_stream_fopen(&r, &w, "x"));
+	cr_assert_eq(errno, EINVAL);
+	/* A stream has no position. */
+	FILE *f = zio_stream_fopen(&r, NULL, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fgetc(f), 'a');
+	errno = 0;
+	cr_assert_eq(ftell(f), -1);
+	cr_assert_eq(errno, ESPIPE);
+	errno = 0;
+	cr_assert_eq(fseek(f, 0, SEEK_SET), -1);
+	cr_assert_eq(errno, ESPIPE);
+	cr_assert_eq(fclose(f), 0);
+	/* fclose reports a flush that fails. */
+	out.cap = 2;
+	f = zio_stream_fopen(NULL, &w, "w");
+	cr_assert_not_null(f);
+	fputs("too long", f);
+	errno = 0;
+	cr_assert_eq(fclose(f), EOF);
+	cr_assert_eq(errno, ENOSPC);
+}
+
 Test(stream, last_line_filling_the_buffer, .timeout = 10)
 {
 	struct zio_mem m;
@@ -226,7 +380,6 @@ static void *socket_streams(void *arg)
 	/* stdio on top */
 	FILE *f = zio_stream_fopen(&r, &w, "r+");
 	cr_assert_not_null(f);
-	setvbuf(f, NULL, _IOLBF, 0);
 	for (int i = 0; i < 100; i++) {
 		fprintf(f, "message %d with some padding to cross buffers\n", i);
 		fflush(f);
@@ -247,6 +400,42 @@ static void *socket_streams(void *arg)
 	cr_assert_eq(zio_reader_read(&r, &c, 1), 0);
 	zio_close(sv[0]);
 	return NULL;
+}
+
+/* One FILE both ways with input read ahead: two lines in one segment, a
+ * reply between them. Buffered, stdio would write the reply over the
+ * second line and then fail to seek back. */
+static void *stdio_both_ways(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	char rb[32], wb[32], line[16];
+	zio_reader r;
+	zio_writer w;
+	zio_reader_init_fd(&r, sv[0], rb, sizeof(rb));
+	zio_writer_init_fd(&w, sv[0], wb, sizeof(wb));
+	FILE *f = zio_stream_fopen(&r, &w, "r+");
+	cr_assert_not_null(f);
+	cr_assert_eq(zio_write_all(sv[1], "a\nb\n", 4, ZIO_FOREVER), 4);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert_str_eq(line, "a\n");
+	cr_assert_eq(fprintf(f, "x\n"), 2);
+	cr_assert_eq(fflush(f), 0);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert_str_eq(line, "b\n");
+	char got[4];
+	cr_assert_eq(zio_read(sv[1], got, sizeof(got), zio_deadline_after(ZIO_SEC(5))), 2);
+	cr_assert_eq(memcmp(got, "x\n", 2), 0);
+	cr_assert_eq(fclose(f), 0);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(stream, stdio_both_ways_with_input_ahead, .timeout = 20)
+{
+	run_in_runtime(1, stdio_both_ways, NULL);
 }
 
 Test(stream, socket_and_stdio, .timeout = 20)

@@ -10,9 +10,14 @@
  * Every call takes no deadline of its own: the stream's `deadline` field
  * (ZIO_FOREVER by default) applies to each underlying call; set it, or use
  * a zio_timeout scope. Errors are -errno; a stream remembers its first
- * error (`err`) and returns it from then on. End of input is a short
- * result, not an error, except where a call promises an exact amount
- * (zio_reader_read_exact: -EPIPE).
+ * error (`err`) and returns it from then on. A timeout or cancellation
+ * (-ETIMEDOUT, -ECANCELED, -EAGAIN) is the exception while nothing is lost:
+ * the call can simply be made again. Once a call has consumed input it
+ * cannot give back (a line longer than the reader's buffer, read_exact of
+ * more than the buffer, read_all, discard) or sent part of its output, any
+ * error ends the stream, as a retry could only return or send the rest.
+ * End of input is a short result, not an error, except where a call
+ * promises an exact amount (zio_reader_read_exact: -EPIPE).
  *
  * zio_stream_fopen() wraps a reader and/or writer in a stdio FILE * (via
  * fopencookie), so fprintf/fgets work on a socket inside a task without
@@ -86,20 +91,22 @@ ZIO_API void zio_writer_init_fd(zio_writer *w, int fd, void *buf, size_t cap);
  * 0 at end of input. */
 ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len);
 /* Exactly len bytes: len, or -EPIPE if the input ended first (the bytes
- * read so far are consumed), or -errno. */
+ * read so far are consumed), or -errno. Up to the buffer's size, the bytes
+ * are gathered in the buffer first, so a timeout consumes nothing. */
 ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len);
 /* Makes n bytes (n <= cap) available without consuming them; *out points
  * into the buffer. Returns how many are available: n, fewer at end of
  * input, or -errno. */
 ZIO_API ssize_t zio_reader_peek(zio_reader *r, size_t n, const char **out);
-/* Skips n bytes; returns how many were skipped (fewer at end). */
+/* Skips n bytes; returns how many were skipped (fewer only at end of
+ * input), or -errno. */
 ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n);
 /* Bytes up to the first delim, copied into out (size max): with the
  * delimiter if inclusive, without it (but consumed) otherwise. Returns the
  * length stored; 0 at end of input with nothing read; -EMSGSIZE if no
  * delimiter came within max bytes (nothing is consumed then, unless the
- * line was longer than the reader's buffer). If the input
- * ends in the middle of a line, that partial line is returned like fgets()
+ * line was longer than the reader's buffer: then the error sticks). If the
+ * input ends in the middle of a line, that partial line is returned like fgets()
  * does (inclusive mode: it is the one result not ending in delim).
  * A line longer than the reader's buffer leaves it part by part; an error
  * after the first part, even a timeout, is then sticky, as the reader can
@@ -114,7 +121,8 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusive,
 					  const char **out);
 /* Everything up to end of input into out (at most max bytes): the length,
- * or -EMSGSIZE if there was more than max. */
+ * or -EMSGSIZE if there was more than max (which, like any error after the
+ * first bytes, sticks). */
 ZIO_API ssize_t zio_reader_read_all(zio_reader *r, char *out, size_t max);
 /* Bytes buffered and not yet consumed. */
 static inline size_t zio_reader_buffered(const zio_reader *r)
@@ -131,9 +139,16 @@ ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap);
 /* Writes out everything buffered, then flushes the sink. */
 ZIO_API int zio_writer_flush(zio_writer *w);
 
-/* A stdio stream over a reader (mode "r"), a writer ("w") or both ("r+").
- * stdio buffers on its own; the reader's and writer's buffers still apply.
- * fclose() flushes the writer but does not close the underlying fd. */
+/* A stdio stream over a reader (mode "r"), a writer ("w", "a") or both
+ * ("r+", "w+", "a+"); NULL with errno EINVAL if the mode names a side not
+ * given. In "r" and "w" stdio buffers on its own, on top of the reader's
+ * and writer's buffers, and bytes stdio has read ahead are not seen by
+ * zio_reader_* calls. In the update modes the FILE is unbuffered (leave it
+ * so), which lets fgets and fprintf alternate on a socket without the
+ * fseek that C requires between input and output: stdio holds nothing,
+ * the reader and writer buffer. Each write is flushed to the sink.
+ * ftell/fseek fail with ESPIPE. fclose() flushes the writer (EOF and errno
+ * if that fails) but does not close the underlying fd. */
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
 
 #ifdef __cplusplus
