@@ -4,11 +4,19 @@
  * Text forms (what zio_addr_format writes and zio_addr_parse reads back):
  *   IPv4   1.2.3.4:80            (strict dotted quad, no leading zeros)
  *   IPv6   [::1]:80  [fe80::1%eth0]:80  [fe80::1%3]:80
- *   Unix   unix:/run/x.sock      unix:@abstract
+ *   Unix   unix:/run/x.sock      unix:@abstract      unix: (unnamed)
  * The parser also takes an address without a port (port 0), "/path" and
  * "@name". It is strict and total: any input, however long or malformed,
  * yields 0 or -EINVAL, never a partial address (it is fuzzed in
  * tests/test_addr.c).
+ *
+ * Unix names are bytes, and an abstract one may hold NULs (a name bound
+ * with the whole sun_path length is padded with them), so in the text
+ * form a backslash escapes: "\\" is a backslash and "\xNN" the byte NN.
+ * The formatter writes control bytes, DEL and backslashes that way, and
+ * the rest as they are, so every address comes back from its text whole.
+ * "unix:" alone is the unnamed address: a socketpair's ends, an unbound
+ * client, and for bind(), autobind. zio_addr_unix() takes a raw name.
  */
 #include "internal.h"
 
@@ -97,6 +105,61 @@ static int parse_ip6(zio_addr *out, const char *s, size_t n, uint16_t port)
 	return 0;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The bytes of a Unix name's text (escapes decoded) into out; their count,
+ * or -EINVAL for a bad escape or more than max. */
+static ssize_t unescape_name(char *out, size_t max, const char *p, size_t n)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (c == '\\') {
+			int hi, lo;
+			if (i + 1 < n && p[i + 1] == '\\') {
+				i++;
+			} else if (i + 3 < n && p[i + 1] == 'x' && (hi = hex_digit(p[i + 2])) >= 0 &&
+				   (lo = hex_digit(p[i + 3])) >= 0) {
+				c = (char)(hi << 4 | lo);
+				i += 3;
+			} else {
+				return -EINVAL;
+			}
+		}
+		if (len == max)
+			return -EINVAL;
+		out[len++] = c;
+	}
+	return (ssize_t)len;
+}
+
+/* A Unix address from text (escapes decoded); "" is the unnamed one. */
+static int unix_text(zio_addr *out, const char *p, size_t n)
+{
+	memset(out, 0, sizeof(*out));
+	out->un.sun_family = AF_UNIX;
+	if (n == 0) {
+		out->len = sizeof(sa_family_t);
+		return 0;
+	}
+	bool abstract = p[0] == '@';
+	char *name = out->un.sun_path + abstract;
+	/* A path keeps room for its terminator, and holds no NUL. */
+	ssize_t len = unescape_name(name, SUN_MAX - 1, p + abstract, n - abstract);
+	if (len < 0 || (!abstract && (len == 0 || memchr(name, 0, (size_t)len)))) {
+		memset(out, 0, sizeof(*out));
+		return -EINVAL;
+	}
+	out->len = (socklen_t)(SUN_OFF + 1 + (size_t)len);
+	return 0;
+}
+
 static int unix_addr(zio_addr *out, const char *p, size_t n)
 {
 	if (n == 0 || memchr(p, 0, n))
@@ -126,9 +189,9 @@ ZIO_API int zio_addr_parse(zio_addr *out, const char *text)
 	if (n == 0 || n == 4096)
 		return -EINVAL;
 	if (n >= 5 && memcmp(text, "unix:", 5) == 0)
-		return unix_addr(out, text + 5, n - 5);
+		return unix_text(out, text + 5, n - 5);
 	if (text[0] == '/' || text[0] == '@')
-		return unix_addr(out, text, n);
+		return unix_text(out, text, n);
 	uint16_t port = 0;
 	if (text[0] == '[') {
 		const char *close = memchr(text, ']', n);
@@ -200,11 +263,36 @@ ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, soc
 	return 0;
 }
 
+/* "unix:" and the name, escaped as the parser reads it back; the length. */
+static size_t format_unix(char *out, bool abstract, const char *name, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t len = 0;
+	memcpy(out, "unix:@", 6);
+	len = abstract ? 6 : 5;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c == '\\') {
+			out[len++] = '\\';
+			out[len++] = '\\';
+		} else if (c < 0x20 || c == 0x7f) {
+			out[len++] = '\\';
+			out[len++] = 'x';
+			out[len++] = hex[c >> 4];
+			out[len++] = hex[c & 15];
+		} else {
+			out[len++] = (char)c;
+		}
+	}
+	out[len] = 0;
+	return len;
+}
+
 ZIO_API int zio_addr_format(const zio_addr *a, char *buf, size_t size)
 {
 	if (!a || !buf)
 		return -EINVAL;
-	char tmp[ZIO_ADDR_STRLEN + SUN_MAX];
+	char tmp[ZIO_ADDR_STRLEN];
 	int n;
 	switch (a->sa.sa_family) {
 	case AF_INET: {
@@ -229,12 +317,9 @@ ZIO_API int zio_addr_format(const zio_addr *a, char *buf, size_t size)
 	case AF_UNIX: {
 		size_t plen = a->len > SUN_OFF ? a->len - SUN_OFF : 0;
 		const char *p = a->un.sun_path;
-		if (plen > 0 && p[0] == 0) {
-			n = snprintf(tmp, sizeof(tmp), "unix:@%.*s", (int)(plen - 1), p + 1);
-		} else {
-			size_t l = strnlen(p, plen);
-			n = snprintf(tmp, sizeof(tmp), "unix:%.*s", (int)l, p);
-		}
+		bool abstract = plen > 0 && p[0] == 0;
+		size_t l = abstract ? plen - 1 : strnlen(p, plen);
+		n = (int)format_unix(tmp, abstract, p + abstract, l);
 		break;
 	}
 	default:
@@ -279,6 +364,8 @@ ZIO_API bool zio_addr_is_loopback(const zio_addr *a)
 	if (a->sa.sa_family == AF_INET)
 		return (ntohl(a->in4.sin_addr.s_addr) >> 24) == 127;
 	if (a->sa.sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr);
+		/* ::1, or 127.x.y.z as a dual-stack listener sees it */
+		return IN6_IS_ADDR_LOOPBACK(&a->in6.sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr) && a->in6.sin6_addr.s6_addr[12] == 127);
 	return false;
 }

@@ -250,13 +250,64 @@ ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline)
 	return fd;
 }
 
-/* Whether deadline, or the calling task's deadline scope, has passed. */
-static bool out_of_time(int64_t deadline)
+/* How much an attempt's error says about the host rather than about our
+ * side's routes or address families; connect_addrs reports the highest. */
+static int error_rank(int err)
 {
+	switch (err) {
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+	case -ECONNRESET:
+	case -EHOSTUNREACH:
+		return 2;
+	case -ENETUNREACH:
+	case -EAFNOSUPPORT:
+	case -EADDRNOTAVAIL:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* A connect attempt's share of the time left: the overall deadline split
+ * evenly over the addresses still to try, but at least 2 s (as Go's dialer
+ * does), and never past the deadline itself. */
+#define ATTEMPT_MIN ZIO_SEC(2)
+
+static int64_t attempt_deadline(int64_t deadline, int left)
+{
+	if (deadline == ZIO_FOREVER || left <= 1)
+		return deadline;
+	int64_t now = zio_now(), share = (deadline - now) / left;
+	if (share < ATTEMPT_MIN)
+		share = ATTEMPT_MIN;
+	return now + share < deadline ? now + share : deadline;
+}
+
+ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline)
+{
+	if (!addrs || n <= 0)
+		return -EINVAL;
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)
 		deadline = zio__effective_deadline(f, deadline);
-	return deadline != ZIO_FOREVER && zio_now() >= deadline;
+	int err = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = zio_tcp_connect(&addrs[i], attempt_deadline(deadline, n - i));
+		if (fd >= 0)
+			return fd;
+		if (i == 0 || error_rank(fd) > error_rank(err))
+			err = fd;
+		/* Cancelled or out of time: the next address would fail the same
+		 * way. But -ETIMEDOUT is also the kernel giving up on an address
+		 * (SYN retries), or the end of this address's share: then try
+		 * the next. */
+		if (fd == -ECANCELED)
+			return fd;
+		if (deadline != ZIO_FOREVER && zio_now() >= deadline)
+			return -ETIMEDOUT;
+	}
+	return err;
 }
 
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline)
@@ -265,19 +316,7 @@ ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadli
 	int n = zio_dns_resolve(host, port, AF_UNSPEC, addrs, 16, deadline);
 	if (n < 0)
 		return n;
-	int err = -ECONNREFUSED;
-	for (int i = 0; i < n; i++) {
-		int fd = zio_tcp_connect(&addrs[i], deadline);
-		if (fd >= 0)
-			return fd;
-		err = fd;
-		/* Cancelled or out of time: the next address would fail the same
-		 * way. But -ETIMEDOUT is also the kernel giving up on an address
-		 * (SYN retries) well before our deadline: then try the next. */
-		if (err == -ECANCELED || (err == -ETIMEDOUT && out_of_time(deadline)))
-			break;
-	}
-	return err;
+	return zio_tcp_connect_addrs(addrs, n, deadline);
 }
 
 ZIO_API int zio_udp_socket(int family)

@@ -41,6 +41,13 @@ Test(addr, valid_forms, .timeout = 10)
 	round_trip("/tmp/y", "unix:/tmp/y");
 	round_trip("unix:@abstract", "unix:@abstract");
 	round_trip("@abs", "unix:@abs");
+	/* Unix names are bytes: escapes for NULs, control bytes, backslash. */
+	round_trip("unix:", "unix:"); /* unnamed */
+	round_trip("unix:@a\\x00b", "unix:@a\\x00b");
+	round_trip("@tab\\x09\\x7F", "unix:@tab\\x09\\x7f");
+	round_trip("unix:/tmp/back\\\\slash", "unix:/tmp/back\\\\slash");
+	round_trip("/tmp/nl\\x0a", "unix:/tmp/nl\\x0a");
+	round_trip("unix:/tmp/caf\xc3\xa9", "unix:/tmp/caf\xc3\xa9"); /* UTF-8 as is */
 
 	zio_addr a;
 	cr_assert_eq(zio_addr_parse(&a, "[fe80::1%1]:9"), 0);
@@ -58,6 +65,11 @@ Test(addr, valid_forms, .timeout = 10)
 	cr_assert_eq(zio_addr_set_port(&a, 1), -EINVAL);
 	cr_assert(!zio_addr_is_loopback(&a));
 
+	cr_assert_eq(zio_addr_ip(&a, "::ffff:127.0.0.1", 5), 0);
+	cr_assert(zio_addr_is_loopback(&a), "v4-mapped loopback, as a dual-stack listener sees it");
+	cr_assert_eq(zio_addr_ip(&a, "::ffff:10.0.0.1", 5), 0);
+	cr_assert(!zio_addr_is_loopback(&a));
+
 	/* Buffer too small. */
 	cr_assert_eq(zio_addr_parse(&a, "1.2.3.4:5"), 0);
 	char small[5];
@@ -70,6 +82,34 @@ Test(addr, valid_forms, .timeout = 10)
 	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&sin, 4), -EINVAL);
 	sin.sin_family = AF_APPLETALK;
 	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&sin, sizeof(sin)), -EINVAL);
+
+	/* Unix addresses as the kernel gives them back, through text. */
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	const socklen_t off = offsetof(struct sockaddr_un, sun_path);
+	char txt[ZIO_ADDR_STRLEN];
+	zio_addr b;
+	/* unnamed: a socketpair's end, an unbound client */
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&sun, off), 0);
+	cr_assert_eq(zio_addr_format(&a, txt, sizeof(txt)), 5);
+	cr_assert_str_eq(txt, "unix:");
+	cr_assert_eq(zio_addr_parse(&b, txt), 0);
+	cr_assert_eq(b.len, a.len);
+	/* abstract, with NULs inside and after (bound with the whole sun_path) */
+	memcpy(sun.sun_path, "\0a\0b", 4);
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&sun, off + 4), 0);
+	zio_addr_format(&a, txt, sizeof(txt));
+	cr_assert_str_eq(txt, "unix:@a\\x00b");
+	cr_assert_eq(zio_addr_parse(&b, txt), 0);
+	cr_assert_eq(b.len, a.len);
+	cr_assert_eq(memcmp(&a.ss, &b.ss, a.len), 0);
+	/* the longest text there is: 107 NULs, in exactly ZIO_ADDR_STRLEN */
+	memset(sun.sun_path, 0, sizeof(sun.sun_path));
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	int n = zio_addr_format(&a, txt, sizeof(txt));
+	cr_assert_eq(n, 6 + 107 * 4);
+	cr_assert_eq(zio_addr_parse(&b, txt), 0);
+	cr_assert_eq(memcmp(&a.ss, &b.ss, a.len), 0);
+	cr_assert_eq(zio_addr_format(&a, txt, (size_t)n), -ENOSPC);
 }
 
 Test(addr, invalid_forms, .timeout = 10)
@@ -79,7 +119,8 @@ Test(addr, invalid_forms, .timeout = 10)
 		"1.2.3.4:123456", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.4 ",
 		" 1.2.3.4", "[::1", "[::1]x", "[::1]:", "[::1]:99999", "::1:80:", "[1.2.3.4]:80",
 		"[]:80", "[fe80::1%]:1", "[fe80::1%nosuchif0]:1", "[fe80::1%99999999999]:1",
-		"localhost:80", "unix:", "@", "unix:@", "[::1]]:80", "1.2.3.4:80:80", "[:::1]:1",
+		"localhost:80", "@", "unix:@", "unix:@a\\", "unix:@\\x4", "unix:@\\xg0",
+		"/a\\q", "unix:/a\\x00b", "unix:/\\x00", "[::1]]:80", "1.2.3.4:80:80", "[:::1]:1",
 		"abc", "[::1%lo%lo]:1",
 	};
 	zio_addr a;
@@ -119,7 +160,7 @@ static void fuzz_one(const char *s)
 	cr_assert(r == 0 || r == -EINVAL, "parse returned %d", r);
 	if (r)
 		return;
-	char txt[ZIO_ADDR_STRLEN + 110];
+	char txt[ZIO_ADDR_STRLEN];
 	int n = zio_addr_format(&a, txt, sizeof(txt));
 	cr_assert_gt(n, 0, "format after parse of \"%s\"", s);
 	cr_assert_eq(zio_addr_parse(&b, txt), 0, "reparse of \"%s\" (from \"%s\")", txt, s);
@@ -129,10 +170,10 @@ static void fuzz_one(const char *s)
 
 Test(addr, fuzz, .timeout = 60)
 {
-	static const char alphabet[] = "0123456789abcdef:.[]%@/unix lo-";
+	static const char alphabet[] = "0123456789abcdef:.[]%@/unix lo-\\";
 	static const char *seeds[] = {
 		"127.0.0.1:80", "[::1]:443", "[fe80::1%1]:9", "unix:/a/b", "@x", "10.0.0.1",
-		"[2001:db8:0:0:1:0:0:1]:65535", "::ffff:1.2.3.4",
+		"[2001:db8:0:0:1:0:0:1]:65535", "::ffff:1.2.3.4", "unix:@a\\x00b\\\\", "unix:",
 	};
 	char buf[96];
 	for (int i = 0; i < 200000; i++) {

@@ -1004,6 +1004,62 @@ static void *dns(void *arg)
 	return NULL;
 }
 
+/* Each address in turn, each with its share of the time: one that drops
+ * SYNs (a listener whose accept queue is full) costs its share, not the
+ * whole deadline, and the next one connects. */
+static void *connect_addrs(void *arg)
+{
+	(void)arg;
+	zio_addr addrs[2];
+	int dead = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(dead, 0);
+	cr_assert_eq(zio_addr_parse(&addrs[0], "127.0.0.1:0"), 0);
+	cr_assert_eq(zio_bind(dead, &addrs[0]), 0);
+	cr_assert_eq(zio_listen(dead, 0), 0);
+	cr_assert_eq(zio_local_addr(dead, &addrs[0]), 0);
+	/* Backlog 0 holds one connection; never accepted, later SYNs drop. */
+	int queued = zio_tcp_connect(&addrs[0], zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(queued, 0);
+	cr_assert_eq(zio_tcp_connect(&addrs[0], zio_deadline_after(ZIO_MSEC(200))), -ETIMEDOUT);
+	struct server s = { .lfd = listen_any(AF_INET, &addrs[1]) };
+	zio_task *srv;
+	zio_spawn(NULL, &srv, echo_server, &s, NULL);
+
+	/* 4 s for two addresses: 2 s each (before, the first took all 4). */
+	int64_t t0 = zio_now();
+	int fd = zio_tcp_connect_addrs(addrs, 2, zio_deadline_after(ZIO_SEC(4)));
+	int64_t took = zio_now() - t0;
+	cr_assert_geq(fd, 0, "connect_addrs: %d", fd);
+	cr_assert(took >= ZIO_MSEC(1900) && took < ZIO_MSEC(3900), "took %lld ms",
+		  (long long)(took / 1000000));
+	check_echo(fd, "second address");
+	zio_close(fd);
+
+	/* Errors: the one that says most about the host, wherever it came. A
+	 * link-local address on an interface that does not exist fails at
+	 * once, for our side's reasons; a closed port is refused. */
+	zio_addr bad[2];
+	cr_assert_eq(zio_addr_parse(&bad[0], "[fe80::1]:9"), 0);
+	bad[0].in6.sin6_scope_id = 4000000;
+	bad[1] = addrs[1];
+	zio_task_cancel(srv);
+	zio_task_join(srv, NULL);
+	zio_close(s.lfd); /* now refused */
+	cr_assert_eq(zio_tcp_connect_addrs(bad, 2, ZIO_FOREVER), -ECONNREFUSED);
+	zio_addr swapped[2] = { bad[1], bad[0] };
+	cr_assert_eq(zio_tcp_connect_addrs(swapped, 2, ZIO_FOREVER), -ECONNREFUSED);
+	cr_assert_eq(zio_tcp_connect_addrs(bad, 0, ZIO_FOREVER), -EINVAL);
+	cr_assert_eq(zio_tcp_connect_addrs(NULL, 1, ZIO_FOREVER), -EINVAL);
+	zio_close(queued);
+	zio_close(dead);
+	return NULL;
+}
+
+Test(net, connect_addrs_shares_the_deadline, .timeout = 30)
+{
+	run_in_runtime(1, connect_addrs, NULL);
+}
+
 Test(net, dns_and_connect_host, .timeout = 30)
 {
 	need_localhost();

@@ -55,17 +55,22 @@ typedef struct zio_addr {
 	socklen_t len;
 } zio_addr;
 
-/* Longest text zio_addr_format() writes, NUL included. */
-#define ZIO_ADDR_STRLEN 128
+/* Longest text zio_addr_format() writes, NUL included: an abstract Unix
+ * name of 107 bytes, each escaped as \xNN. */
+#define ZIO_ADDR_STRLEN 440
 
 /* Parses "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80", "1.2.3.4", "::1"
  * (port 0), "unix:/path", "unix:@abstract", or "/path" / "@abstract" (a
- * Unix socket; '@' is the abstract namespace). -EINVAL for anything else:
- * garbage, ports over 65535, unknown interfaces, paths too long. */
+ * Unix socket; '@' is the abstract namespace), or "unix:" (the unnamed
+ * Unix address; bind() to it autobinds). In Unix names "\\" is a
+ * backslash and "\xNN" the byte NN (an abstract name may hold NULs).
+ * -EINVAL for anything else: garbage, ports over 65535, unknown
+ * interfaces, names too long, bad escapes. */
 ZIO_API int zio_addr_parse(zio_addr *out, const char *text);
 /* An IP address (no port in text) with port. */
 ZIO_API int zio_addr_ip(zio_addr *out, const char *ip, uint16_t port);
-/* A Unix address; a leading '@' means the abstract namespace. */
+/* A Unix address from a raw name (no escapes); a leading '@' means the
+ * abstract namespace. */
 ZIO_API int zio_addr_unix(zio_addr *out, const char *path);
 /* From a kernel sockaddr, length-checked. */
 ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, socklen_t len);
@@ -105,8 +110,14 @@ ZIO_API int zio_tcp_listen(const zio_addr *addr, const struct zio_listen_options
 ZIO_API int zio_tcp_accept(int lfd, zio_addr *peer, int64_t deadline);
 /* Stream connection to addr (TCP with TCP_NODELAY, or Unix). */
 ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline);
-/* Resolves host (zio_dns_resolve) and tries each address in turn until one
- * connects, all within deadline. Returns the fd or the last error. */
+/* Tries each of n addresses in turn until one connects, all within
+ * deadline: with a finite deadline each attempt gets an equal share of the
+ * time left (at least 2 s of it), so an address that silently drops
+ * packets cannot use up the time of the ones after it. Returns the fd, or
+ * the error that says most about the host (a refusal or timeout rather
+ * than, say, no route for that address family); the first such error. */
+ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline);
+/* Resolves host (zio_dns_resolve), then zio_tcp_connect_addrs. */
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline);
 
 /* Datagram socket bound to addr (UDP, or a Unix datagram socket). */
