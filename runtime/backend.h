@@ -360,11 +360,6 @@ void zio__job_unref(struct zio__job *j);
 /* zio_close(fd), after forget_fd()'s incarnation bump and before close():
  * waits for the pool's jobs that name fd by number and are running. */
 void zio__blocking_fd_quiesce(int fd);
-/* The n-th pause of a closer waiting on another thread: a yield (a task)
- * or sched_yield (a plain thread) for the first ZIO__CLOSER_YIELDS, then
- * 50 us naps. A task calls it shielded. */
-#define ZIO__CLOSER_YIELDS 64u
-void zio__closer_pause(unsigned n);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
 

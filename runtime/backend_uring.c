@@ -775,9 +775,9 @@ static void await_submitted(struct uring_loop *l)
 		 * when it wakes); wake it, again about every ms. Directly:
 		 * zio__loop_wake() says nothing while the executor's last
 		 * wake is pending, which it may be. */
-		if (i == 0 || (i > ZIO__CLOSER_YIELDS && i % 20 == 0))
+		if (i == 0 || (i > ZIO__PAUSE_YIELDS && i % 20 == 0))
 			ur_wake(&l->base);
-		zio__closer_pause(i);
+		zio__pause(i);
 	}
 }
 

@@ -405,7 +405,7 @@ void zio__blocking_fd_quiesce(int fd)
 		}
 		if (!running)
 			break;
-		zio__closer_pause(n);
+		zio__pause(n);
 	}
 	if (f)
 		f->shield--;

@@ -11,6 +11,10 @@
  * on the list is alive and can be cancelled. The group is never touched by
  * a task after it has unlinked, so destroy may free it as soon as the count
  * reaches zero.
+ *
+ * A group is reusable: once a wait (or a cancel) has seen it empty, its
+ * first error and a fail-fast cancellation are over, and tasks spawned
+ * after that start a fresh round.
  */
 #include "internal.h"
 
@@ -119,6 +123,16 @@ static int wait_empty(zio_group *g, bool nocancel)
 	}
 }
 
+/* The group is empty (or as empty as a concurrent spawn lets it be): its
+ * next tasks neither start cancelled nor inherit an old error. */
+static void fresh_round_locked(zio_group *g)
+{
+	if (g->count == 0) {
+		g->cancelling = false;
+		g->first_error = 0;
+	}
+}
+
 ZIO_API void zio_group_cancel(zio_group *g)
 {
 	if (!g)
@@ -129,7 +143,7 @@ ZIO_API void zio_group_cancel(zio_group *g)
 	zio__spin_unlock(&g->lock);
 	wait_empty(g, true);
 	zio__spin_lock(&g->lock);
-	g->cancelling = false; /* reusable afterwards */
+	fresh_round_locked(g);
 	zio__spin_unlock(&g->lock);
 }
 
@@ -144,6 +158,7 @@ ZIO_API int zio_group_wait(zio_group *g)
 	}
 	zio__spin_lock(&g->lock);
 	r = g->first_error;
+	fresh_round_locked(g);
 	zio__spin_unlock(&g->lock);
 	return r;
 }

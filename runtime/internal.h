@@ -283,6 +283,15 @@ struct zio__fiber {
 	char name[32];
 };
 
+/* The n-th pause of a caller waiting for another party to finish something
+ * short (a closer for a pool job or a ring's submission, a destroy for a
+ * waiter still leaving): a yield (a task) or sched_yield (a plain thread)
+ * for the first ZIO__PAUSE_YIELDS, then 50 us naps, so a party on the same
+ * executor gets to run. A task calls it shielded, or ignores the
+ * cancellation it may report. */
+#define ZIO__PAUSE_YIELDS 64u
+void zio__pause(unsigned n);
+
 /* Starts loading the frames a suspended fiber pops first when it resumes
  * (the switch, zio__park, the op it waits in: about 1 KiB above its saved
  * stack pointer on zio_read's io_uring path). A waker that can see the

@@ -882,10 +882,10 @@ rings:;
 		f->shield--;
 }
 
-void zio__closer_pause(unsigned n)
+void zio__pause(unsigned n)
 {
 	bool task = zio__fiber_current() != NULL;
-	if (n < ZIO__CLOSER_YIELDS)
+	if (n < ZIO__PAUSE_YIELDS)
 		task ? (void)zio_yield() : (void)sched_yield();
 	else if (task)
 		zio_sleep(ZIO_USEC(50));

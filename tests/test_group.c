@@ -133,6 +133,35 @@ Test(group, cancelled_waiter_cancels_the_group, .timeout = 10)
 	run_in_runtime(2, cancel_waiter, NULL);
 }
 
+/* After a wait or a cancel has seen the group empty, it starts afresh: an
+ * old error or fail-fast cancellation does not carry over. */
+static void *reuse_after_error(void *arg)
+{
+	(void)arg;
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, ZIO_GROUP_FAIL_FAST), 0);
+	zio_group_spawn(g, failing_task, NULL, NULL);
+	cr_assert_eq(zio_group_wait(g), -EIO);
+	atomic_store(&ran, 0);
+	cr_assert_eq(zio_group_spawn(g, ok_task, (void *)(intptr_t)ZIO_MSEC(1), NULL), 0);
+	cr_assert_eq(zio_group_wait(g), 0, "the last round's error carried over");
+	cr_assert_eq(atomic_load(&ran), 1, "spawned into a group still cancelling");
+	/* After a cancel, the cancelled tasks' -ECANCELED is not the next
+	 * round's error either. */
+	zio_group_spawn(g, sleeper, NULL, NULL);
+	zio_group_cancel(g);
+	cr_assert_eq(zio_group_spawn(g, ok_task, (void *)(intptr_t)ZIO_MSEC(1), NULL), 0);
+	cr_assert_eq(zio_group_wait(g), 0);
+	cr_assert_eq(atomic_load(&ran), 102);
+	zio_group_destroy(g);
+	return NULL;
+}
+
+Test(group, reusable_after_an_error_or_a_cancel, .timeout = 10)
+{
+	run_in_runtime(1, reuse_after_error, NULL);
+}
+
 Test(group, bad_arguments, .timeout = 10)
 {
 	zio_group *g;

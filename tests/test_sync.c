@@ -59,6 +59,30 @@ static void *mutex_basic_main(void *arg)
 	return NULL;
 }
 
+/* A waiter woken to retry is neither holding the lock nor queued, but it
+ * will still touch the mutex: destroy says -EBUSY until it is done. One
+ * executor: the waiter runs only when we yield. */
+static void *mutex_destroy_woken_main(void *arg)
+{
+	(void)arg;
+	static struct mx x;
+	memset(&x, 0, sizeof(x));
+	x.deadline = ZIO_FOREVER;
+	cr_assert_eq(zio_mutex_lock(&x.m), 0);
+	zio_task *t = go(mx_lock_once, &x);
+	WAIT_FOR(QLEN(&x.m) == 1);
+	cr_assert_eq(zio_mutex_unlock(&x.m), 0);
+	cr_assert_eq(zio_mutex_destroy(&x.m), -EBUSY, "destroyed under a woken waiter");
+	cr_assert_eq(join(t), 0);
+	cr_assert_eq(zio_mutex_destroy(&x.m), 0);
+	return NULL;
+}
+
+Test(mutex, destroy_while_a_woken_waiter_retries, .timeout = 10)
+{
+	run_in_runtime(1, mutex_destroy_woken_main, NULL);
+}
+
 Test(mutex, basic, .timeout = 10)
 {
 	run_in_runtime(1, mutex_basic_main, NULL);
@@ -929,6 +953,10 @@ static void *rwlock_basic_main(void *arg)
 	zio_rwlock rw = ZIO_RWLOCK_INIT;
 	cr_assert_eq(zio_rwlock_unlock(&rw), -EPERM);
 	cr_assert_eq(zio_rwlock_rdlock(&rw), 0);
+	cr_assert_eq(zio_rwlock_unlock(&rw), 0);
+	cr_assert_eq(zio_rwlock_unlock(&rw), -EPERM); /* the count does not wrap */
+	cr_assert_eq(rw._state, 0u);
+	cr_assert_eq(zio_rwlock_rdlock(&rw), 0);
 	cr_assert_eq(zio_rwlock_tryrdlock(&rw), 0);
 	cr_assert_eq(zio_rwlock_trywrlock(&rw), -EAGAIN);
 	cr_assert_eq(zio_rwlock_destroy(&rw), -EBUSY);
@@ -1726,6 +1754,11 @@ static void *barrier_main(void *arg)
 	WAIT_FOR(QLEN(&x.b) == 1);
 	zio_task_cancel(a);
 	cr_assert_eq(zio_barrier_wait(&x.b), ZIO_BARRIER_SERIAL);
+	/* It still has to take the barrier's lock to learn that it made the
+	 * round: destroy (and so freeing it) waits until it has left. */
+	int passed = atomic_load(&x.passed);
+	cr_assert_eq(zio_barrier_destroy(&x.b), 0);
+	cr_assert_eq(atomic_load(&x.passed), passed + 1, "destroyed before the waiter left");
 	cr_assert_eq(join(a), 0);
 	cr_assert_eq(x.b._arrived, 0u);
 	return NULL;

@@ -195,10 +195,13 @@ ZIO_API int zio_group_create(zio_group **out, unsigned flags);
 ZIO_API int zio_group_spawn(zio_group *g, zio_group_fn fn, void *arg,
 			    const struct zio_spawn_options *opts);
 /* Waits for every task in the group. Returns 0, the first error a task
- * returned, or -ECANCELED if the waiter was cancelled (then the group's
- * tasks are cancelled and waited for). */
+ * returned, or -ECANCELED / -ETIMEDOUT if the waiter was cancelled or its
+ * deadline scope ran out (then the group's tasks are cancelled and waited
+ * for). The group is then empty and starts afresh: tasks spawned next
+ * are not cancelled, and the next wait reports only their errors. */
 ZIO_API int zio_group_wait(zio_group *g);
-/* Cancels every task in the group and waits for them. */
+/* Cancels every task in the group and waits for them; the group starts
+ * afresh, as after a wait. */
 ZIO_API void zio_group_cancel(zio_group *g);
 /* Cancels and waits for whatever is left, then frees the group. */
 ZIO_API void zio_group_destroy(zio_group *g);

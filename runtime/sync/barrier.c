@@ -10,7 +10,10 @@
  * everyone); one that the last arrival popped first belongs to the
  * completed round and returns success, so every round releases exactly
  * `count` tasks. Woken waiters never touch the barrier again; destroy()
- * takes the spin word, which waits out a last arrival still releasing.
+ * takes the spin word, which waits out a last arrival still releasing. A
+ * waiter the last arrival popped but whose timeout or cancel won the claim
+ * still takes the spin word to learn that; the last arrival counts those
+ * in `_leaving`, and destroy() waits until they are gone too.
  *
  * Wait group. One 64-bit word: count << 2 | WAITERS | QLOCK. A change
  * that leaves the count non-zero, or brings it to zero with nobody
@@ -49,10 +52,16 @@ ZIO_API int zio_barrier_destroy(zio_barrier *b)
 {
 	if (!b)
 		return -EINVAL;
-	slock(&b->_lock);
-	bool busy = b->_arrived != 0;
-	sunlock(&b->_lock);
-	return busy ? -EBUSY : 0;
+	for (unsigned n = 0;; n++) {
+		slock(&b->_lock);
+		bool busy = b->_arrived != 0, leaving = b->_leaving != 0;
+		sunlock(&b->_lock);
+		if (busy)
+			return -EBUSY;
+		if (!leaving)
+			return 0;
+		zio__pause(n); /* it is runnable: its wait ended */
+	}
 }
 
 static int barrier_wait(zio_barrier *b, int64_t deadline)
@@ -64,7 +73,7 @@ static int barrier_wait(zio_barrier *b, int64_t deadline)
 	}
 	if (b->_arrived + 1 == b->_count) {
 		b->_arrived = 0;
-		struct zio__waiter *list = wq_claim_all(&b->_q, 0);
+		struct zio__waiter *list = wq_claim_all_counting(&b->_q, 0, &b->_leaving);
 		sunlock(&b->_lock);
 		waiters_release(list);
 		return ZIO_BARRIER_SERIAL;
@@ -82,10 +91,12 @@ static int barrier_wait(zio_barrier *b, int64_t deadline)
 	if (r >= 0)
 		return 0;
 	slock(&b->_lock);
-	if (wq_remove(&b->_q, &w))
+	if (wq_remove(&b->_q, &w)) {
 		b->_arrived--;
-	else
+	} else {
 		r = 0; /* the round completed with us in it */
+		b->_leaving--;
+	}
 	sunlock(&b->_lock);
 	return r;
 }

@@ -91,9 +91,11 @@ ZIO_API int zio_mutex_destroy(zio_mutex *m)
 {
 	if (!m)
 		return -EINVAL;
-	/* Taking the queue lock also waits out a waiter still unlinking. */
+	/* Taking the queue lock also waits out a waiter still unlinking. A
+	 * waiter woken to retry (WOKEN) is in neither the lock nor the queue
+	 * but will touch the mutex: it is still a waiter. */
 	unsigned s = wlock(&m->_state, QLOCK);
-	bool busy = (s & LOCKED) || !wq_empty(&m->_q);
+	bool busy = (s & (LOCKED | WOKEN)) || !wq_empty(&m->_q);
 	wunlock(&m->_state, QLOCK);
 	return busy ? -EBUSY : 0;
 }

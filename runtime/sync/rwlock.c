@@ -262,13 +262,12 @@ ZIO_API int zio_rwlock_trywrlock(zio_rwlock *rw)
 
 /* ---------------------------------------------------------------- unlock */
 
-__attribute__((noinline)) static void unlock_slow(zio_rwlock *rw, bool writer)
+__attribute__((noinline)) static void writer_unlock_slow(zio_rwlock *rw)
 {
 	wlock(&rw->_state, QLOCK);
-	/* A writer lets go under QLOCK: nobody can take the lock before
+	/* The writer lets go under QLOCK: nobody can take the lock before
 	 * dispatch has given it to the queue. */
-	if (writer)
-		__atomic_fetch_and(&rw->_state, ~WRITER, __ATOMIC_RELEASE);
+	__atomic_fetch_and(&rw->_state, ~WRITER, __ATOMIC_RELEASE);
 	unlock_and_release(rw, dispatch(rw));
 }
 
@@ -282,13 +281,32 @@ ZIO_API int zio_rwlock_unlock(zio_rwlock *rw)
 		if (zio__likely(__atomic_compare_exchange_n(&rw->_state, &s, 0, false,
 							    __ATOMIC_RELEASE, __ATOMIC_RELAXED)))
 			return 0;
-		unlock_slow(rw, true);
+		writer_unlock_slow(rw);
 		return 0;
 	}
-	if (READERS(s) == 0)
-		return -EPERM;
-	s = __atomic_sub_fetch(&rw->_state, READER, __ATOMIC_RELEASE);
-	if (zio__unlikely(READERS(s) == 0 && (s & (W_WAITING | R_WAITING))))
-		unlock_slow(rw, false);
-	return 0;
+	/* A reader: one CAS, which refuses at zero readers (a second unlock
+	 * must not wrap the count). The last reader with waiters takes QLOCK
+	 * in the same step as it lets go: were the two apart, a waiting
+	 * writer could give up, another task take the lock, unlock and free
+	 * it, all before this unlock touched the word again. */
+	unsigned spins = 0;
+	for (;;) {
+		if (READERS(s) == 0)
+			return -EPERM;
+		unsigned n = s - READER;
+		bool dispatching = READERS(n) == 0 && (n & (W_WAITING | R_WAITING));
+		if (dispatching) {
+			if (s & QLOCK) {
+				backoff(&spins);
+				s = __atomic_load_n(&rw->_state, __ATOMIC_RELAXED);
+				continue;
+			}
+			n |= QLOCK;
+		}
+		if (cas(&rw->_state, &s, n, __ATOMIC_ACQ_REL)) {
+			if (dispatching)
+				unlock_and_release(rw, dispatch(rw));
+			return 0;
+		}
+	}
 }

@@ -226,16 +226,28 @@ static inline struct zio__waiter *wq_claim_one(struct zio__wq *q, int value)
 
 /* Claims every waiter; returns them as a list linked by ->next (prev keeps
  * pointing at the node itself, so they still read as unqueued). */
-static inline struct zio__waiter *wq_claim_all(struct zio__wq *q, int value)
+/* As wq_claim_all, and counts in *lost the waiters popped whose claim lost:
+ * they timed out or were cancelled, and will still take the object's lock
+ * to leave. */
+static inline struct zio__waiter *wq_claim_all_counting(struct zio__wq *q, int value,
+							unsigned *lost)
 {
 	struct zio__waiter *list = NULL, *w;
 	while ((w = wq_pop(q))) {
 		if (zio__unpark(w->parker, w->gen, value)) {
 			w->next = list;
 			list = w;
+		} else {
+			++*lost;
 		}
 	}
 	return list;
+}
+
+static inline struct zio__waiter *wq_claim_all(struct zio__wq *q, int value)
+{
+	unsigned lost = 0;
+	return wq_claim_all_counting(q, value, &lost);
 }
 
 /* Step 3 of the protocol: the last access to w. Call after unlocking. */

@@ -232,7 +232,7 @@ typedef struct zio_barrier {
 	unsigned _lock;
 	unsigned _count;     /* tasks per round; 0: not initialised */
 	unsigned _arrived;
-	unsigned _pad;
+	unsigned _leaving;   /* popped waiters that lost their claim, not yet gone */
 	struct zio__wq _q;
 } zio_barrier;
 
