@@ -109,8 +109,8 @@ typedef struct zio_cond {
 /* Zero is CLOCK_REALTIME for zio_cond_timedwait(), as for pthread. */
 #define ZIO_COND_INIT { 0, 0, { 0, 0 } }
 
-/* clock: CLOCK_REALTIME or CLOCK_MONOTONIC (or BOOTTIME, TAI): the clock
- * zio_cond_timedwait() reads its deadline on. */
+/* clock: CLOCK_REALTIME or CLOCK_MONOTONIC (as pthread allows; others are
+ * -EINVAL): the clock zio_cond_timedwait() reads its deadline on. */
 ZIO_API int zio_cond_init(zio_cond *c, clockid_t clock);
 ZIO_API int zio_cond_destroy(zio_cond *c);
 /* Atomically releases m and waits; m is held again on return, whatever the
@@ -279,8 +279,8 @@ typedef struct zio_once {
 
 /* Runs fn(arg) exactly once per zio_once; concurrent callers wait until it
  * has returned, and everything it wrote is visible to them. 0, or
- * -ECANCELED if a waiting caller was cancelled (fn still runs to the end in
- * the first caller). */
+ * -ECANCELED / -ETIMEDOUT if a waiting caller was cancelled or its
+ * deadline scope ran out (fn still runs to the end in the first caller). */
 ZIO_API int zio_once_call(zio_once *o, void (*fn)(void *), void *arg);
 
 #ifdef __cplusplus
