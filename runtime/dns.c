@@ -10,6 +10,7 @@
 #include "backend.h"
 
 #include <netdb.h>
+#include <strings.h>
 
 #define DNS_MAX 64
 
@@ -52,6 +53,24 @@ static int gai_errno(int rc, int sys_errno)
 	}
 }
 
+/* Names that only ever mean this host (RFC 6761's localhost and the
+ * Debian /etc/hosts names for ::1), any case, with or without the final
+ * dot. Their addresses are loopback ones, which AI_ADDRCONFIG may hide: a
+ * name found without it is worth a second lookup, one that only might be
+ * is not (that would double every failed lookup's time). */
+static bool names_this_host(const char *host)
+{
+	size_t n = strlen(host);
+	if (n && host[n - 1] == '.')
+		n--;
+	static const char *const names[] = { "localhost", "ip6-localhost", "ip6-loopback" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (n == strlen(names[i]) && strncasecmp(host, names[i], n) == 0)
+			return true;
+	/* foo.localhost */
+	return n > 10 && strncasecmp(host + n - 10, ".localhost", 10) == 0;
+}
+
 static void dns_run(struct zio__job *j)
 {
 	struct dns_job *d = (struct dns_job *)j;
@@ -60,7 +79,8 @@ static void dns_run(struct zio__job *j)
 	struct addrinfo *res = NULL;
 	errno = 0;
 	int rc = getaddrinfo(d->host, NULL, &hints, &res);
-	if (rc == EAI_BADFLAGS || (rc == EAI_NONAME && strcmp(d->host, "localhost") == 0)) {
+	if (rc == EAI_BADFLAGS ||
+	    ((rc == EAI_NONAME || rc == EAI_ADDRFAMILY) && names_this_host(d->host))) {
 		/* AI_ADDRCONFIG hides loopback-only hosts' addresses. */
 		hints.ai_flags = 0;
 		rc = getaddrinfo(d->host, NULL, &hints, &res);
@@ -91,11 +111,20 @@ ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_add
 		return -EINVAL;
 	if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
 		return -EINVAL;
+	/* 253 characters, or 254 with the root's final dot. */
 	size_t hl = strnlen(host, 256);
-	if (hl == 0 || hl > 253)
+	if (hl == 0 || hl > 254 || (hl == 254 && host[253] != '.'))
 		return -EINVAL;
-	/* Numeric: no lookup at all. */
+	/* Numeric: no lookup at all. IPv6 also in brackets, as in URLs. */
 	zio_addr a;
+	char inner[64];
+	if (host[0] == '[' && hl > 2 && hl - 2 < sizeof(inner) && host[hl - 1] == ']') {
+		memcpy(inner, host + 1, hl - 2);
+		inner[hl - 2] = 0;
+		if (zio_addr_ip(&a, inner, port) != 0 || a.sa.sa_family != AF_INET6)
+			return -EINVAL;
+		host = inner;
+	}
 	if (zio_addr_ip(&a, host, port) == 0) {
 		if (family != AF_UNSPEC && a.sa.sa_family != family)
 			return -ENOENT;
@@ -106,6 +135,9 @@ ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_add
 	if (!d)
 		return -ENOMEM;
 	memcpy(d->host, host, hl);
+	/* /etc/hosts knows "localhost", not "localhost.". */
+	if (host[hl - 1] == '.' && names_this_host(host))
+		d->host[hl - 1] = 0;
 	d->family = family;
 	d->port = port;
 	d->job.run = dns_run;

@@ -980,6 +980,28 @@ static void *dns(void *arg)
 	cr_assert_eq(zio_dns_resolve("::1", 5, AF_INET, out, 8, ZIO_FOREVER), -ENOENT);
 	cr_assert_eq(zio_dns_resolve("", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), -EINVAL);
 	cr_assert_eq(zio_dns_resolve("x", 5, 12345, out, 8, ZIO_FOREVER), -EINVAL);
+	/* IPv6 in brackets, as in URLs; IPv4 in brackets is not a thing. */
+	cr_assert_eq(zio_dns_resolve("[::1]", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), 1);
+	cr_assert_eq(out[0].sa.sa_family, AF_INET6);
+	cr_assert_eq(zio_addr_port(&out[0]), 5);
+	cr_assert_eq(zio_dns_resolve("[1.2.3.4]", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), -EINVAL);
+	/* Names of this host, any case, with the root's dot. */
+	cr_assert_gt(zio_dns_resolve("LocalHost", 5, AF_INET, out, 8, ZIO_FOREVER), 0);
+	cr_assert_gt(zio_dns_resolve("localhost.", 5, AF_INET, out, 8, ZIO_FOREVER), 0);
+	/* 253 characters, or 254 ending in the root's dot (a passed
+	 * deadline: past the check, no lookup is waited for). */
+	char name[256];
+	memset(name, 'a', sizeof(name));
+	for (int i = 63; i < 254; i += 64)
+		name[i] = '.';
+	name[254] = 0;
+	cr_assert_eq(zio_dns_resolve(name, 5, AF_UNSPEC, out, 8, zio_now()), -EINVAL);
+	name[253] = '.';
+	int r = zio_dns_resolve(name, 5, AF_UNSPEC, out, 8, zio_now());
+	cr_assert(r == -ETIMEDOUT || r == -ENOENT, "%d", r);
+	name[253] = 0;
+	r = zio_dns_resolve(name, 5, AF_UNSPEC, out, 8, zio_now());
+	cr_assert(r == -ETIMEDOUT || r == -ENOENT, "%d", r);
 	/* A deadline that has passed returns at once, whatever the lookup
 	 * is doing; the job cleans up after itself. */
 	n = zio_dns_resolve("localhost", 1, AF_UNSPEC, out, 8, zio_now());

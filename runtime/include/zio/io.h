@@ -189,8 +189,9 @@ ZIO_API int zio_pipe(int fds[2]);
 
 /* ---------------------------------------------------------------------- DNS */
 
-/* Up to max addresses of host (a name or a numeric address) with port set,
- * in getaddrinfo order; family is AF_UNSPEC, AF_INET or AF_INET6. Returns
+/* Up to max addresses of host (a name, a numeric address, or an IPv6 one in
+ * brackets) with port set, in getaddrinfo order; family is AF_UNSPEC,
+ * AF_INET or AF_INET6. Returns
  * how many were stored (> 0), or -errno: -ENOENT for an unknown name,
  * -EAGAIN for a temporary failure, -EINVAL for a bad name. The lookup runs
  * on the blocking pool; a timeout or cancellation returns at once even if
