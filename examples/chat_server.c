@@ -210,7 +210,8 @@ static void *serve(void *arg)
 	}
 	int lfd = zio_tcp_listen(&addr, NULL);
 	if (lfd < 0) {
-		fprintf(stderr, "chat_server: listen: %s\n", strerror(-lfd));
+		fprintf(stderr, "chat_server: listen on %s port %d: %s\n", o->host, o->port,
+			strerror(-lfd));
 		return (void *)1;
 	}
 	zio_local_addr(lfd, &addr);
@@ -223,13 +224,11 @@ static void *serve(void *arg)
 	for (;;) {
 		int fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
 		if (fd < 0) {
-			if (fd == -EMFILE || fd == -ENFILE) {
-				zio_sleep(ZIO_MSEC(10));
+			if (accept_goes_on(fd))
 				continue;
-			}
-			if (fd == -ECONNABORTED)
-				continue;
-			break;
+			fprintf(stderr, "chat_server: accept: %s\n", strerror(-fd));
+			zio_close(lfd);
+			return (void *)1;
 		}
 		struct client *c = calloc(1, sizeof(*c));
 		int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -248,8 +247,6 @@ static void *serve(void *arg)
 			free(c);
 		}
 	}
-	zio_close(lfd);
-	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -271,8 +268,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	zio_runtime *rt;
-	if (zio_runtime_create(&rt, NULL))
+	int err = zio_runtime_create(&rt, NULL);
+	if (err) {
+		fprintf(stderr, "chat_server: runtime: %s\n", strerror(-err));
 		return 1;
+	}
 	void *res = NULL;
 	zio_runtime_run(rt, serve, &o, &res);
 	zio_runtime_destroy(rt);

@@ -74,7 +74,12 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt(argc, argv, "t:")) != -1) {
 		if (c == 't') {
-			o.timeout = ZIO_MSEC(atol(optarg));
+			long ms = num_arg(optarg, 1, 86400000);
+			if (ms < 0) {
+				fprintf(stderr, "tcp_client: -t takes milliseconds, 1 to 86400000\n");
+				return 2;
+			}
+			o.timeout = ZIO_MSEC(ms);
 		} else {
 			fprintf(stderr, "usage: %s [-t TIMEOUT_MS] HOST PORT\n", argv[0]);
 			return 2;
@@ -91,8 +96,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	zio_runtime *rt;
-	if (zio_runtime_create(&rt, NULL))
+	int err = zio_runtime_create(&rt, NULL);
+	if (err) {
+		fprintf(stderr, "tcp_client: runtime: %s\n", strerror(-err));
 		return 1;
+	}
 	void *res = NULL;
 	zio_runtime_run(rt, client, &o, &res);
 	zio_runtime_destroy(rt);

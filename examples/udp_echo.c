@@ -29,7 +29,7 @@ static void *serve(void *arg)
 	}
 	int fd = zio_udp_bind(&addr);
 	if (fd < 0) {
-		fprintf(stderr, "udp_echo: bind: %s\n", strerror(-fd));
+		fprintf(stderr, "udp_echo: bind to %s port %d: %s\n", o->host, o->port, strerror(-fd));
 		return (void *)1;
 	}
 	zio_local_addr(fd, &addr);
@@ -40,10 +40,14 @@ static void *serve(void *arg)
 	char buf[65536];
 	for (;;) {
 		ssize_t n = zio_recvfrom(fd, buf, sizeof(buf), 0, &from, ZIO_FOREVER);
+		if (n == -ECANCELED)
+			break;
+		if (n == -ENOBUFS || n == -ENOMEM || n == -EINTR)
+			continue; /* a moment's shortage: the socket is fine */
 		if (n < 0) {
-			if (n == -ECANCELED)
-				break;
-			continue; /* e.g. ICMP errors surfacing as ECONNREFUSED */
+			fprintf(stderr, "udp_echo: receive: %s\n", strerror((int)-n));
+			zio_close(fd);
+			return (void *)1;
 		}
 		zio_sendto(fd, buf, (size_t)n, 0, &from, zio_deadline_after(ZIO_SEC(1)));
 	}
@@ -70,8 +74,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	zio_runtime *rt;
-	if (zio_runtime_create(&rt, NULL))
+	int err = zio_runtime_create(&rt, NULL);
+	if (err) {
+		fprintf(stderr, "udp_echo: runtime: %s\n", strerror(-err));
 		return 1;
+	}
 	void *res = NULL;
 	zio_runtime_run(rt, serve, &o, &res);
 	zio_runtime_destroy(rt);

@@ -306,6 +306,84 @@ Test(examples, http_server, .timeout = 60)
 	stop(&s);
 }
 
+/* What a browser, curl, ab or a slow client sends that a hello server must
+ * still get right. */
+Test(examples, http_server_edges, .timeout = 60)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", "-t", "1", NULL }, NULL, false);
+	read_banner(&s);
+	char buf[1024];
+	const size_t body = sizeof("Hello, World!") - 1, ok = sizeof(ok_reply) - 1;
+	/* HEAD: the headers alone, so the next answer on the connection is
+	 * not read as this one's body. */
+	int fd = dial(s.port, SOCK_STREAM);
+	const char *head = "HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	send_all(fd, head, strlen(head));
+	recv_exact(fd, buf, ok - body + ok);
+	cr_assert_eq(memcmp(buf, ok_reply, ok - body), 0);
+	cr_assert_eq(memcmp(buf + ok - body, ok_reply, ok), 0, "%.*s", (int)(2 * ok - body), buf);
+	/* A token list, not a substring: "notclose" keeps it open. */
+	const char *nc = "GET / HTTP/1.1\r\nConnection: notclose, Upgrade\r\n\r\n";
+	send_all(fd, nc, strlen(nc));
+	recv_exact(fd, buf, ok);
+	cr_assert_eq(memcmp(buf, ok_reply, ok), 0);
+	close(fd);
+	/* HTTP/1.0 keep-alive is confirmed (ab -k waits for it), and kept. */
+	fd = dial(s.port, SOCK_STREAM);
+	const char *k10 = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+	for (int i = 0; i < 2; i++) {
+		send_all(fd, k10, strlen(k10));
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		cr_assert_gt(n, 0);
+		buf[n] = 0;
+		cr_assert(strstr(buf, "\r\nConnection: keep-alive\r\n") && strstr(buf, "Hello, World!"),
+			  "%s", buf);
+	}
+	close(fd);
+	/* Expect: 100-continue gets its go-ahead before the body is sent. */
+	fd = dial(s.port, SOCK_STREAM);
+	const char *ex = "POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+	send_all(fd, ex, strlen(ex));
+	const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	recv_exact(fd, buf, sizeof(cont) - 1);
+	cr_assert_eq(memcmp(buf, cont, sizeof(cont) - 1), 0);
+	send_all(fd, "hello", 5);
+	recv_exact(fd, buf, ok);
+	cr_assert_eq(memcmp(buf, ok_reply, ok), 0);
+	close(fd);
+	/* Framing it cannot trust, or will not take. */
+	expect_400(s.port, "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello");
+	expect_400(s.port, "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello");
+	expect_400(s.port, "GET / HTTP/1.1\r\nno colon here\r\n\r\n");
+	expect_400(s.port, "GET / HTTP/1.1X\r\n\r\n");
+	fd = dial(s.port, SOCK_STREAM);
+	const char *big = "POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n";
+	send_all(fd, big, strlen(big));
+	read_to_eof(fd, buf, sizeof(buf));
+	cr_assert(strncmp(buf, "HTTP/1.1 413", 12) == 0, "%s", buf);
+	close(fd);
+	/* A client trickling a request is cut off after -t (1 s), however
+	 * often a byte comes. */
+	fd = dial(s.port, SOCK_STREAM);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	const char *slow = "GET / HTTP/1.1\r\nX-Slow: ";
+	send_all(fd, slow, strlen(slow));
+	bool closed = false;
+	for (int i = 0; i < 50 && !closed; i++) {
+		usleep(100000);
+		closed = send(fd, "a", 1, MSG_NOSIGNAL) < 0 ||
+			 (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert(closed, "a trickling client was still connected after 5 s");
+	cr_assert(took > 0.8 && took < 3, "cut off after %.2f s (-t 1)", took);
+	close(fd);
+	stop(&s);
+}
+
 /* ------------------------------------------------------------ tcp_client */
 
 /* An echo server, and a tcp_client to it with stdin piped. */
@@ -429,6 +507,25 @@ Test(examples, bad_arguments, .timeout = 30)
 	}
 	struct child c;
 	spawn(&c, (char *[]){ EX "tcp_client", "127.0.0.1", "70000", NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 2);
+	close(c.err_fd);
+	close(c.out_fd);
+	/* Timeouts that are not a number of milliseconds, or overflow. */
+	for (int k = 0; k < 4; k++) {
+		char *bad = (char *[]){ "abc", "0", "-5", "10000000000000" }[k];
+		spawn(&c, (char *[]){ EX "tcp_client", "-t", bad, "127.0.0.1", "80", NULL }, NULL, true);
+		close(c.in_fd);
+		c.in_fd = -1;
+		cr_assert_eq(exit_status(&c), 2, "-t %s", bad);
+		char err[256] = { 0 };
+		cr_assert_gt(read(c.err_fd, err, sizeof(err) - 1), 0);
+		cr_assert(strstr(err, "-t takes milliseconds"), "%s", err);
+		close(c.err_fd);
+		close(c.out_fd);
+	}
+	spawn(&c, (char *[]){ EX "http_server", "-t", "0", NULL }, NULL, true);
 	close(c.in_fd);
 	c.in_fd = -1;
 	cr_assert_eq(exit_status(&c), 2);
