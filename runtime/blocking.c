@@ -336,7 +336,10 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		case ZIO__OP_PWRITE:
 		case ZIO__OP_FREAD:
 		case ZIO__OP_FWRITE:
-			return zio__op_syscall(op);
+			/* (A FIFO or tty opened as a file may wait for good.) */
+			if (zio__fd_kind(op->fd, NULL) == ZIO__FD_REGULAR)
+				return zio__op_syscall(op);
+			return -EAGAIN;
 		default:
 			return -EAGAIN;
 		}

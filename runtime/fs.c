@@ -259,21 +259,32 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 	return (ssize_t)done;
 }
 
+/* File-to-file copies go to the pool in pieces of at most this much, so a
+ * timeout, a cancel or a zio_close() of either fd waits for one piece, not
+ * for gigabytes. */
+#define COPY_PIECE (64u << 20)
+/* Into a socket or pipe: sendfile calls of at most this much, between
+ * which the task yields and looks at its deadline. */
+#define SEND_PIECE (1u << 20)
+
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline)
 {
-	struct stat st;
-	if (fstat(out_fd, &st) < 0)
-		return -errno;
+	int out_kind = zio__fd_kind(out_fd, NULL), in_kind = zio__fd_kind(in_fd, NULL);
+	if (out_kind < 0)
+		return out_kind;
+	if (in_kind < 0)
+		return in_kind;
 	size_t done = 0;
-	if (S_ISREG(st.st_mode)) {
+	if (out_kind == ZIO__FD_REGULAR) {
 		/* copy_file_range and sendfile both refuse an O_APPEND output. */
 		int fl = fcntl(out_fd, F_GETFL);
 		if (fl >= 0 && (fl & O_APPEND))
 			return copy_slow(out_fd, in_fd, offset, count, deadline);
 		/* File to file: disk work, on the pool (or here, off-runtime). */
 		while (done < count) {
-			struct copy_args c = { out_fd, in_fd, offset, count - done };
+			size_t piece = count - done < COPY_PIECE ? count - done : COPY_PIECE;
+			struct copy_args c = { out_fd, in_fd, offset, piece };
 			long r = zio__blocking_call_on_files(copy_range, &c, deadline, in_fd, out_fd);
 			if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -EXDEV) {
 				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
@@ -287,10 +298,18 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		}
 		return (ssize_t)done;
 	}
-	/* Into a socket or pipe: sendfile, waiting for room on EAGAIN. The
-	 * file side reads from the page cache, which may block briefly. */
+	/* sendfile's EAGAIN is only the output's when the input is a file (it
+	 * reads the page cache): from a socket or pipe into a pipe (Linux
+	 * 5.12+) it can be the input's, which no wait for room ends. And into
+	 * an output in blocking mode it would hold the executor. Those go
+	 * through a buffer, with zio's waits on both sides. */
+	if (in_kind != ZIO__FD_REGULAR || out_kind != ZIO__FD_NONBLOCK)
+		return copy_slow(out_fd, in_fd, offset, count, deadline);
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		deadline = zio__effective_deadline(f, deadline);
 	while (done < count) {
-		size_t chunk = count - done > (1u << 20) ? (1u << 20) : count - done;
+		size_t chunk = count - done > SEND_PIECE ? SEND_PIECE : count - done;
 		ssize_t r = sendfile(out_fd, in_fd, offset, chunk);
 		if (r < 0) {
 			int e = errno;
@@ -311,6 +330,14 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		if (r == 0)
 			break;
 		done += (size_t)r;
+		/* A reader that keeps up never makes us wait: see to the
+		 * deadline, a cancel and the executor's other tasks here. */
+		if (done < count) {
+			if (deadline != ZIO_FOREVER && zio_now() >= deadline)
+				break;
+			if (zio_yield() < 0)
+				break; /* cancelled: the bytes sent are the answer */
+		}
 	}
 	return (ssize_t)done;
 }

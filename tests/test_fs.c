@@ -192,6 +192,77 @@ Test(fs, sendfile_cut_short_counts_what_was_written, .timeout = 30)
 	run_in_runtime(1, sendfile_short_task, NULL);
 }
 
+/* What sendfile(2) must not be used for. From a socket into a pipe
+ * (Linux 5.12+ takes it), its EAGAIN is the empty input's, and waiting for
+ * room in the pipe returned at once for ever: the copy spun, starving the
+ * executor. Into an output in blocking mode, sendfile(2) would hold the
+ * executor while the reader, a task on it, could not run. */
+static void *sendfile_odd_ends(void *arg)
+{
+	(void)arg;
+	int p[2], sv[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	int64_t t0 = zio_now();
+	ssize_t n = zio_sendfile(p[1], sv[0], NULL, 4096, zio_deadline_after(ZIO_MSEC(100)));
+	cr_assert_eq(n, -ETIMEDOUT, "%zd", n);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(5));
+	cr_assert_eq(zio_write(sv[1], "data", 4, ZIO_FOREVER), 4);
+	cr_assert_eq(zio_sendfile(p[1], sv[0], NULL, 4, ZIO_FOREVER), 4);
+	char got[8];
+	cr_assert_eq(zio_read(p[0], got, sizeof(got), ZIO_FOREVER), 4);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+
+	/* A file into a blocking-mode socket, read by a task on this executor. */
+	char path[128];
+	snprintf(path, sizeof(path), "/tmp/zio-sfb-%d-%s", getpid(),
+		 getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	size_t len = 4 << 20;
+	char *data = calloc(1, len);
+	cr_assert_eq(zio_file_write_all(fd, data, len, 0, ZIO_FOREVER), (ssize_t)len);
+	free(data);
+	int bs[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bs), 0); /* blocking */
+	zio_task *t;
+	zio_spawn(NULL, &t, sink, (void *)(intptr_t)bs[1], NULL);
+	off_t off = 0;
+	cr_assert_eq(zio_sendfile(bs[0], fd, &off, len, zio_deadline_after(ZIO_SEC(20))),
+		     (ssize_t)len);
+	cr_assert_eq(zio_shutdown(bs[0], SHUT_WR), 0);
+	void *r;
+	zio_task_join(t, &r);
+	cr_assert_eq((intptr_t)r, (intptr_t)len);
+	zio_close(bs[0]);
+	zio_close(bs[1]);
+
+	/* Try once (deadline 0) on a FIFO opened as a file: no data is
+	 * -EAGAIN at once (on epoll and poll the read ran inline and blocked
+	 * the executor), whatever the backend says it with. */
+	char fifo[160];
+	snprintf(fifo, sizeof(fifo), "%s.fifo", path);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	int ff = zio_file_open(fifo, O_RDWR, 0, ZIO_FOREVER);
+	cr_assert_geq(ff, 0);
+	char c;
+	n = zio_file_read(ff, &c, 1, 0);
+	cr_assert(n == -EAGAIN || n == -ETIMEDOUT, "%zd", n);
+	zio_close(ff);
+	zio_file_unlink(fifo, ZIO_FOREVER);
+	zio_close(fd);
+	zio_file_unlink(path, ZIO_FOREVER);
+	return NULL;
+}
+
+Test(fs, sendfile_from_a_socket_or_to_a_blocking_fd, .timeout = 30)
+{
+	run_in_runtime(1, sendfile_odd_ends, NULL);
+}
+
 /* A task doing file I/O in a loop does not starve a task doing timers. */
 static void *spinner(void *arg)
 {
