@@ -74,13 +74,45 @@ static void count_running(const struct zio__job *j, int delta)
 		atomic_fetch_add(bucket_of(j->fds[i].fd), (unsigned)delta);
 }
 
-static void pool_init(void)
+static void pool_cond_init(void)
 {
 	pthread_condattr_t a;
 	pthread_condattr_init(&a);
 	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
 	pthread_cond_init(&pool_cond, &a);
 	pthread_condattr_destroy(&a);
+}
+
+/* fork(): the child has none of the pool's threads, so it starts with an
+ * empty pool (jobs queued or running in the parent are the parent's: their
+ * waiters did not come along either). Without this a child that runs a
+ * runtime of its own queued its jobs for threads counted but gone. The lock
+ * is held across the fork so that the child's copy is in one piece. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+static void fork_child(void)
+{
+	pthread_mutex_init(&pool_lock, NULL);
+	pool_cond_init();
+	q_head = q_tail = NULL;
+	n_threads = n_idle = n_queued = 0;
+	running_by_number = NULL;
+	for (unsigned i = 0; i < RUNNING_BUCKETS; i++)
+		atomic_store(&running_in_bucket[i], 0);
+}
+
+static void pool_init(void)
+{
+	pool_cond_init();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	const char *v = getenv("ZIO_BLOCKING_THREADS");
 	long n = v ? strtol(v, NULL, 10) : 0;
 	max_threads = n > 0 && n <= 4096 ? (unsigned)n : 64;

@@ -1073,3 +1073,43 @@ Test(io, unknown_backend_is_an_error, .timeout = 10)
 	struct zio_runtime_options o = { .backend = "kqueue9" };
 	cr_assert_eq(zio_runtime_create(&rt, &o), -EINVAL);
 }
+
+/* A child of fork() that runs a runtime of its own gets a blocking pool of
+ * its own: the parent's threads, counted in the inherited pool, are gone.
+ * (Not under ThreadSanitizer, which does not support a child of a
+ * multi-threaded process starting threads: it kills it.) */
+#if !defined(__SANITIZE_THREAD__)
+static long add_one(void *arg)
+{
+	return (long)(intptr_t)arg + 1;
+}
+
+static void *use_the_pool(void *arg)
+{
+	(void)arg;
+	long r = zio_blocking_call(add_one, (void *)41, zio_deadline_after(ZIO_SEC(5)));
+	return (void *)(intptr_t)r;
+}
+
+Test(io, blocking_pool_after_fork, .timeout = 30)
+{
+	/* The parent's pool has threads (idle ones stay for seconds). */
+	zio_runtime *rt;
+	cr_assert_eq(zio_runtime_create(&rt, NULL), 0);
+	void *r;
+	cr_assert_eq(zio_runtime_run(rt, use_the_pool, NULL, &r), 0);
+	cr_assert_eq((intptr_t)r, 42);
+	zio_runtime_destroy(rt);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (zio_runtime_create(&rt, NULL) || zio_runtime_run(rt, use_the_pool, NULL, &r))
+			_exit(2);
+		zio_runtime_destroy(rt);
+		_exit((intptr_t)r == 42 ? 0 : 1);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's pool call failed (status %d)", st);
+}
+#endif
