@@ -362,5 +362,9 @@ void zio__job_unref(struct zio__job *j);
 void zio__blocking_fd_quiesce(int fd);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
+/* A new file zio opened at fd, of a kind (ZIO__FD_UNKNOWN: to be learnt)
+ * and traits: whatever the number's last file left (closed behind zio's
+ * back) is forgotten, as for zio__fd_created. */
+void zio__fd_fresh(int fd, unsigned kind, unsigned traits);
 
 #endif

@@ -38,12 +38,8 @@ ZIO_API int zio_file_openat(int dirfd, const char *path, int flags, mode_t mode,
 			    int64_t deadline)
 {
 	int fd = path_op(ZIO__OP_OPENAT, dirfd, path, flags | O_CLOEXEC, mode, deadline);
-	if (fd >= 0) {
-		/* A fresh number: forget what its previous owner left. */
-		struct zio__fd *ent = zio__fd_get(fd);
-		if (ent)
-			__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_UNKNOWN, __ATOMIC_RELAXED);
-	}
+	if (fd >= 0)
+		zio__fd_fresh(fd, ZIO__FD_UNKNOWN, 0); /* a socket's traits, say, must go */
 	return fd;
 }
 

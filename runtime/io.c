@@ -937,9 +937,14 @@ static void disown_stale(struct zio__fd *ent)
  * no fcntl/fstat. */
 void zio__fd_created(int fd, unsigned traits)
 {
+	zio__fd_fresh(fd, ZIO__FD_NONBLOCK, traits);
+}
+
+void zio__fd_fresh(int fd, unsigned kind, unsigned traits)
+{
 	struct zio__fd *ent = zio__fd_get(fd);
 	if (ent) {
-		__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_NONBLOCK, __ATOMIC_RELAXED);
+		__atomic_store_n(&ent->kind, (uint8_t)kind, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->traits, (uint8_t)traits, __ATOMIC_RELAXED);
 		__atomic_store_n(&ent->no_hint, 0, __ATOMIC_RELAXED);
 		/* Left over only if the number's last file was closed behind

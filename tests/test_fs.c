@@ -263,6 +263,41 @@ Test(fs, sendfile_from_a_socket_or_to_a_blocking_fd, .timeout = 30)
 	run_in_runtime(1, sendfile_odd_ends, NULL);
 }
 
+/* A file opened on the number of a socket that was closed behind zio's
+ * back (a plain close(), say by a library) is a file: the socket's traits
+ * made reads of it recv(2)s, -ENOTSOCK on io_uring. */
+static void *reopened_number(void *arg)
+{
+	(void)arg;
+	char path[128];
+	snprintf(path, sizeof(path), "/tmp/zio-reo-%d-%s", getpid(),
+		 getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	int w = zio_file_open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_eq(zio_file_write_all(w, "file", 4, 0, ZIO_FOREVER), 4);
+	zio_close(w);
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	cr_assert_eq(zio_write(sv[1], "x", 1, ZIO_FOREVER), 1);
+	char c;
+	cr_assert_eq(zio_read(sv[0], &c, 1, ZIO_FOREVER), 1); /* zio knows it as a socket */
+	int num = sv[0];
+	close(sv[0]); /* not zio_close */
+	int fd = zio_file_open(path, O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_eq(fd, num, "the lowest free number");
+	char buf[8];
+	cr_assert_eq(zio_read(fd, buf, sizeof(buf), ZIO_FOREVER), 4);
+	cr_assert_eq(memcmp(buf, "file", 4), 0);
+	zio_close(fd);
+	zio_close(sv[1]);
+	zio_file_unlink(path, ZIO_FOREVER);
+	return NULL;
+}
+
+Test(fs, file_on_the_number_of_a_socket_closed_behind_zio, .timeout = 20)
+{
+	run_in_runtime(1, reopened_number, NULL);
+}
+
 /* A task doing file I/O in a loop does not starve a task doing timers. */
 static void *spinner(void *arg)
 {
