@@ -81,10 +81,10 @@ static void sigpipe_noop(int sig)
 	(void)sig;
 }
 
-static void sigpipe_once(void)
+void zio__sigpipe_once(void)
 {
 	static atomic_bool done;
-	if (atomic_exchange(&done, true))
+	if (atomic_load_explicit(&done, memory_order_relaxed) || atomic_exchange(&done, true))
 		return;
 	struct sigaction old;
 	if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
@@ -98,7 +98,7 @@ static void sigpipe_once(void)
 int zio__loop_create(struct zio__exec *e, const struct zio__backend *b)
 {
 	struct zio__loop *l;
-	sigpipe_once();
+	zio__sigpipe_once();
 	int err = b->create(e, &l);
 	if (err)
 		return err;

@@ -360,6 +360,11 @@ void zio__job_unref(struct zio__job *j);
 /* zio_close(fd), after forget_fd()'s incarnation bump and before close():
  * waits for the pool's jobs that name fd by number and are running. */
 void zio__blocking_fd_quiesce(int fd);
+/* backend.c: makes SIGPIPE a no-op handler, once, unless the application
+ * set its own (a write to a socket whose peer is gone must fail with EPIPE,
+ * not kill the process; writev and write have no MSG_NOSIGNAL). Done by the
+ * first runtime, or the first I/O call from a plain thread. */
+void zio__sigpipe_once(void);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
 /* A new file zio opened at fd, of a kind (ZIO__FD_UNKNOWN: to be learnt)

@@ -171,7 +171,9 @@ static int ep_poll(struct zio__loop *base, int64_t timeout_ns)
 			tsp = &ts;
 		}
 		n = epoll_pwait2(l->epfd, l->evs, MAX_EVENTS, tsp, NULL);
-		if (n < 0 && errno == ENOSYS) {
+		/* ENOSYS before Linux 5.11; EPERM under seccomp profiles that
+		 * predate the call (older Docker): epoll_wait from then on. */
+		if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
 			atomic_store(&no_pwait2, true);
 			return 0;
 		}

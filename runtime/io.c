@@ -299,6 +299,7 @@ static ssize_t try_op(struct zio__op *op, int kind)
 
 static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 {
+	zio__sigpipe_once(); /* no runtime need ever have been created */
 	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
 		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
 	int kind = zio__fd_kind(op->fd, zio__fd_get(op->fd));
@@ -454,9 +455,14 @@ static inline void note_empty(struct zio__fd *ent, const struct zio__op *op, ssi
  * file layer (VFS read/write and fdget_pos for the syscalls; fd flags and
  * fsnotify for io_uring's READ/WRITE): about 0.5 us of an echo round trip
  * on epoll, 0.7 us on io_uring. */
-static inline void as_socket_op(struct zio__op *op)
+static inline void as_socket_op(struct zio__op *op, unsigned traits)
 {
-	if (op->opcode == ZIO__OP_READ && op->u.rw.off < 0) {
+	/* Not a read of 0 bytes from a datagram socket: recv would take the
+	 * datagram and drop it, where read returns 0 and leaves it queued. (On
+	 * a byte stream, recv of 0 bytes waits for data and leaves it, as the
+	 * multishot path does too.) */
+	if (op->opcode == ZIO__OP_READ && op->u.rw.off < 0 &&
+	    (op->u.rw.len > 0 || (traits & ZIO__FD_STREAM))) {
 		op->opcode = ZIO__OP_RECV;
 		op->u.rw.flags = 0;
 	} else if (op->opcode == ZIO__OP_WRITE && op->u.rw.off < 0) {
@@ -493,8 +499,9 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		   (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
 		return zio__blocking_op(op, deadline);
 	}
-	if (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK)
-		as_socket_op(op);
+	unsigned traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
+	if (traits & ZIO__FD_SOCK)
+		as_socket_op(op, traits);
 	op->dir = (uint8_t)op_dir(op);
 	uint32_t pin = f->flags & PIN;
 	f->flags |= PIN;
@@ -575,7 +582,7 @@ static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
 		if (!(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK))
 			return -EAGAIN;
 	}
-	as_socket_op(op);
+	as_socket_op(op, __atomic_load_n(&ent->traits, __ATOMIC_RELAXED));
 	switch (op->opcode) {
 	case ZIO__OP_SEND:
 	case ZIO__OP_SENDMSG:

@@ -15,6 +15,9 @@
 #include <netdb.h>
 #include "helpers.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -781,6 +784,13 @@ static void *udp(void *arg)
 	struct msghdr rm = { .msg_iov = riov, .msg_iovlen = 2 };
 	cr_assert_eq(zio_recvmsg(s, &rm, 0, zio_deadline_after(ZIO_SEC(5))), 4);
 	cr_assert_eq(memcmp(x, "abc", 3), 0);
+	/* A read of 0 bytes is read(2)'s: 0, and the datagram stays queued
+	 * (done as recv(2), it took the datagram and dropped it). */
+	cr_assert_eq(zio_sendto(c, "kept", 4, 0, &a, ZIO_FOREVER), 4);
+	cr_assert_eq(zio_wait_fd(s, POLLIN, zio_deadline_after(ZIO_SEC(5))), POLLIN);
+	cr_assert_eq(zio_read(s, buf, 0, zio_deadline_after(ZIO_SEC(5))), 0);
+	cr_assert_eq(zio_read(s, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(5))), 4);
+	cr_assert_eq(memcmp(buf, "kept", 4), 0);
 	zio_close(s);
 	zio_close(c);
 	return NULL;
@@ -1201,4 +1211,29 @@ Test(net, ten_thousand_connections, .timeout = 240)
 	}
 	struct zio_runtime_options o = { .executors = 2, .stack_size = 64 << 10 };
 	run_with(&o, ten_thousand, (void *)10000);
+}
+
+/* A write from a plain thread, with no runtime ever created, to a socket
+ * whose peer is gone fails with EPIPE; writev has no MSG_NOSIGNAL, so the
+ * process used to die of SIGPIPE. In a child, whose SIGPIPE is the
+ * default. */
+Test(net, plain_thread_write_to_a_closed_peer_is_epipe, .timeout = 10)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv))
+			_exit(3);
+		close(sv[1]);
+		struct iovec iov = { "x", 1 };
+		ssize_t v = zio_writev(sv[0], &iov, 1, ZIO_FOREVER);
+		ssize_t w = zio_write(sv[0], "x", 1, ZIO_FOREVER);
+		_exit(v == -EPIPE && w == -EPIPE ? 0 : 1);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	cr_assert_eq(WEXITSTATUS(st), 0);
 }
