@@ -1113,3 +1113,91 @@ Test(io, blocking_pool_after_fork, .timeout = 30)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's pool call failed (status %d)", st);
 }
 #endif
+
+/* ------------------------------------------- syscalls a sandbox refuses */
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+/* In this (child) process, syscall nr fails with EPERM from now on, as
+ * under a container's seccomp profile that predates it. */
+static bool deny_syscall(long nr)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+static void *sleep_and_pipe(void *arg)
+{
+	(void)arg;
+	int p[2];
+	char c;
+	if (zio_sleep(ZIO_MSEC(2)) || zio_pipe(p) || zio_write(p[1], "x", 1, ZIO_FOREVER) != 1 ||
+	    zio_read(p[0], &c, 1, zio_deadline_after(ZIO_SEC(5))) != 1)
+		return (void *)1;
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+/* Runs sleep_and_pipe in a child with nr refused and backend asked for
+ * (NULL: the default probe); the exit status, and the backend it got. */
+static int run_denied(long nr, const char *backend, char *got, size_t got_size)
+{
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		if (backend)
+			setenv("ZIO_BACKEND", backend, 1);
+		else
+			unsetenv("ZIO_BACKEND");
+		if (!deny_syscall(nr))
+			_exit(3);
+		zio_runtime *rt;
+		void *r = (void *)1;
+		if (zio_runtime_create(&rt, NULL))
+			_exit(2);
+		const char *name = zio_runtime_backend(rt);
+		(void)!write(pfd[1], name, strlen(name));
+		zio_runtime_run(rt, sleep_and_pipe, NULL, &r);
+		zio_runtime_destroy(rt);
+		_exit(r ? 1 : 0);
+	}
+	close(pfd[1]);
+	ssize_t n = read(pfd[0], got, got_size - 1);
+	got[n > 0 ? n : 0] = 0;
+	close(pfd[0]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(io, sandbox_refusing_new_syscalls, .timeout = 30)
+{
+	char got[32];
+	int st;
+#ifdef __NR_epoll_pwait2
+	/* epoll_pwait2 refused: epoll_wait instead (it panicked). */
+	st = run_denied(__NR_epoll_pwait2, "epoll", got, sizeof(got));
+	cr_assert_eq(st, 0, "status %d on epoll without epoll_pwait2", st);
+	cr_assert_str_eq(got, "epoll");
+#endif
+	/* io_uring refused: the probe falls back to epoll. */
+	st = run_denied(__NR_io_uring_setup, NULL, got, sizeof(got));
+	cr_assert_eq(st, 0, "status %d without io_uring", st);
+	cr_assert_str_eq(got, "epoll");
+}
