@@ -98,16 +98,18 @@ struct request {
 	bool expect_continue;
 };
 
-/* A Content-Length value: digits only, at most MAX_BODY. */
+/* A Content-Length value: digits only (400 otherwise), at most MAX_BODY
+ * (413 otherwise). */
 static int parse_length(const char *v, size_t n, size_t *out)
 {
-	if (n == 0 || n > 9)
+	if (n == 0)
 		return 400;
 	size_t b = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i] < '0' || v[i] > '9')
 			return 400;
-		b = b * 10 + (size_t)(v[i] - '0');
+		if (b <= MAX_BODY) /* beyond, only the digits matter */
+			b = b * 10 + (size_t)(v[i] - '0');
 	}
 	*out = b;
 	return b > MAX_BODY ? 413 : 200;
@@ -133,11 +135,15 @@ static void parse_request(const char *p, const char *end, struct request *rq)
 		const char *hl = memchr(h, '\n', (size_t)(end - h));
 		if (!hl)
 			break;
+		if (hl == h || (hl == h + 1 && h[0] == '\r'))
+			break; /* the blank line */
+		/* A line that starts with white space (an obsolete folded
+		 * value, or spaces posing as the blank line) is refused. */
+		if (h[0] == ' ' || h[0] == '\t')
+			return;
 		const char *ve = hl;
 		while (ve > h && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
 			ve--;
-		if (ve == h)
-			break; /* the blank line */
 		const char *colon = memchr(h, ':', (size_t)(ve - h));
 		if (!colon || colon == h || colon[-1] == ' ' || colon[-1] == '\t')
 			return; /* not a header line */
@@ -162,7 +168,7 @@ static void parse_request(const char *p, const char *end, struct request *rq)
 		} else if (nl == 6 && strncasecmp(h, "Expect", 6) == 0) {
 			if (!has_token(v, vl, "100-continue"))
 				return;
-			rq->expect_continue = true;
+			rq->expect_continue = !rq->http10; /* 1.0 has no 100 */
 		}
 		h = hl + 1;
 	}

@@ -42,8 +42,9 @@ static void *serve(void *arg)
 		ssize_t n = zio_recvfrom(fd, buf, sizeof(buf), 0, &from, ZIO_FOREVER);
 		if (n == -ECANCELED)
 			break;
-		if (n == -ENOBUFS || n == -ENOMEM || n == -EINTR)
-			continue; /* a moment's shortage: the socket is fine */
+		if (n == -ENOBUFS || n == -ENOMEM || n == -EINTR || n == -ECONNREFUSED)
+			continue; /* a moment's shortage, or an ICMP error for an
+				   * earlier reply (with IP_RECVERR): the socket is fine */
 		if (n < 0) {
 			fprintf(stderr, "udp_echo: receive: %s\n", strerror((int)-n));
 			zio_close(fd);

@@ -14,7 +14,9 @@
  * with the whole sun_path length is padded with them), so in the text
  * form a backslash escapes: "\\" is a backslash and "\xNN" the byte NN.
  * The formatter writes control bytes, DEL and backslashes that way, and
- * the rest as they are, so every address comes back from its text whole.
+ * the rest as they are, so every address the parser can make comes back
+ * from its text whole (a 108-byte path with no terminator, which
+ * getsockname can report, is formatted but not parsed).
  * "unix:" alone is the unnamed address: a socketpair's ends, an unbound
  * client, and for bind(), autobind. zio_addr_unix() takes a raw name.
  */
@@ -316,6 +318,8 @@ ZIO_API int zio_addr_format(const zio_addr *a, char *buf, size_t size)
 	}
 	case AF_UNIX: {
 		size_t plen = a->len > SUN_OFF ? a->len - SUN_OFF : 0;
+		if (plen > SUN_MAX)
+			plen = SUN_MAX; /* a hand-made zio_addr's len is not to be trusted */
 		const char *p = a->un.sun_path;
 		bool abstract = plen > 0 && p[0] == 0;
 		size_t l = abstract ? plen - 1 : strnlen(p, plen);

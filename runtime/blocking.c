@@ -100,7 +100,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	pthread_mutex_init(&pool_lock, NULL);
+	pthread_mutex_unlock(&pool_lock); /* the forking thread's, in the child too */
 	pool_cond_init();
 	q_head = q_tail = NULL;
 	n_threads = n_idle = n_queued = 0;
@@ -354,6 +354,7 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 {
 	if (deadline == 0) {
+		int k;
 		/* Try once. Reading or writing a regular file never has to
 		 * wait (page cache or disk, the call just takes its time), so
 		 * it is done here rather than handed to a thread the zero
@@ -369,9 +370,9 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		case ZIO__OP_FREAD:
 		case ZIO__OP_FWRITE:
 			/* (A FIFO or tty opened as a file may wait for good.) */
-			if (zio__fd_kind(op->fd, NULL) == ZIO__FD_REGULAR)
-				return zio__op_syscall(op);
-			return -EAGAIN;
+			if ((k = zio__fd_kind(op->fd, zio__fd_get(op->fd))) < 0)
+				return k;
+			return k == ZIO__FD_REGULAR ? zio__op_syscall(op) : -EAGAIN;
 		default:
 			return -EAGAIN;
 		}

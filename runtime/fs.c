@@ -8,9 +8,13 @@
  * started is dropped; io_uring cancels what it can (an op already running
  * in the kernel may still complete, and then its result is returned).
  *
- * zio_sendfile() copies in the kernel: sendfile(2) into sockets and pipes
- * (waiting for writability on EAGAIN), copy_file_range(2) between files
- * (on the pool, like any disk I/O), with a read/write fallback.
+ * zio_sendfile() copies in the kernel where it can: copy_file_range(2)
+ * between files (on the pool, like any disk I/O, in 64 MiB pieces so a
+ * cancel or close waits for one piece), sendfile(2) from a file into a
+ * non-blocking socket or pipe (waiting for room on EAGAIN; yielding and
+ * looking at the deadline between 1 MiB calls). Everything else (a socket
+ * or pipe as input, an output in blocking mode, an O_APPEND file) goes
+ * through a buffer with zio's reads and writes.
  */
 #include "backend.h"
 
@@ -273,9 +277,11 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		return in_kind;
 	size_t done = 0;
 	if (out_kind == ZIO__FD_REGULAR) {
-		/* copy_file_range and sendfile both refuse an O_APPEND output. */
+		/* copy_file_range and sendfile both refuse an O_APPEND output;
+		 * a socket or pipe as input would hold a pool thread (or make
+		 * its EAGAIN the answer). */
 		int fl = fcntl(out_fd, F_GETFL);
-		if (fl >= 0 && (fl & O_APPEND))
+		if ((fl >= 0 && (fl & O_APPEND)) || in_kind != ZIO__FD_REGULAR)
 			return copy_slow(out_fd, in_fd, offset, count, deadline);
 		/* File to file: disk work, on the pool (or here, off-runtime). */
 		while (done < count) {

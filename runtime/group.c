@@ -14,7 +14,8 @@
  *
  * A group is reusable: once a wait (or a cancel) has seen it empty, its
  * first error and a fail-fast cancellation are over, and tasks spawned
- * after that start a fresh round.
+ * after that start a fresh round. The old round is cleared by that next
+ * spawn, not by the wait: every waiter of the round reads its error.
  */
 #include "internal.h"
 
@@ -23,6 +24,7 @@ struct zio_group {
 	unsigned flags;
 	unsigned count;        /* tasks spawned and not finished */
 	bool cancelling;       /* new spawns start cancelled */
+	bool seen_empty;       /* a wait or cancel saw count 0: the next spawn starts afresh */
 	int first_error;
 	struct zio__fiber *head;
 	struct zio__waitq waiters; /* zio_group_wait() callers */
@@ -67,6 +69,11 @@ void zio__group_link(struct zio__fiber *f, zio_group *g)
 	if (g->head)
 		g->head->group_prev = f;
 	g->head = f;
+	if (g->seen_empty) {
+		g->seen_empty = false;
+		g->cancelling = false;
+		g->first_error = 0;
+	}
 	if (g->cancelling)
 		zio_task_cancel((zio_task *)f);
 	zio__spin_unlock(&g->lock);
@@ -123,14 +130,13 @@ static int wait_empty(zio_group *g, bool nocancel)
 	}
 }
 
-/* The group is empty (or as empty as a concurrent spawn lets it be): its
- * next tasks neither start cancelled nor inherit an old error. */
-static void fresh_round_locked(zio_group *g)
+/* A wait or cancel saw the group empty (unless a spawn came first): its
+ * next task starts a fresh round, neither cancelled nor inheriting an old
+ * error. */
+static void round_over_locked(zio_group *g)
 {
-	if (g->count == 0) {
-		g->cancelling = false;
-		g->first_error = 0;
-	}
+	if (g->count == 0)
+		g->seen_empty = true;
 }
 
 ZIO_API void zio_group_cancel(zio_group *g)
@@ -143,7 +149,7 @@ ZIO_API void zio_group_cancel(zio_group *g)
 	zio__spin_unlock(&g->lock);
 	wait_empty(g, true);
 	zio__spin_lock(&g->lock);
-	fresh_round_locked(g);
+	round_over_locked(g);
 	zio__spin_unlock(&g->lock);
 }
 
@@ -158,7 +164,7 @@ ZIO_API int zio_group_wait(zio_group *g)
 	}
 	zio__spin_lock(&g->lock);
 	r = g->first_error;
-	fresh_round_locked(g);
+	round_over_locked(g);
 	zio__spin_unlock(&g->lock);
 	return r;
 }

@@ -304,8 +304,13 @@ ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline
 		 * the next. */
 		if (fd == -ECANCELED)
 			return fd;
-		if (deadline != ZIO_FOREVER && zio_now() >= deadline)
-			return -ETIMEDOUT;
+		if (deadline != ZIO_FOREVER && zio_now() >= deadline) {
+			/* Out of time for the rest: their error is a timeout,
+			 * reported as the others are (a refusal seen first stays). */
+			if (i + 1 < n && error_rank(-ETIMEDOUT) > error_rank(err))
+				err = -ETIMEDOUT;
+			return err;
+		}
 	}
 	return err;
 }

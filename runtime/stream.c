@@ -7,7 +7,9 @@
  * source for more than one call's worth. Large reads with an empty buffer
  * go straight to the caller's memory. The writer buffers up to cap and
  * writes through when a write would not fit. Both remember their first
- * error: a stream that failed stays failed (like std.Io's err field).
+ * error: a stream that failed stays failed (like std.Io's err field),
+ * except for a timeout or cancellation before the call made any progress,
+ * which the caller may simply retry (zio/stream.h says which calls).
  */
 #include "internal.h"
 
@@ -413,6 +415,7 @@ ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap)
 	va_list ap2;
 	va_copy(ap2, ap);
 	size_t room = w->cap - w->len;
+	errno = 0;
 	int n = vsnprintf(w->buf + w->len, room, fmt, ap);
 	if (n < 0) {
 		va_end(ap2);

@@ -357,6 +357,8 @@ Test(examples, http_server_edges, .timeout = 60)
 	expect_400(s.port, "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello");
 	expect_400(s.port, "GET / HTTP/1.1\r\nno colon here\r\n\r\n");
 	expect_400(s.port, "GET / HTTP/1.1X\r\n\r\n");
+	expect_400(s.port, "GET / HTTP/1.1\r\n  \r\nContent-Length: 5\r\n\r\nhello"); /* spaces as blank */
+	expect_400(s.port, "GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n");                  /* folded */
 	fd = dial(s.port, SOCK_STREAM);
 	const char *big = "POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n";
 	send_all(fd, big, strlen(big));

@@ -157,6 +157,35 @@ static void *reuse_after_error(void *arg)
 	return NULL;
 }
 
+/* Every waiter of a round reads its error, not just the first to wake. */
+static void *wait_group(void *arg)
+{
+	return (void *)(intptr_t)zio_group_wait(arg);
+}
+
+static void *two_waiters(void *arg)
+{
+	(void)arg;
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, 0), 0);
+	zio_group_spawn(g, failing_task, NULL, NULL);
+	zio_task *w[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(zio_spawn(NULL, &w[i], wait_group, g, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		void *r;
+		zio_task_join(w[i], &r);
+		cr_assert_eq((int)(intptr_t)r, -EIO, "waiter %d", i);
+	}
+	zio_group_destroy(g);
+	return NULL;
+}
+
+Test(group, every_waiter_reads_the_error, .timeout = 10)
+{
+	run_in_runtime(1, two_waiters, NULL);
+}
+
 Test(group, reusable_after_an_error_or_a_cancel, .timeout = 10)
 {
 	run_in_runtime(1, reuse_after_error, NULL);

@@ -1764,6 +1764,39 @@ static void *barrier_main(void *arg)
 	return NULL;
 }
 
+/* A destroyer that is itself cancelled still waits for the leaver (its
+ * yields must switch, or the leaver, on this executor, never runs). */
+static void *destroy_cancelled(void *arg)
+{
+	struct bx *x = arg;
+	zio_task *a = go(bar_waiter, x);
+	WAIT_FOR(QLEN(&x->b) == 1);
+	zio_task_cancel(a);
+	cr_assert_eq(zio_barrier_wait(&x->b), ZIO_BARRIER_SERIAL);
+	zio_task_cancel(zio_task_self());
+	int r = zio_barrier_destroy(&x->b);
+	cr_assert_eq(atomic_load(&x->passed), 1, "destroyed before the waiter left");
+	zio_task_detach(a);
+	return RC(r);
+}
+
+static void *barrier_destroy_cancelled_main(void *arg)
+{
+	(void)arg;
+	static struct bx x;
+	memset(&x, 0, sizeof(x));
+	zio_barrier_init(&x.b, 2);
+	x.rounds = 1;
+	x.deadline = ZIO_FOREVER;
+	cr_assert_eq(join(go(destroy_cancelled, &x)), 0);
+	return NULL;
+}
+
+Test(barrier, destroyed_by_a_cancelled_task, .timeout = 20)
+{
+	run_in_runtime(1, barrier_destroy_cancelled_main, NULL);
+}
+
 Test(barrier, rounds_timeout_cancel, .timeout = 20)
 {
 	run_in_runtime(1, barrier_main, NULL);

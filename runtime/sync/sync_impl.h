@@ -224,8 +224,6 @@ static inline struct zio__waiter *wq_claim_one(struct zio__wq *q, int value)
 	return NULL;
 }
 
-/* Claims every waiter; returns them as a list linked by ->next (prev keeps
- * pointing at the node itself, so they still read as unqueued). */
 /* As wq_claim_all, and counts in *lost the waiters popped whose claim lost:
  * they timed out or were cancelled, and will still take the object's lock
  * to leave. */
@@ -244,6 +242,8 @@ static inline struct zio__waiter *wq_claim_all_counting(struct zio__wq *q, int v
 	return list;
 }
 
+/* Claims every waiter; returns them as a list linked by ->next (prev keeps
+ * pointing at the node itself, so they still read as unqueued). */
 static inline struct zio__waiter *wq_claim_all(struct zio__wq *q, int value)
 {
 	unsigned lost = 0;

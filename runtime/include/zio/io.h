@@ -55,8 +55,9 @@ typedef struct zio_addr {
 	socklen_t len;
 } zio_addr;
 
-/* Longest text zio_addr_format() writes, NUL included: an abstract Unix
- * name of 107 bytes, each escaped as \xNN. */
+/* Longest text zio_addr_format() writes, NUL included: "unix:" and a
+ * 108-byte Unix path (or "unix:@" and a 107-byte abstract name) of control
+ * bytes, each escaped as \xNN: 438. */
 #define ZIO_ADDR_STRLEN 440
 
 /* Parses "1.2.3.4:80", "[::1]:80", "[fe80::1%eth0]:80", "1.2.3.4", "::1"
