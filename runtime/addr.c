@@ -115,14 +115,14 @@ static int hex_digit(char c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The bytes of a Unix name's text (escapes decoded) into out; their count,
- * or -EINVAL for a bad escape or more than max. */
-static ssize_t unescape_name(char *out, size_t max, const char *p, size_t n)
+/* A Unix name's bytes into out, escapes decoded if escapes is set; their
+ * count, or -EINVAL for a bad escape or more than max. */
+static ssize_t copy_name(char *out, size_t max, const char *p, size_t n, bool escapes)
 {
 	size_t len = 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = p[i];
-		if (c == '\\') {
+		if (c == '\\' && escapes) {
 			int hi, lo;
 			if (i + 1 < n && p[i + 1] == '\\') {
 				i++;
@@ -141,8 +141,11 @@ static ssize_t unescape_name(char *out, size_t max, const char *p, size_t n)
 	return (ssize_t)len;
 }
 
-/* A Unix address from text (escapes decoded); "" is the unnamed one. */
-static int unix_text(zio_addr *out, const char *p, size_t n)
+/* A Unix address: "/path" or "@abstract", from text (escapes is set: see
+ * the top) or a raw name; "" is the unnamed address. A path keeps room for
+ * its terminator and holds no NUL; an abstract name is a leading NUL, then
+ * its bytes, no terminator. */
+static int unix_addr(zio_addr *out, const char *p, size_t n, bool escapes)
 {
 	memset(out, 0, sizeof(*out));
 	out->un.sun_family = AF_UNIX;
@@ -152,34 +155,12 @@ static int unix_text(zio_addr *out, const char *p, size_t n)
 	}
 	bool abstract = p[0] == '@';
 	char *name = out->un.sun_path + abstract;
-	/* A path keeps room for its terminator, and holds no NUL. */
-	ssize_t len = unescape_name(name, SUN_MAX - 1, p + abstract, n - abstract);
+	ssize_t len = copy_name(name, SUN_MAX - 1, p + abstract, n - abstract, escapes);
 	if (len < 0 || (!abstract && (len == 0 || memchr(name, 0, (size_t)len)))) {
 		memset(out, 0, sizeof(*out));
 		return -EINVAL;
 	}
 	out->len = (socklen_t)(SUN_OFF + 1 + (size_t)len);
-	return 0;
-}
-
-static int unix_addr(zio_addr *out, const char *p, size_t n)
-{
-	if (n == 0 || memchr(p, 0, n))
-		return -EINVAL;
-	memset(out, 0, sizeof(*out));
-	out->un.sun_family = AF_UNIX;
-	if (p[0] == '@') {
-		/* Abstract: a leading NUL, then the name's bytes, no terminator. */
-		if (n - 1 + 1 > SUN_MAX)
-			return -EINVAL;
-		memcpy(out->un.sun_path + 1, p + 1, n - 1);
-		out->len = (socklen_t)(SUN_OFF + n);
-		return 0;
-	}
-	if (n + 1 > SUN_MAX)
-		return -EINVAL;
-	memcpy(out->un.sun_path, p, n);
-	out->len = (socklen_t)(SUN_OFF + n + 1);
 	return 0;
 }
 
@@ -191,9 +172,9 @@ ZIO_API int zio_addr_parse(zio_addr *out, const char *text)
 	if (n == 0 || n == 4096)
 		return -EINVAL;
 	if (n >= 5 && memcmp(text, "unix:", 5) == 0)
-		return unix_text(out, text + 5, n - 5);
+		return unix_addr(out, text + 5, n - 5, true);
 	if (text[0] == '/' || text[0] == '@')
-		return unix_text(out, text, n);
+		return unix_addr(out, text, n, true);
 	uint16_t port = 0;
 	if (text[0] == '[') {
 		const char *close = memchr(text, ']', n);
@@ -234,7 +215,7 @@ ZIO_API int zio_addr_unix(zio_addr *out, const char *path)
 	if (!out || !path)
 		return -EINVAL;
 	size_t n = strnlen(path, SUN_MAX + 1);
-	return unix_addr(out, path, n);
+	return n ? unix_addr(out, path, n, false) : -EINVAL;
 }
 
 ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, socklen_t len)

@@ -270,7 +270,9 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline)
 {
-	int out_kind = zio__fd_kind(out_fd, NULL), in_kind = zio__fd_kind(in_fd, NULL);
+	/* Kinds are remembered in the fd table: learnt once per file. */
+	int out_kind = zio__fd_kind(out_fd, zio__fd_get(out_fd));
+	int in_kind = zio__fd_kind(in_fd, zio__fd_get(in_fd));
 	if (out_kind < 0)
 		return out_kind;
 	if (in_kind < 0)

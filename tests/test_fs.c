@@ -16,15 +16,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static void tmpdir(char *out, size_t n)
+/* A file or directory name of this test's own: per process and per
+ * backend, as the backends' runs of a test may overlap. */
+static void test_path(char *out, size_t n, const char *what)
 {
-	snprintf(out, n, "/tmp/zio-fs-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	const char *b = getenv("ZIO_BACKEND");
+	snprintf(out, n, "/tmp/zio-%s-%d-%s", what, getpid(), b ? b : "x");
 }
 
 static void *files(void *arg)
 {
 	char dir[128], p1[160], p2[160];
-	tmpdir(dir, sizeof(dir));
+	test_path(dir, sizeof(dir), "fs");
 	snprintf(p1, sizeof(p1), "%s/a.txt", dir);
 	snprintf(p2, sizeof(p2), "%s/b.txt", dir);
 	cr_assert_eq(zio_dir_create(dir, 0700, ZIO_FOREVER), 0);
@@ -94,7 +97,7 @@ static void *sink(void *arg)
 static void *sendfile_task(void *arg)
 {
 	char path[128], out[160];
-	snprintf(path, sizeof(path), "/tmp/zio-sf-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	test_path(path, sizeof(path), "sf");
 	snprintf(out, sizeof(out), "%s.copy", path);
 	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
 	cr_assert_geq(fd, 0);
@@ -218,8 +221,7 @@ static void *sendfile_odd_ends(void *arg)
 
 	/* A file into a blocking-mode socket, read by a task on this executor. */
 	char path[128];
-	snprintf(path, sizeof(path), "/tmp/zio-sfb-%d-%s", getpid(),
-		 getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	test_path(path, sizeof(path), "sfb");
 	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
 	cr_assert_geq(fd, 0);
 	size_t len = 4 << 20;
@@ -270,8 +272,7 @@ static void *reopened_number(void *arg)
 {
 	(void)arg;
 	char path[128];
-	snprintf(path, sizeof(path), "/tmp/zio-reo-%d-%s", getpid(),
-		 getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	test_path(path, sizeof(path), "reo");
 	int w = zio_file_open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600, ZIO_FOREVER);
 	cr_assert_eq(zio_file_write_all(w, "file", 4, 0, ZIO_FOREVER), 4);
 	zio_close(w);
@@ -312,7 +313,7 @@ static void *spinner(void *arg)
 static void *responsive(void *arg)
 {
 	char path[128];
-	snprintf(path, sizeof(path), "/tmp/zio-resp-%d-%s", getpid(), getenv("ZIO_BACKEND") ? getenv("ZIO_BACKEND") : "x");
+	test_path(path, sizeof(path), "resp");
 	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
 	int ticks = 0;
 	zio_task *t;
