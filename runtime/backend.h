@@ -46,6 +46,11 @@
 struct zio__loop {
 	const struct zio__backend *ops;
 	struct zio__exec *exec;
+	/* Completion backends: cancels by fd (zio_close()) this loop has
+	 * issued, counted on its thread. An op that ends -ECANCELED with no
+	 * such cancel since it was submitted was not cancelled by anyone: it
+	 * is the call's own answer (a timerfd whose clock was set). */
+	uint32_t fd_cancels;
 };
 
 enum zio__opcode {

@@ -309,6 +309,7 @@ static void close_start(struct uring_loop *l, struct uring_close *c)
 	}
 	struct io_uring_sqe *sqe = zio__uring_sqe(l);
 	io_uring_prep_cancel_fd(sqe, c->op.fd, IORING_ASYNC_CANCEL_ALL);
+	l->base.fd_cancels++;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | TAG_CLOSE);
 	c->next = l->closing;
 	l->closing = c;
@@ -556,6 +557,8 @@ static void ur_submit(struct zio__loop *base, struct zio__op *op)
 	ensure_enabled(l);
 	struct io_uring_sqe *sqe = zio__uring_fd_sqe(l);
 	prep(sqe, op);
+	if (op->opcode == ZIO__OP_CANCEL_FD)
+		l->base.fd_cancels++;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | TAG_OP);
 }
 

@@ -355,6 +355,7 @@ native_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op, int64_
 	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 again:
 	op->done = 0;
+	uint32_t fd_cancels = l->fd_cancels;
 	/* Submit before arming the wait: nothing completes before this
 	 * executor polls, which is after we have parked. */
 	l->ops->submit(l, op);
@@ -365,8 +366,9 @@ again:
 		r = op->res;
 		/* Interrupted, or cancelled without our asking: zio_close()
 		 * on another fiber, of this fd or of a dup of it, which leaves
-		 * ours open. Again, unless ours was closed. */
-		if (r == -EINTR || r == -ECANCELED) {
+		 * ours open. Again, unless ours was closed. With no close on
+		 * this ring since the submit, -ECANCELED is the call's own. */
+		if (r == -EINTR || (r == -ECANCELED && l->fd_cancels != fd_cancels)) {
 			bool closed = ent ? l->ops->closed_since(l, ent, incarnation)
 					  : r == -ECANCELED;
 			if (!closed)

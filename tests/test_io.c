@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -799,6 +800,48 @@ Test(io, close_leaves_a_dup_working, .timeout = 20)
 {
 	run_in_runtime(1, close_leaves_dup_task, NULL);
 	run_in_runtime(1, close_leaves_dup_task, (void *)1);
+}
+
+/* ECANCELED as a result of the call itself, not of a zio_close(): a timerfd
+ * armed with TFD_TIMER_CANCEL_ON_SET says so once the realtime clock is
+ * set. On io_uring it was taken for a close of a dup and the read was
+ * submitted again, so the answer was lost and the read waited on. The clock
+ * is set to what it reads (a few microseconds back). */
+static void *set_clock_soon(void *arg)
+{
+	(void)arg;
+	zio_sleep(ZIO_MSEC(50));
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	cr_assert_eq(clock_settime(CLOCK_REALTIME, &now), 0,
+		     "clock_settime: %s (this test needs CAP_SYS_TIME)", strerror(errno));
+	return NULL;
+}
+
+static void *timerfd_cancel_task(void *arg)
+{
+	(void)arg;
+	int t = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC);
+	cr_assert_geq(t, 0);
+	struct itimerspec its = { 0 };
+	clock_gettime(CLOCK_REALTIME, &its.it_value);
+	its.it_value.tv_sec += 3600;
+	cr_assert_eq(timerfd_settime(t, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL), 0);
+	zio_task *setter;
+	cr_assert_eq(zio_spawn(NULL, &setter, set_clock_soon, NULL, NULL), 0);
+	uint64_t ticks;
+	ssize_t r = zio_read(t, &ticks, sizeof(ticks), zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_eq(r, -ECANCELED, "read: %zd", r);
+	zio_task_join(setter, NULL);
+	/* Told once: the timer runs on. */
+	cr_assert_eq(zio_read(t, &ticks, sizeof(ticks), zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	cr_assert_eq(zio_close(t), 0);
+	return NULL;
+}
+
+Test(io, timerfd_cancel_on_set_is_a_result, .timeout = 20)
+{
+	run_in_runtime(1, timerfd_cancel_task, NULL);
 }
 
 /* A runtime run from one thread and then another: fine on the readiness
