@@ -7,8 +7,9 @@
  * is started when the queue holds more jobs than threads are idle and fewer
  * than the limit run
  * ($ZIO_BLOCKING_THREADS, default 64); a thread idle for 10 s
- * ($ZIO_BLOCKING_IDLE_MS) exits. Pool threads block every signal, so
- * signals keep going to the application's threads.
+ * ($ZIO_BLOCKING_IDLE_MS) exits. Pool threads block every asynchronous
+ * signal, so those keep going to the application's threads; a fault
+ * (SIGSEGV, SIGBUS, ...) in a job goes to the application's handler.
  *
  * Jobs live on the waiting fiber's stack, so a waiter can only leave once
  * its job can no longer touch it: a job still queued when the wait ends (by
@@ -232,6 +233,12 @@ static int enqueue(struct zio__job *j)
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	sigset_t all, old;
 	sigfillset(&all);
+	/* A fault in a job is the job's own: blocked, the kernel kills the
+	 * process instead of running the application's handler (a SIGBUS
+	 * handler around a mapped file, say). */
+	static const int synchronous[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+	for (size_t i = 0; i < sizeof(synchronous) / sizeof(synchronous[0]); i++)
+		sigdelset(&all, synchronous[i]);
 	pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the thread */
 	pthread_t t;
 	int rc = pthread_create(&t, &a, worker, NULL);
@@ -491,14 +498,12 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
 	atomic_store(&j->refs, 1); /* the waiter's */
-	if (!f) {
-		j->run(j);
-		return 0;
-	}
-	if (f->shield == 0 && atomic_load(&f->cancelled))
+	if (f && f->shield == 0 && atomic_load(&f->cancelled))
 		return -ECANCELED;
 	pthread_once(&pool_once, pool_init);
-	struct zio__parker *p = &f->park;
+	/* A plain thread waits on its own parker: the deadline holds there
+	 * too (it used to run the lookup inline, for as long as it took). */
+	struct zio__parker *p = zio__parker_self();
 	atomic_store(&j->refs, 2); /* the waiter's and the pool's */
 	j->parker = p;
 	j->detached = true;

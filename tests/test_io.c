@@ -15,8 +15,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1020,6 +1022,49 @@ Test(io, blocking_call, .timeout = 10)
 {
 	run_in_runtime(1, blocking_call_task, NULL);
 	cr_assert_eq(zio_blocking_call(slow_add, (void *)1, ZIO_FOREVER), 2); /* plain thread */
+}
+
+/* A fault in a job goes to the application's handler, as on any thread of
+ * its own: pool threads blocked SIGBUS with the rest, and a blocked fault
+ * kills the process. The job reads a mapped file past its end, as
+ * mmap-based readers may, and the handler turns that into -EIO. */
+static __thread sigjmp_buf fault_jump;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(fault_jump, 1);
+}
+
+static long read_past_mapped_end(void *arg)
+{
+	volatile const char *p = arg;
+	if (sigsetjmp(fault_jump, 1))
+		return -EIO;
+	return p[0];
+}
+
+static void *fault_in_job_task(void *arg)
+{
+	(void)arg;
+	char path[] = "/tmp/zio-test-sigbus-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	void *map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0); /* an empty file */
+	cr_assert_neq(map, MAP_FAILED);
+	close(fd);
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	cr_assert_eq(sigaction(SIGBUS, &sa, &old), 0);
+	cr_assert_eq(zio_blocking_call(read_past_mapped_end, map, ZIO_FOREVER), -EIO);
+	sigaction(SIGBUS, &old, NULL);
+	munmap(map, 4096);
+	return NULL;
+}
+
+Test(io, blocking_call_fault_reaches_the_handler, .timeout = 10)
+{
+	run_in_runtime(1, fault_in_job_task, NULL);
 }
 
 /* A job queued while the pool's only thread is idle but already signalled

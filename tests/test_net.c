@@ -1146,6 +1146,52 @@ Test(net, dns_cancel_returns_at_once, .timeout = 20)
 	run_in_runtime(1, dns_cancel, NULL);
 }
 
+/* A plain thread's lookup keeps its deadline too (it ran inline, for as
+ * long as the resolver took): with the only pool thread held by a task of a
+ * runtime on another thread, it times out. */
+struct pool_hold {
+	atomic_int started, release;
+};
+
+static long hold_pool_until_released(void *arg)
+{
+	struct pool_hold *h = arg;
+	atomic_store(&h->started, 1);
+	while (!atomic_load(&h->release))
+		usleep(1000);
+	return 0;
+}
+
+static void *hold_pool_task(void *arg)
+{
+	return (void *)zio_blocking_call(hold_pool_until_released, arg, ZIO_FOREVER);
+}
+
+static void *runtime_holding_pool(void *arg)
+{
+	run_in_runtime(1, hold_pool_task, arg);
+	return NULL;
+}
+
+Test(net, dns_deadline_on_a_plain_thread, .timeout = 20)
+{
+	need_localhost();
+	setenv("ZIO_BLOCKING_THREADS", "1", 1);
+	struct pool_hold h = { 0 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, runtime_holding_pool, &h), 0);
+	while (!atomic_load(&h.started))
+		usleep(1000);
+	zio_addr out[2];
+	int64_t t0 = zio_now();
+	int r = zio_dns_resolve("localhost", 1, AF_UNSPEC, out, 2, zio_deadline_after(ZIO_MSEC(100)));
+	cr_assert_eq(r, -ETIMEDOUT, "resolve: %d", r);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	atomic_store(&h.release, 1);
+	pthread_join(t, NULL);
+	cr_assert_gt(zio_dns_resolve("localhost", 1, AF_UNSPEC, out, 2, zio_deadline_after(ZIO_SEC(10))), 0);
+}
+
 /* ------------------------------------------------- 10,000 connections */
 
 struct many {
