@@ -366,7 +366,7 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		 * wait (page cache or disk, the call just takes its time), so
 		 * it is done here rather than handed to a thread the zero
 		 * deadline would not wait for. Anything else may wait for
-		 * good (a connect, an open of a FIFO or on a hung mount). */
+		 * good (a connect, an open on a hung mount). */
 		switch (op->opcode) {
 		case ZIO__OP_READ:
 		case ZIO__OP_WRITE:
@@ -376,7 +376,7 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 		case ZIO__OP_PWRITE:
 		case ZIO__OP_FREAD:
 		case ZIO__OP_FWRITE:
-			/* (A FIFO or tty opened as a file may wait for good.) */
+			/* (A tty or device read as a file may wait for good.) */
 			if ((k = zio__fd_kind(op->fd, zio__fd_get(op->fd))) < 0)
 				return k;
 			return k == ZIO__FD_REGULAR ? zio__op_syscall(op) : -EAGAIN;

@@ -4,6 +4,9 @@
  * Each call is one file op (backend.h): io_uring performs it natively when
  * its probe says so, otherwise (epoll, poll, older kernels) it runs on the
  * blocking pool, so a slow disk stalls a pool thread, never an executor.
+ * A read or write at the position of a pipe, FIFO, tty or socket is a
+ * stream's, waited for by readiness like zio_read()'s, and an open does
+ * not wait for a FIFO's other end (open_at_once() in io.c).
  * Deadlines and cancellation apply to the wait: a pool job that has not
  * started is dropped; io_uring cancels what it can (an op already running
  * in the kernel may still complete, and then its result is returned).

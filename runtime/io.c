@@ -50,6 +50,32 @@ static inline size_t clamp_len(size_t n)
 	return n > MAX_RW ? MAX_RW : n;
 }
 
+/* Opens as io_uring does: non-blocking first, so a FIFO or a device that
+ * would wait for a peer or a carrier answers at once (a FIFO's reader gets
+ * its fd, a writer with no reader ENXIO) instead of holding a pool thread
+ * past any deadline, cancel or zio_close() of its directory; O_NONBLOCK is
+ * then cleared unless asked for. A lease the non-blocking open will not
+ * break (EWOULDBLOCK) is waited for. */
+static int open_at_once(const struct zio__op *op)
+{
+	int flags = op->u.path.flags;
+	if (flags & (O_NONBLOCK | O_PATH))
+		return openat(op->u.path.dirfd, op->u.path.path, flags, op->u.path.mode);
+	int fd = openat(op->u.path.dirfd, op->u.path.path, flags | O_NONBLOCK, op->u.path.mode);
+	if (fd < 0 && errno == EWOULDBLOCK)
+		return openat(op->u.path.dirfd, op->u.path.path, flags, op->u.path.mode);
+	if (fd >= 0) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+			int err = errno;
+			close(fd);
+			errno = err;
+			return -1;
+		}
+	}
+	return fd;
+}
+
 ssize_t zio__op_syscall(struct zio__op *op)
 {
 	ssize_t r;
@@ -109,7 +135,7 @@ ssize_t zio__op_syscall(struct zio__op *op)
 		r = op->u.fsync.datasync ? fdatasync(fd) : fsync(fd);
 		break;
 	case ZIO__OP_OPENAT:
-		r = openat(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode);
+		r = open_at_once(op);
 		break;
 	case ZIO__OP_STATX:
 		r = statx(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode,
@@ -652,6 +678,14 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		if (deadline == 0 && stream_op)
 			return ready_run(l, f, op, 0);
 		return native_run(l, f, op, deadline);
+	}
+	if (op->opcode == ZIO__OP_FREAD || op->opcode == ZIO__OP_FWRITE) {
+		/* At the current position, as read(2) and write(2): a pipe,
+		 * FIFO or tty used as a file is waited for by readiness (on the
+		 * pool its wait held a thread past any deadline or cancel), and
+		 * ready_run() sends a regular file to the pool. */
+		op->opcode = op->opcode == ZIO__OP_FREAD ? ZIO__OP_READ : ZIO__OP_WRITE;
+		return ready_run(l, f, op, deadline);
 	}
 	if (zio__op_is_file(op->opcode))
 		return zio__blocking_op(op, deadline);

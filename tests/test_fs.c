@@ -8,12 +8,10 @@
 /* ZIO_TEST_LABELS: io */
 #include "helpers.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* A file or directory name of this test's own: per process and per
@@ -429,9 +427,10 @@ Test(fs, close_waits_for_a_copy_by_number, .timeout = 30)
 	run_in_runtime(1, close_during_a_write, "copy");
 }
 
-/* A file read on a pipe (the blocking pool on epoll and poll, where the
- * job reads through a descriptor of its own) may wait for good, and a
- * zio_close() of the pipe must not wait for it. */
+/* A file read on a pipe is a stream read: waited for by readiness on epoll
+ * and poll (it went to the pool, whose wait held a thread beyond any
+ * deadline), natively on io_uring. Its deadline holds, and a zio_close()
+ * of the pipe ends it at once with -EBADF. */
 struct pipe_read {
 	int fd;
 	ssize_t r;
@@ -445,62 +444,24 @@ static void *read_pipe(void *arg)
 	return NULL;
 }
 
-/* Some thread of this process is blocked in read(2) of fd's file (a
- * thread's syscall file names the call it sits in and its arguments; the
- * pool reads through a descriptor of its own, so files are compared). */
-static bool a_thread_reads(int fd)
-{
-	char want[64], link[64], path[300];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(path, want, sizeof(want) - 1);
-	cr_assert_gt(n, 0);
-	want[n] = 0;
-	DIR *d = opendir("/proc/self/task");
-	cr_assert_not_null(d);
-	bool found = false;
-	for (struct dirent *e; !found && (e = readdir(d));) {
-		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
-		FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
-		long nr;
-		unsigned long arg0;
-		if (f && fscanf(f, "%ld %lx", &nr, &arg0) == 2 && nr == SYS_read) {
-			snprintf(path, sizeof(path), "/proc/self/fd/%lu", arg0);
-			n = readlink(path, link, sizeof(link) - 1);
-			found = n > 0 && (link[n] = 0, strcmp(link, want) == 0);
-		}
-		if (f)
-			fclose(f);
-	}
-	closedir(d);
-	return found;
-}
-
 static void *close_during_a_pipe_read(void *arg)
 {
 	(void)arg;
 	int p[2];
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	char c;
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_file_read(p[0], &c, 1, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
 	struct pipe_read pr = { .fd = p[0] };
 	zio_task *reader;
 	cr_assert_eq(zio_spawn(NULL, &reader, read_pipe, &pr, NULL), 0);
-	/* On the pool: until its thread is in read(2), so the close comes
-	 * while the job runs. (On io_uring the ring reads, and a close
-	 * cancels it whenever it comes.) */
-	bool pool = strcmp(zio_runtime_backend(zio_runtime_current()), "uring") != 0;
-	for (int i = 0; pool && !a_thread_reads(p[0]); i++) {
-		cr_assert_lt(i, 5000, "the pool never started the read");
-		zio_sleep(ZIO_MSEC(1));
-	}
-	int64_t t0 = zio_now();
+	zio_sleep(ZIO_MSEC(20)); /* the read waits */
+	t0 = zio_now();
 	cr_assert_eq(zio_close(p[0]), 0);
-	cr_assert_lt(zio_now() - t0, ZIO_SEC(2), "zio_close() waited for the read");
-	/* Ends a read still on the pipe (a dup's): else nobody reads it. */
-	ssize_t w = write(p[1], "x", 1);
-	cr_assert(w == 1 || (w < 0 && errno == EPIPE), "write: %zd", w);
 	zio_task_join(reader, NULL);
-	/* The pool's job read through its own descriptor and got the byte. */
-	cr_assert(pool ? pr.r == 1 : pr.r == 1 || pr.r == -EBADF || pr.r == -ECANCELED, "read: %zd",
-		  pr.r);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2), "zio_close() waited for the read");
+	cr_assert_eq(pr.r, -EBADF, "read: %zd", pr.r);
 	close(p[1]);
 	return NULL;
 }
@@ -508,6 +469,46 @@ static void *close_during_a_pipe_read(void *arg)
 Test(fs, close_does_not_wait_for_a_pipe_read, .timeout = 20)
 {
 	run_in_runtime(1, close_during_a_pipe_read, NULL);
+}
+
+/* A FIFO opened as a file, on every backend as io_uring opens it: at once
+ * (a blocking open waited for the other end on a pool thread, past the
+ * deadline, and a zio_close() of its directory waited for it), a reader
+ * with its fd, a writer with no reader -ENXIO; then reads and writes are
+ * a stream's, with deadlines. */
+static void *fifo_as_a_file(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "fifo");
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(zio_file_open(path, O_WRONLY, 0, zio_deadline_after(ZIO_SEC(5))), -ENXIO);
+	int64_t t0 = zio_now();
+	int rd = zio_file_open(path, O_RDONLY, 0, zio_deadline_after(ZIO_MSEC(200)));
+	cr_assert_geq(rd, 0, "open for reading: %d", rd);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	cr_assert_eq(fcntl(rd, F_GETFL) & O_NONBLOCK, 0, "O_NONBLOCK left set");
+	int wr = zio_file_open(path, O_WRONLY, 0, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(wr, 0, "open for writing: %d", wr);
+	cr_assert_eq(fcntl(wr, F_GETFL) & O_NONBLOCK, 0, "O_NONBLOCK left set");
+	char c;
+	t0 = zio_now();
+	cr_assert_eq(zio_file_read(rd, &c, 1, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	cr_assert_eq(zio_file_write(wr, "z", 1, ZIO_FOREVER), 1);
+	cr_assert_eq(zio_file_read(rd, &c, 1, zio_deadline_after(ZIO_SEC(5))), 1);
+	cr_assert_eq(c, 'z');
+	cr_assert_eq(zio_close(wr), 0);
+	cr_assert_eq(zio_file_read(rd, &c, 1, zio_deadline_after(ZIO_SEC(5))), 0); /* EOF */
+	cr_assert_eq(zio_close(rd), 0);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, fifo_opened_as_a_file, .timeout = 20)
+{
+	run_in_runtime(1, fifo_as_a_file, NULL);
 }
 
 /* Many rounds of: a task's pwrite starts, its fd is zio_close()d after a

@@ -202,7 +202,10 @@ ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_add
 
 /* -------------------------------------------------------------------- files */
 
-/* open(2)/openat(2): O_CLOEXEC is added. */
+/* open(2)/openat(2): O_CLOEXEC is added. The open does not wait for the
+ * other end of a FIFO or a device's carrier (as io_uring opens, on every
+ * backend): a FIFO's reader gets its fd at once, a writer with no reader
+ * -ENXIO; O_NONBLOCK is left as the flags say. */
 ZIO_API int zio_file_open(const char *path, int flags, mode_t mode, int64_t deadline);
 ZIO_API int zio_file_openat(int dirfd, const char *path, int flags, mode_t mode,
 			    int64_t deadline);
