@@ -22,12 +22,15 @@
  *    request; once there is one, every read of the stream is served from
  *    it, so none can overtake queued bytes: MSG_PEEK, MSG_DONTWAIT,
  *    MSG_WAITALL and MSG_TRUNC (discard) are honoured, and ancillary data
- *    is not available (msg_controllen 0). MSG_OOB and MSG_ERRQUEUE read
- *    other queues and take the plain path. TCP only: a Unix socket's
- *    SCM_RIGHTS would be lost in a provided buffer.
+ *    is not available (msg_controllen 0, also for a recvmsg that passes a
+ *    control buffer). MSG_OOB and MSG_ERRQUEUE read other queues and take
+ *    the plain path. TCP only: a Unix socket's SCM_RIGHTS would be lost in
+ *    a provided buffer.
  *  - POLLIN waits on such a socket or listener: ready while something is
- *    queued. A wait for more than input stops the request first, then
- *    asks the kernel, so no input is taken from under it.
+ *    queued (with POLLERR|POLLHUP for a queued error, POLLRDHUP for EOF,
+ *    and the other events asked for as poll(2) sees them then). A wait
+ *    for more than input, with nothing queued, stops the request first,
+ *    then asks the kernel, so no input is taken from under it.
  *  - EOF and errors are delivered in order, after the bytes before them.
  *  - zio_close() (from a task or a plain thread) ends it: callers waiting
  *    get -EBADF, and none arms a new request for a closed fd (the fd
@@ -600,7 +603,10 @@ static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *
 		return op->u.vec.iov;
 	case ZIO__OP_RECVMSG: {
 		struct msghdr *m = op->u.msg.msg;
-		if (m->msg_controllen || m->msg_iovlen > INT32_MAX)
+		/* With a control buffer too: once a state serves the
+		 * stream, a plain recvmsg would overtake its queue. (Only a
+		 * plain recv starts one.) */
+		if (m->msg_iovlen > INT32_MAX)
 			return NULL;
 		*flags = op->u.msg.flags;
 		*n = (int)m->msg_iovlen;
@@ -795,6 +801,19 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			bool ready = st->accept ? st->fhead < st->fn : st->qhead >= 0;
 			if (ready || st->result != NO_RESULT) {
 				r = events & (POLLIN | POLLRDNORM);
+				/* What poll(2) would add: the error the
+				 * request took from the socket, or the end of
+				 * input (the bytes before it still queued). */
+				if (st->result < 0 && st->result != NO_RESULT)
+					r |= POLLERR | POLLHUP;
+				else if (st->result == 0)
+					r |= events & POLLRDHUP;
+				/* The rest (POLLOUT, POLLPRI) is the socket's
+				 * to say, now. */
+				struct pollfd other = { .fd = op->fd,
+							.events = events & ~(POLLIN | POLLRDNORM | POLLRDHUP) };
+				if (other.events && poll(&other, 1, 0) > 0)
+					r |= other.revents & ~(POLLIN | POLLRDNORM | POLLNVAL);
 				break;
 			}
 			if (events & ~(POLLIN | POLLRDNORM)) {
@@ -808,9 +827,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				ms_stop(st);
 			}
 		} else {
-			if (want == 0 && (st->qhead >= 0 || st->result != NO_RESULT)) {
-				/* A zero-length read returns 0 once there is
-				 * something to read, as recv(2) does. */
+			if (want == 0 && (op->opcode == ZIO__OP_READV || st->qhead >= 0 ||
+					  st->result != NO_RESULT)) {
+				/* A zero-length recv returns 0 once there is
+				 * something to read, as recv(2) does; readv(2)
+				 * at once. */
 				r = 0;
 				break;
 			}

@@ -1131,6 +1131,62 @@ Test(multishot, listener_readable_zero_reads_trunc, .timeout = 20)
 	run_in_runtime(1, listener_readable_and_odd_reads, NULL);
 }
 
+/* Calls that read the stream in other shapes once bytes are queued: a
+ * recvmsg with a control buffer gets them in order, with no ancillary data
+ * (it went to the kernel past the queue: it waited, then took later bytes
+ * first); a zero-length readv returns 0 at once, as readv(2) does; a
+ * readiness wait for input and output says both, and after a reset,
+ * POLLERR and POLLHUP with the queued input, as poll(2) does. */
+static void *other_shapes_of_reads(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[16];
+	cr_assert_eq(zio_write_all(p.client, "0", 1, SOON), 1);
+	read_exact(p.server, buf, 1); /* arms multishot recv, where there is one */
+	cr_assert_eq(zio_write_all(p.client, "AAAA", 4, SOON), 4);
+	cr_assert_eq(zio_write_all(p.client, "BBBB", 4, SOON), 4);
+	zio_sleep(ZIO_MSEC(20));
+	union {
+		struct cmsghdr align;
+		char bytes[256];
+	} control;
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.bytes,
+			    .msg_controllen = sizeof(control.bytes) };
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_recvmsg(p.server, &m, 0, zio_deadline_after(ZIO_SEC(2))), 8);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	cr_assert_eq(memcmp(buf, "AAAABBBB", 8), 0);
+	cr_assert_eq(m.msg_controllen, 0u);
+
+	struct iovec none = { buf, 0 };
+	t0 = zio_now();
+	cr_assert_eq(zio_readv(p.server, &none, 1, zio_deadline_after(ZIO_SEC(2))), 0);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+
+	cr_assert_eq(zio_write_all(p.client, "C", 1, SOON), 1);
+	zio_sleep(ZIO_MSEC(20));
+	int ev = zio_wait_fd(p.server, POLLIN | POLLOUT, SOON);
+	cr_assert_eq(ev & (POLLIN | POLLOUT), POLLIN | POLLOUT, "events %#x", ev);
+	struct linger reset = { 1, 0 };
+	cr_assert_eq(setsockopt(p.client, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+	cr_assert_eq(zio_close(p.client), 0);
+	zio_sleep(ZIO_MSEC(20));
+	ev = zio_wait_fd(p.server, POLLIN, SOON);
+	cr_assert_eq(ev & (POLLIN | POLLERR | POLLHUP), POLLIN | POLLERR | POLLHUP, "events %#x", ev);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), -ECONNRESET);
+	cr_assert_eq(zio_close(p.server), 0);
+	return NULL;
+}
+
+Test(multishot, other_shapes_of_reads, .timeout = 20)
+{
+	run_in_runtime(1, other_shapes_of_reads, NULL);
+}
+
 /* Two executors' tasks accepting on one listener: every connection is
  * accepted exactly once and stays open. Then a task pinned to one
  * executor reads a socket whose request the other owns, and is back on
