@@ -200,6 +200,13 @@ static void pl_submit(struct zio__loop *base, struct zio__op *op)
 		return;
 	}
 	zio__spin_lock(&ent->lock);
+	if (ent->owner_epfd == ZIO__EPFD_CLOSING) {
+		/* zio_close() is under way: it has woken the waiters it
+		 * found, and its close() wakes no poll. */
+		zio__spin_unlock(&ent->lock);
+		zio__unpark(op->parker, op->gen, -EBADF);
+		return;
+	}
 	zio__fd_link(ent, op);
 	zio__spin_unlock(&ent->lock);
 	op->lprev = NULL;

@@ -440,7 +440,10 @@ static int wait_ready(struct zio__loop *l, struct zio__fiber *f, struct zio__op 
 	l->ops->submit(l, op);
 	int w = zio__park(&f->park, deadline);
 	f->flags |= PIN;
-	if (w != 0)
+	/* Also when woken "ready" while still on the poll backend's list:
+	 * by an epoll runtime's edge on the same fd (every waiter of an fd is
+	 * woken), not by our loop, which takes it off first. */
+	if (w != 0 || op->in_loop)
 		l->ops->cancel(l, op);
 	return w;
 }
@@ -652,6 +655,10 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 					      ? zio__fd_get(op->fd) : NULL;
 		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
 		 * second line, which this path does not otherwise touch.) */
+		/* zio_close() of fd is under way: a request now would hold
+		 * the file open past its close() (epoll and poll refuse too). */
+		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING)
+			return -EBADF;
 		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on
 			 * fd (file ops too: their SQEs name it by number), so

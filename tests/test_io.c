@@ -8,7 +8,7 @@
 /* ZIO_TEST_BACKENDS */
 /* ZIO_TEST_LABELS: io */
 #include "helpers.h"
-#include "internal.h" /* zio__exec_current(): which executor a task runs on */
+#include "backend.h" /* zio__exec_current(), zio__blocking_call_on_files() */
 
 #include <fcntl.h>
 #include <poll.h>
@@ -802,6 +802,120 @@ Test(io, close_leaves_a_dup_working, .timeout = 20)
 {
 	run_in_runtime(1, close_leaves_dup_task, NULL);
 	run_in_runtime(1, close_leaves_dup_task, (void *)1);
+}
+
+/* Two runtimes of different backends in one process reading one pipe: an
+ * edge the epoll runtime reaps wakes every waiter of the fd, the poll
+ * runtime's too, whose wait then stayed on its loop's list: resubmitted,
+ * the list became a cycle and its poll() wrote past its arrays. */
+struct shared_pipe {
+	int fd;
+	const char *backend;
+	atomic_int stop, got;
+};
+
+static void *read_shared_pipe(void *arg)
+{
+	struct shared_pipe *sp = arg;
+	char c;
+	while (!atomic_load(&sp->stop))
+		if (zio_read(sp->fd, &c, 1, zio_deadline_after(ZIO_MSEC(20))) == 1)
+			atomic_fetch_add(&sp->got, 1);
+	return NULL;
+}
+
+static void *runtime_reading_shared_pipe(void *arg)
+{
+	struct shared_pipe *sp = arg;
+	run_with(&(struct zio_runtime_options){ .executors = 1, .backend = sp->backend },
+		 read_shared_pipe, sp);
+	return NULL;
+}
+
+Test(io, two_backends_read_one_pipe, .timeout = 30)
+{
+	int p[2];
+	cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	struct shared_pipe readers[2] = { { .fd = p[0], .backend = "epoll" },
+					  { .fd = p[0], .backend = "poll" } };
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, runtime_reading_shared_pipe, &readers[i]), 0);
+	enum { BYTES = 1000 };
+	for (int i = 0; i < BYTES; i++) {
+		cr_assert_eq(write(p[1], "x", 1), 1);
+		usleep(200);
+	}
+	while (atomic_load(&readers[0].got) + atomic_load(&readers[1].got) < BYTES)
+		usleep(1000);
+	for (int i = 0; i < 2; i++)
+		atomic_store(&readers[i].stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(atomic_load(&readers[0].got) + atomic_load(&readers[1].got), BYTES);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* A wait that starts while zio_close() of its fd is under way (here held
+ * up by a pool job on the file, which a close waits for) fails with -EBADF
+ * at once on every backend. epoll did; poll linked it and polled the
+ * number on after the close (the deadline, then POLLNVAL), and io_uring
+ * submitted it, holding the file open past the close. */
+struct closing_window {
+	int fd;
+	atomic_int started, release;
+};
+
+static long hold_the_file(void *arg)
+{
+	struct closing_window *cw = arg;
+	atomic_store(&cw->started, 1);
+	while (!atomic_load(&cw->release))
+		usleep(1000);
+	return 0;
+}
+
+static void *job_on_the_file(void *arg)
+{
+	struct closing_window *cw = arg;
+	return (void *)zio__blocking_call_on_files(hold_the_file, cw, ZIO_FOREVER, cw->fd, cw->fd);
+}
+
+static void *close_the_file(void *arg)
+{
+	return (void *)(intptr_t)zio_close(((struct closing_window *)arg)->fd);
+}
+
+static void *wait_during_close(void *arg)
+{
+	(void)arg;
+	char path[] = "/tmp/zio-test-closing-XXXXXX";
+	struct closing_window cw = { .fd = mkstemp(path) };
+	cr_assert_geq(cw.fd, 0);
+	unlink(path);
+	zio_task *job, *closer;
+	cr_assert_eq(zio_spawn(NULL, &job, job_on_the_file, &cw, NULL), 0);
+	while (!atomic_load(&cw.started))
+		zio_sleep(ZIO_MSEC(1));
+	cr_assert_eq(zio_spawn(NULL, &closer, close_the_file, &cw, NULL), 0);
+	zio_sleep(ZIO_MSEC(20)); /* the close waits for the job */
+	cr_assert(!zio_task_done(closer));
+	int64_t t0 = zio_now();
+	int r = zio_wait_fd(cw.fd, POLLPRI, zio_deadline_after(ZIO_SEC(2)));
+	cr_assert_eq(r, -EBADF, "wait: %d", r);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	atomic_store(&cw.release, 1);
+	void *res;
+	zio_task_join(closer, &res);
+	cr_assert_eq((intptr_t)res, 0);
+	zio_task_join(job, NULL);
+	return NULL;
+}
+
+Test(io, wait_during_close_is_ebadf, .timeout = 20)
+{
+	run_in_runtime(1, wait_during_close, NULL);
 }
 
 /* ECANCELED as a result of the call itself, not of a zio_close(): a timerfd
