@@ -84,16 +84,24 @@ static int ep_create(struct zio__exec *e, struct zio__loop **out)
 	return 0;
 }
 
+/* An fd this loop owned registers again with whoever waits next, and its
+ * waiters are woken to do so: a task of another executor, or of another
+ * runtime, would otherwise wait for edges nobody reaps. (The sequence
+ * numbers move, so a wait being armed meanwhile retries as well.) */
 static void disown(int fd, struct zio__fd *ent, void *arg)
 {
-	(void)fd;
 	int epfd = ((struct epoll_loop *)arg)->epfd;
 	if (__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) != epfd)
 		return;
 	zio__spin_lock(&ent->lock);
 	if (ent->owner_epfd == epfd) {
+		epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
 		__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELAXED);
 		ent->ep_out = 0;
+		for (int dir = ZIO__DIR_READ; dir <= ZIO__DIR_WRITE; dir++) {
+			zio__fd_seq_bump(ent, dir);
+			zio__fd_wake(ent, dir, 0);
+		}
 	}
 	zio__spin_unlock(&ent->lock);
 }
@@ -101,11 +109,17 @@ static void disown(int fd, struct zio__fd *ent, void *arg)
 static void ep_destroy(struct zio__loop *base)
 {
 	struct epoll_loop *l = (struct epoll_loop *)base;
-	/* Fds it owned must register again with whoever waits next. */
 	zio__fd_foreach(disown, l);
 	close(l->epfd);
 	close(l->wakefd);
 	free(l);
+}
+
+/* Executor 0 stops being run: nobody would reap the edges of the fds it
+ * owns, which tasks of the other executors may be waiting for. */
+static void ep_stop(struct zio__loop *base)
+{
+	zio__fd_foreach(disown, base);
 }
 
 /* What an fd is registered for. Writability only while someone waits for
@@ -271,6 +285,7 @@ const struct zio__backend zio__backend_epoll = {
 	.probe = ep_probe,
 	.create = ep_create,
 	.destroy = ep_destroy,
+	.stop = ep_stop,
 	.poll = ep_poll,
 	.wake = ep_wake,
 	.submit = ep_submit,

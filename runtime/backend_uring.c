@@ -847,11 +847,17 @@ static bool ur_closed_since(struct zio__loop *base, const struct zio__fd *ent, u
 	return zio__uring_closed_since((struct uring_loop *)base, ent, incarnation);
 }
 
+static void ur_stop(struct zio__loop *base)
+{
+	zio__uring_ms_stop((struct uring_loop *)base);
+}
+
 const struct zio__backend zio__backend_uring = {
 	.name = "uring",
 	.probe = ur_probe,
 	.create = ur_create,
 	.destroy = ur_destroy,
+	.stop = ur_stop,
 	.poll = ur_poll,
 	.wake = ur_wake,
 	.native = ur_native,

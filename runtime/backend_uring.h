@@ -88,6 +88,8 @@ void zio__uring_ms_detach(struct uring_loop *l, int fd);
  * seen (the state ent->ms held then) or still published. */
 void zio__uring_ms_detach_closed(struct uring_loop *l, struct uring_ms *seen, struct zio__fd *ent);
 void zio__uring_ms_destroy(struct uring_loop *l);
+/* Executor 0 stops being run (sched.c, stop_exec0): its idle states go. */
+void zio__uring_ms_stop(struct uring_loop *l);
 /* Whether multishot recv and accept are in use (tests). */
 bool zio__uring_multishot_on(void);
 ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,

@@ -113,6 +113,7 @@ struct uring_ms {
 	bool armed;    /* a multishot request is live in the ring */
 	bool stopping; /* we asked the kernel to end it */
 	bool detached; /* the fd was closed: the last CQE frees the state */
+	bool letting_go; /* zio__uring_ms_stop() is ending it */
 	/* the rest */
 	struct uring_ms *next_free;
 	struct zio__waitq waiters;
@@ -578,6 +579,51 @@ void zio__uring_ms_destroy(struct uring_loop *l)
 		free(l->bufs);
 		l->bufs = NULL;
 	}
+}
+
+static bool ms_idle(const struct uring_ms *st)
+{
+	return !st->waiter && !st->waiters.head && st->qhead < 0 && st->fhead == st->fn &&
+	       st->result == NO_RESULT;
+}
+
+/* Executor 0 stops being run until the next zio_runtime_run(), the others
+ * go on. A task of theirs that reads or accepts on an fd whose state is
+ * here would move here and wait for that run, so the states with nothing
+ * queued and nobody waiting end their requests (the last CQEs are reaped
+ * here, at once: a cancel ends a multishot request in the kernel) and go;
+ * the next caller starts one on its own loop. One that ends with something
+ * queued stays, as do those a task of this executor waits in. */
+void zio__uring_ms_stop(struct uring_loop *l)
+{
+	unsigned ending = 0;
+	for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
+		for (unsigned i = 0; i < CHUNK_STATES; i++) {
+			struct uring_ms *st = &c->states[i];
+			if (!st->in_use || st->detached || !ms_idle(st))
+				continue;
+			st->letting_go = true;
+			if (st->armed) {
+				ms_stop(st);
+				ending++;
+			}
+		}
+	for (unsigned tries = 0; ending && tries < 1000; tries++) {
+		l->base.ops->poll(&l->base, tries ? ZIO_MSEC(1) : 0);
+		ending = 0;
+		for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
+			for (unsigned i = 0; i < CHUNK_STATES; i++)
+				ending += c->states[i].letting_go && c->states[i].armed;
+	}
+	for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
+		for (unsigned i = 0; i < CHUNK_STATES; i++) {
+			struct uring_ms *st = &c->states[i];
+			if (!st->letting_go)
+				continue;
+			st->letting_go = false;
+			if (st->in_use && !st->detached && !st->armed && ms_idle(st))
+				ms_release(st);
+		}
 }
 
 /* ----------------------------------------------------------------- serving */

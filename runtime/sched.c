@@ -313,6 +313,52 @@ static void queue_local(struct zio__exec *e, struct zio__fiber *f, bool handoff)
 	}
 }
 
+/* Executor 0 runs only inside zio_runtime_run() and zio_runtime_destroy();
+ * executors 1.. run from creation to destruction. Between runs, a task
+ * that may move is not sent to executor 0, where it would wait for the
+ * next run while the others idle. */
+static inline bool stopped(const struct zio__exec *e)
+{
+	return e->id == 0 && e->rt->n_exec > 1 &&
+	       !atomic_load_explicit(&e->driven, memory_order_relaxed);
+}
+
+static struct zio__exec *running_peer(zio__runtime *rt)
+{
+	unsigned i = atomic_fetch_add_explicit(&rt->next_exec, 1, memory_order_relaxed);
+	return rt->exec[1 + i % (rt->n_exec - 1)];
+}
+
+/* Hands on what reached executor 0's inbox while it was stopping: tasks
+ * that may move go to a running executor, the others wait there. The
+ * inbox is taken by exchange, so this may race its own executor's drain. */
+static void pass_on_inbox(struct zio__exec *e0)
+{
+	struct zio__fiber *list = atomic_exchange_explicit(&e0->inbox, NULL, memory_order_acquire);
+	while (list) {
+		struct zio__fiber *f = list;
+		list = f->next;
+		struct zio__exec *to = must_stay(f) ? e0 : running_peer(e0->rt);
+		f->exec = to;
+		remote_push(to, f);
+	}
+}
+
+/* A task queued from another thread than its executor's. */
+static void remote_deliver(struct zio__exec *to, struct zio__fiber *f)
+{
+	if (stopped(to) && !must_stay(f))
+		to = running_peer(to->rt);
+	f->exec = to;
+	atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
+	remote_push(to, f);
+	/* A task that may move, sent to executor 0 as it stopped: remote_push's
+	 * fence orders the push before this look, and executor 0 stops by
+	 * clearing `driven`, then passing on its inbox (stop_exec0). */
+	if (!must_stay(f) && stopped(to))
+		pass_on_inbox(to);
+}
+
 void zio__schedule(zio__runtime *rt, struct zio__fiber *f)
 {
 	struct zio__exec *e = zio__exec_current();
@@ -324,9 +370,7 @@ void zio__schedule(zio__runtime *rt, struct zio__fiber *f)
 	/* From a foreign thread: a new task goes round-robin to an executor's
 	 * inbox, which wakes it if it sleeps. */
 	unsigned i = atomic_fetch_add_explicit(&rt->next_exec, 1, memory_order_relaxed) % rt->n_exec;
-	f->exec = rt->exec[i];
-	atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
-	remote_push(rt->exec[i], f);
+	remote_deliver(rt->exec[i], f);
 }
 
 static void schedule_woken(struct zio__fiber *f)
@@ -339,8 +383,7 @@ static void schedule_woken(struct zio__fiber *f)
 		f->exec = e;
 		queue_local(e, f, false);
 	} else {
-		atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
-		remote_push(home, f);
+		remote_deliver(home, f);
 	}
 }
 
@@ -852,6 +895,32 @@ fail:
 	return err;
 }
 
+/* zio_runtime_run() returns while executors 1.. go on: what only executor
+ * 0 would serve until the next run is handed on. Tasks that may move go to
+ * the others (the run queue now, the inbox once `driven` is clear, and
+ * whatever arrives after by its sender, see remote_deliver); its backend
+ * lets go of fds it serves for everyone (epoll registrations, idle
+ * multishot requests). Tasks that must stay here wait for the next run, as
+ * do timers and I/O of tasks suspended here. */
+static void stop_exec0(struct zio__exec *e)
+{
+	if (e->loop->ops->stop)
+		e->loop->ops->stop(e->loop);
+	struct zio__fiber *f;
+	if (e->runnext && !must_stay(e->runnext)) {
+		f = e->runnext;
+		e->runnext = NULL;
+		f->exec = running_peer(e->rt);
+		remote_push(f->exec, f);
+	}
+	while ((f = runq_pop(e))) {
+		f->exec = running_peer(e->rt);
+		remote_push(f->exec, f);
+	}
+	atomic_store(&e->driven, false);
+	pass_on_inbox(e);
+}
+
 ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **result)
 {
 	if (!rt || !fn)
@@ -877,6 +946,8 @@ ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **r
 	 * requests it has not seen would name their fds only later, when a
 	 * closed number may name another file (see ur_close_fd). */
 	run_timers_and_io(e, false, main_finished);
+	if (rt->n_exec > 1)
+		stop_exec0(e);
 	exec_leave(e);
 	tls_idle_serial = rt->serial;
 	/* The main task is done; collect it without blocking. */

@@ -23,6 +23,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <poll.h>
 #include <string.h>
@@ -757,6 +758,99 @@ Test(multishot, close_after_run_returned, .timeout = 20)
 Test(multishot, close_after_run_returned_two_executors, .timeout = 20)
 {
 	close_after_run(2);
+}
+
+/* zio_runtime_run() returns while executor 1 goes on. Fds that tasks of
+ * executor 0 waited on (a TCP socket whose bytes io_uring's multishot recv
+ * took in, a pipe registered with its epoll, a listener) serve tasks of
+ * executor 1 at once, and tasks spawned from this thread start at once.
+ * They waited for the next run: the reads moved to executor 0's ring, the
+ * edges went to its epoll, new tasks to its inbox. */
+struct used_by_exec0 {
+	struct pair p;
+	int pipe[2];
+	int lfd;
+	zio_addr addr;
+};
+
+static void *wait_on_three_fds(void *arg)
+{
+	struct used_by_exec0 *u = arg;
+	char c;
+	tcp_pair(&u->p);
+	cr_assert_eq(zio_write_all(u->p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(u->p.server, &c, 1, SOON), 1);
+	cr_assert_eq(zio_read(u->p.server, &c, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
+	cr_assert_eq(zio_pipe(u->pipe), 0);
+	cr_assert_eq(zio_read(u->pipe[0], &c, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
+	u->lfd = listen_any(&u->addr);
+	cr_assert_eq(zio_tcp_accept(u->lfd, NULL, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
+	return NULL;
+}
+
+struct exec1_wait {
+	int fd;
+	bool accept;
+	atomic_long result; /* LONG_MIN until it returns */
+};
+
+static void *wait_on_exec1(void *arg)
+{
+	struct exec1_wait *w = arg;
+	char c;
+	long r = w->accept ? zio_tcp_accept(w->fd, NULL, SOON) : zio_read(w->fd, &c, 1, SOON);
+	atomic_store(&w->result, r);
+	return NULL;
+}
+
+/* Spawns wait_on_exec1 from this plain thread, makes fd ready with
+ * make_ready, and returns what the task got, which must come soon. */
+static long served_soon(zio_runtime *rt, struct exec1_wait *w, void (*make_ready)(void *), void *arg)
+{
+	atomic_store(&w->result, LONG_MIN);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(rt, &t, wait_on_exec1, w, NULL), 0);
+	usleep(50000); /* it waits (or, before, never started) */
+	make_ready(arg);
+	int64_t t0 = zio_now();
+	while (atomic_load(&w->result) == LONG_MIN && zio_now() - t0 < ZIO_SEC(3))
+		usleep(1000);
+	cr_assert_neq(atomic_load(&w->result), LONG_MIN, "the task on executor 1 was not served");
+	zio_task_join(t, NULL);
+	return atomic_load(&w->result);
+}
+
+static void write_a_byte(void *fd)
+{
+	cr_assert_eq(write((int)(intptr_t)fd, "x", 1), 1);
+}
+
+static void connect_to(void *addr)
+{
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(connect(c, (const struct sockaddr *)&((zio_addr *)addr)->sa,
+			     ((zio_addr *)addr)->len), 0);
+	close(c);
+}
+
+Test(multishot, fds_of_a_stopped_executor_0_serve_the_others, .timeout = 30)
+{
+	zio_runtime *rt = runtime_with(2);
+	struct used_by_exec0 u;
+	cr_assert_eq(zio_runtime_run(rt, wait_on_three_fds, &u, NULL), 0);
+	struct exec1_wait w = { .fd = u.p.server };
+	cr_assert_eq(served_soon(rt, &w, write_a_byte, (void *)(intptr_t)u.p.client), 1);
+	w = (struct exec1_wait){ .fd = u.pipe[0] };
+	cr_assert_eq(served_soon(rt, &w, write_a_byte, (void *)(intptr_t)u.pipe[1]), 1);
+	w = (struct exec1_wait){ .fd = u.lfd, .accept = true };
+	long fd = served_soon(rt, &w, connect_to, &u.addr);
+	cr_assert_geq(fd, 0, "accept: %ld", fd);
+	zio_close((int)fd);
+	int all[] = { u.p.client, u.p.server, u.pipe[0], u.pipe[1], u.lfd };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		cr_assert_eq(zio_close(all[i]), 0);
+	zio_runtime_destroy(rt);
 }
 
 static void *close_on_this_thread(void *arg)

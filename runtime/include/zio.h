@@ -85,10 +85,13 @@ struct zio_runtime_options {
 ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_options *opts);
 /* Runs fn(arg) as a task on the calling thread (executor 0) and returns when
  * it has returned, storing its result in *result if result is non-NULL.
- * Other tasks keep running on the other executors; executor 0 serves them
- * again on the next zio_runtime_run() or zio_runtime_destroy(), which must
- * come from the same thread on the io_uring backend (its ring accepts
- * submissions from one thread; zio stops with a message otherwise). */
+ * Other tasks keep running on the other executors: runnable tasks, tasks
+ * spawned from other threads and fds executor 0 was serving go to them.
+ * Tasks suspended on executor 0 in a wait with a deadline, pinned to it, or
+ * in an I/O call its io_uring ring holds, continue on the next
+ * zio_runtime_run() or zio_runtime_destroy(), which must come from the same
+ * thread on the io_uring backend (its ring accepts submissions from one
+ * thread; zio stops with a message otherwise). */
 ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **result);
 /* Cancels every task still alive, waits for all of them to finish, stops
  * the executors and frees everything. Must not be called from a task, nor
