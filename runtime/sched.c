@@ -347,7 +347,9 @@ static void pass_on_inbox(struct zio__exec *e0)
 /* A task queued from another thread than its executor's. */
 static void remote_deliver(struct zio__exec *to, struct zio__fiber *f)
 {
-	if (stopped(to) && !must_stay(f))
+	/* Read before the push: from then on f may run, and change them. */
+	bool may_move = !must_stay(f);
+	if (may_move && stopped(to))
 		to = running_peer(to->rt);
 	f->exec = to;
 	atomic_store_explicit(&f->state, ZIO__F_READY, memory_order_relaxed);
@@ -355,7 +357,7 @@ static void remote_deliver(struct zio__exec *to, struct zio__fiber *f)
 	/* A task that may move, sent to executor 0 as it stopped: remote_push's
 	 * fence orders the push before this look, and executor 0 stops by
 	 * clearing `driven`, then passing on its inbox (stop_exec0). */
-	if (!must_stay(f) && stopped(to))
+	if (may_move && stopped(to))
 		pass_on_inbox(to);
 }
 

@@ -78,14 +78,19 @@ struct zio__stack_pool {
 	uint64_t in_use;
 };
 
-static size_t page_size;
-static int guard_mode; /* 0 unknown, 1 MADV_GUARD_INSTALL, 2 mprotect, 3 none */
+/* Process-wide, learnt by whichever runtime or executor gets there first
+ * (atomic: runtimes may be created on several threads at once). */
+static _Atomic size_t page_size;
+static _Atomic int guard_mode; /* 0 unknown, 1 MADV_GUARD_INSTALL, 2 mprotect, 3 none */
 
 static size_t round_page(size_t n)
 {
-	if (!page_size)
-		page_size = (size_t)sysconf(_SC_PAGESIZE);
-	return (n + page_size - 1) & ~(page_size - 1);
+	size_t page = atomic_load_explicit(&page_size, memory_order_relaxed);
+	if (!page) {
+		page = (size_t)sysconf(_SC_PAGESIZE);
+		atomic_store_explicit(&page_size, page, memory_order_relaxed);
+	}
+	return (n + page - 1) & ~(page - 1);
 }
 
 /* One untouched page above every stack (no RSS, no extra mapping). Stack

@@ -35,12 +35,14 @@ _Noreturn void zio__panic(const char *fmt, ...)
 
 void zio__log(int warning, const char *fmt, ...)
 {
-	static int verbose = -1;
-	if (verbose < 0) {
+	static _Atomic int verbose = -1; /* runtimes may start on two threads */
+	int on = atomic_load_explicit(&verbose, memory_order_relaxed);
+	if (on < 0) {
 		const char *v = getenv("ZIO_DEBUG");
-		verbose = v && *v && strcmp(v, "0") != 0;
+		on = v && *v && strcmp(v, "0") != 0;
+		atomic_store_explicit(&verbose, on, memory_order_relaxed);
 	}
-	if (!warning && !verbose)
+	if (!warning && !on)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
