@@ -18,6 +18,7 @@
 #include "backend.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 static const struct zio__backend *const all_backends[] = {
 #ifdef ZIO_HAVE_URING
@@ -117,6 +118,10 @@ void zio__loop_destroy(struct zio__exec *e)
 void zio__loop_poll(struct zio__exec *e, int64_t timeout_ns)
 {
 	int r = e->loop->ops->poll(e->loop, timeout_ns);
+	if (r < 0 && r != -EINTR && getpid() != e->rt->pid)
+		zio__panic("a runtime used in a child of fork(): its rings and epoll instances "
+			   "are the parent's, and so are its executor threads (in the child, "
+			   "make a runtime of its own, or exec)");
 	if (r < 0 && r != -EINTR)
 		zio__panic("%s backend: poll failed: %s", e->loop->ops->name, strerror(-r));
 }

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,7 @@ struct zio_runtime {
 	atomic_uint next_exec;   /* round-robin home for foreign spawns */
 	struct zio_runtime *live_next; /* sched.c's list of live runtimes */
 	uint64_t serial;               /* unique in the process's life */
+	pid_t pid;                     /* the process that made it (fork) */
 };
 
 /* The executor the calling thread is, or NULL. Never cached across a switch:

@@ -880,6 +880,7 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 	}
 	pthread_mutex_lock(&live_lock);
 	rt->serial = ++live_serial;
+	rt->pid = getpid();
 	rt->live_next = live_head;
 	live_head = rt;
 	pthread_mutex_unlock(&live_lock);

@@ -1312,6 +1312,51 @@ Test(io, blocking_pool_after_fork, .timeout = 30)
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's pool call failed (status %d)", st);
 }
+
+/* A task that forks and suspends in the child, on the parent's runtime:
+ * io_uring refuses the child's use of the parent's ring, and zio stops
+ * saying why (it said "poll failed: Invalid argument"). epoll and poll may
+ * carry on there by chance; the child's exit is then its own. (Not under
+ * ThreadSanitizer either: it reports the child's fiber switches.) */
+static void *fork_and_sleep_in_the_child(void *arg)
+{
+	int *err = arg;
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(err[1], STDERR_FILENO);
+		zio_sleep(ZIO_MSEC(1));
+		_exit(0);
+	}
+	close(err[1]);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return (void *)(intptr_t)st;
+}
+
+Test(io, runtime_used_in_a_child_of_fork, .timeout = 30)
+{
+	int err[2];
+	cr_assert_eq(pipe(err), 0);
+	zio_runtime *rt;
+	cr_assert_eq(zio_runtime_create(&rt, NULL), 0);
+	bool uring = strcmp(zio_runtime_backend(rt), "uring") == 0;
+	void *res;
+	cr_assert_eq(zio_runtime_run(rt, fork_and_sleep_in_the_child, err, &res), 0);
+	zio_runtime_destroy(rt);
+	int st = (int)(intptr_t)res;
+	char said[512] = "";
+	ssize_t n = read(err[0], said, sizeof(said) - 1);
+	said[n > 0 ? n : 0] = 0;
+	close(err[0]);
+	if (uring) {
+		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "child status %d", st);
+		cr_assert_not_null(strstr(said, "child of fork()"), "the child said: %s", said);
+	} else {
+		cr_assert(WIFEXITED(st) || strstr(said, "child of fork()"), "child status %d: %s", st,
+			  said);
+	}
+}
 #endif
 
 /* ------------------------------------------- syscalls a sandbox refuses */

@@ -82,6 +82,10 @@ struct zio_runtime_options {
 	const char *backend;
 };
 
+/* A runtime belongs to the process that made it: a child of fork() does not
+ * have its executor threads and shares its io_uring rings and epoll
+ * instances with the parent, so it must not run it (zio stops with a
+ * message if the kernel refuses). The child makes a runtime of its own. */
 ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_options *opts);
 /* Runs fn(arg) as a task on the calling thread (executor 0) and returns when
  * it has returned, storing its result in *result if result is non-NULL.
