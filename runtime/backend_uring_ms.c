@@ -47,7 +47,8 @@
  * into its own buffer instead.
  *
  * Ownership: a state belongs to the loop whose ring holds its request, and
- * only that loop's thread touches it. A fiber on another executor that
+ * only that loop's thread touches it (a plain thread's read runs as a task
+ * there: io.c, thread_run_in_owner). A fiber on another executor that
  * calls in moves to the owner first (zio__move_to) and stays pinned there
  * for the call; a task pinned elsewhere (zio_task_pin) goes back after.
  * Two loops that start a state for one fd at once race to publish it

@@ -18,7 +18,9 @@
  *  - regular-file and path ops without native support go to the blocking
  *    pool (blocking.c).
  *  - a plain thread outside any runtime performs the call itself: the
- *    syscall, then poll() with the deadline, then the syscall again.
+ *    syscall, then poll() with the deadline, then the syscall again; but a
+ *    read of a socket whose input an io_uring multishot request takes in
+ *    runs as a task of that request's runtime (thread_run_in_owner).
  *
  * Deadlines: ZIO_FOREVER, an absolute CLOCK_MONOTONIC time, or 0, which
  * means "try once": a stream op that would have to wait returns -EAGAIN.
@@ -323,12 +325,58 @@ static ssize_t try_op(struct zio__op *op, int kind)
 
 /* ---------------------------------------------------- plain threads */
 
+struct op_task {
+	struct zio__op *op;
+	int64_t deadline;
+	ssize_t result;
+};
+
+static void *run_op_task(void *arg)
+{
+	struct op_task *t = arg;
+	t->result = zio__op_run(t->op, t->deadline);
+	return NULL;
+}
+
+/* A plain thread's read, accept or readiness wait on a socket whose input
+ * a multishot request takes in (io_uring): only the loop that owns the
+ * request may take from its queue, and a plain read(2) would overtake it.
+ * The call runs as a task of that runtime, which the thread waits for; if
+ * the loop is executor 0 between runs and this thread ran it, by running
+ * it again until the call is done. Another thread then has nobody to ask,
+ * and the call reads the socket itself. Returns -EOPNOTSUPP for that. */
+static ssize_t thread_run_in_owner(struct zio__op *op, void *ms, int64_t deadline)
+{
+	struct zio__exec *owner = (*(struct zio__loop *const *)ms)->exec;
+	zio__runtime *rt = owner->rt;
+	struct op_task t = { .op = op, .deadline = deadline };
+	if (atomic_load(&owner->driven) || owner->id != 0) {
+		zio_task *task;
+		int err = zio_spawn(rt, &task, run_op_task, &t, NULL);
+		if (err)
+			return err;
+		zio_task_join(task, NULL);
+		return t.result;
+	}
+	if (zio__runtime_idle_here() != rt)
+		return -EOPNOTSUPP;
+	int err = zio_runtime_run(rt, run_op_task, &t, NULL);
+	return err ? err : t.result;
+}
+
 static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 {
 	zio__sigpipe_once(); /* no runtime need ever have been created */
 	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
 		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
-	int kind = zio__fd_kind(op->fd, zio__fd_get(op->fd));
+	struct zio__fd *ent = zio__fd_get(op->fd);
+	void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
+	if (ms && op_dir(op) == ZIO__DIR_READ) {
+		ssize_t r = thread_run_in_owner(op, ms, deadline);
+		if (r != -EOPNOTSUPP)
+			return r;
+	}
+	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
 	if ((kind == ZIO__FD_REGULAR && op->opcode != ZIO__OP_POLL) ||

@@ -853,6 +853,66 @@ Test(multishot, fds_of_a_stopped_executor_0_serve_the_others, .timeout = 30)
 	zio_runtime_destroy(rt);
 }
 
+/* A plain thread reads a socket whose earlier bytes a task's multishot recv
+ * took in: it gets them first (its read(2) went past them, to the later
+ * bytes). With one executor, stopped, the thread that ran it runs it again
+ * for the read; with two, the read runs on the executor that holds the
+ * bytes, which is running. */
+static void move_to_exec(unsigned i)
+{
+	struct zio__fiber *me = zio__fiber_current();
+	me->flags |= ZIO__FIBER_TEMP_PIN;
+	zio__move_to(zio__exec_current()->rt->exec[i]);
+	me->flags &= ~ZIO__FIBER_TEMP_PIN;
+	zio_task_pin();
+}
+
+static void *read_one_on_last_exec_then_wait(void *arg)
+{
+	struct pair *p = arg;
+	move_to_exec(zio_runtime_executors(zio_runtime_current()) - 1);
+	char c;
+	cr_assert_eq(zio_read(p->server, &c, 1, SOON), 1);
+	zio_sleep(ZIO_SEC(60)); /* until destroy cancels it */
+	return NULL;
+}
+
+static void *bytes_queued_then_return(void *arg)
+{
+	struct pair *p = arg;
+	tcp_pair(p);
+	cr_assert_eq(zio_spawn(NULL, NULL, read_one_on_last_exec_then_wait, p, NULL), 0);
+	cr_assert_eq(zio_write_all(p->client, "1", 1, SOON), 1);
+	zio_sleep(ZIO_MSEC(20)); /* read: the multishot recv stays armed */
+	cr_assert_eq(zio_write_all(p->client, "AAAA", 4, SOON), 4);
+	zio_sleep(ZIO_MSEC(20)); /* taken in, queued */
+	return NULL;
+}
+
+static void plain_thread_reads_in_order(unsigned executors)
+{
+	zio_runtime *rt = runtime_with(executors);
+	struct pair p;
+	cr_assert_eq(zio_runtime_run(rt, bytes_queued_then_return, &p, NULL), 0);
+	cr_assert_eq(write(p.client, "BBBB", 4), 4);
+	char buf[16] = "";
+	ssize_t r = zio_read(p.server, buf, sizeof(buf), SOON);
+	cr_assert(r == 4 || r == 8, "read: %zd", r);
+	cr_assert_eq(memcmp(buf, "AAAA", 4), 0, "read '%.*s' first", (int)r, buf);
+	close_pair(&p);
+	zio_runtime_destroy(rt);
+}
+
+Test(multishot, plain_thread_reads_in_order, .timeout = 20)
+{
+	plain_thread_reads_in_order(1);
+}
+
+Test(multishot, plain_thread_reads_in_order_two_executors, .timeout = 20)
+{
+	plain_thread_reads_in_order(2);
+}
+
 static void *close_on_this_thread(void *arg)
 {
 	return (void *)(intptr_t)zio_close((int)(intptr_t)arg);
