@@ -789,6 +789,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 	ssize_t r;
 	size_t got = 0; /* MSG_WAITALL: bytes already copied */
 	bool looked = false; /* a try-once call polled the ring */
+	bool retried = false; /* an accept asked again after a stale EMFILE */
 	for (;;) {
 		if (__atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation) {
 			r = got ? (ssize_t)got : -EBADF;
@@ -842,6 +843,15 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			if (st->result != NO_RESULT) {
 				r = st->result;
 				st->result = NO_RESULT;
+				/* Out of fds or memory when the kernel last
+				 * tried, which may be long ago (the caller may
+				 * have freed some since): ask it again, once. */
+				if (!retried && !st->armed && deadline != 0 &&
+				    (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -ENOBUFS)) {
+					retried = true;
+					if (!zio__uring_closed_since(l, ent, incarnation) && ms_arm(st))
+						goto wait;
+				}
 				break;
 			}
 		} else if (call == CALL_POLL) {
@@ -851,7 +861,9 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				/* What poll(2) would add: the error the
 				 * request took from the socket, or the end of
 				 * input (the bytes before it still queued). */
-				if (st->result < 0 && st->result != NO_RESULT)
+				/* (A listener's error, EMFILE say, is the
+				 * accepting caller's, not the socket's.) */
+				if (!st->accept && st->result < 0 && st->result != NO_RESULT)
 					r |= POLLERR | POLLHUP;
 				else if (st->result == 0)
 					r |= events & POLLRDHUP;
@@ -885,13 +897,6 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			got += want ? take_bytes(st, iov, iovcnt, got, peek, (flags & MSG_TRUNC) != 0) : 0;
 			if (got && (!waitall || got == want)) {
 				r = (ssize_t)got;
-				if (op->opcode == ZIO__OP_RECVMSG) {
-					/* Connected TCP: no name; ancillary data
-					 * does not survive a provided buffer. */
-					op->u.msg.msg->msg_namelen = 0;
-					op->u.msg.msg->msg_controllen = 0;
-					op->u.msg.msg->msg_flags = 0;
-				}
 				break;
 			}
 			if (st->qhead < 0 && st->result != NO_RESULT) {
@@ -927,6 +932,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			r = got ? (ssize_t)got : -EOPNOTSUPP;
 			break;
 		}
+	wait:;
 		struct zio__waiter w;
 		uint32_t gen = zio__park_prepare(&f->park, 0);
 		zio__waiter_init(&w, &f->park, gen);
@@ -953,6 +959,13 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			r = got ? (ssize_t)got : woke;
 			break;
 		}
+	}
+	if (r >= 0 && op->opcode == ZIO__OP_RECVMSG) {
+		/* Served here (bytes or EOF): connected TCP has no name, and
+		 * ancillary data does not survive a provided buffer. */
+		op->u.msg.msg->msg_namelen = 0;
+		op->u.msg.msg->msg_controllen = 0;
+		op->u.msg.msg->msg_flags = 0;
 	}
 	f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
 	/* A pinned task goes back to the executor it is pinned to. */

@@ -152,9 +152,15 @@ static bool fds_closed(const struct zio__job *j)
 	return false;
 }
 
+/* Set on pool threads: a job that calls zio (a lookup inside
+ * zio_blocking_call()) must not queue another job and wait for it, which
+ * may never start if every thread is so waiting. */
+static __thread bool in_pool;
+
 static void *worker(void *arg)
 {
 	(void)arg;
+	in_pool = true;
 	pthread_mutex_lock(&pool_lock);
 	for (;;) {
 		while (!q_head) {
@@ -498,6 +504,10 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
 	atomic_store(&j->refs, 1); /* the waiter's */
+	if (in_pool) {
+		j->run(j); /* already a thread that may block */
+		return 0;
+	}
 	if (f && f->shield == 0 && atomic_load(&f->cancelled))
 		return -ECANCELED;
 	pthread_once(&pool_once, pool_init);

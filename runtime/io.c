@@ -597,6 +597,14 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * by a zio_close() of fd and a new file under its number: neither a
 	 * retry nor a poll's answer may then be about that file. */
 	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+	/* A send on a socket that is not a stream, found ready and still
+	 * refused: an unconnected datagram socket whose receiver is full,
+	 * which no poll reports (its own buffer has room). Retried after
+	 * growing pauses instead of a wait that would return at once. */
+	bool dgram_send = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
+			  !(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM);
+	bool woke_ready = false;
+	int64_t pause = 0;
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
@@ -612,7 +620,20 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			break;
 		if (deadline == 0)
 			break;
+		if (dgram_send && woke_ready) {
+			pause = pause ? (pause < ZIO_MSEC(10) ? pause * 2 : pause) : ZIO_USEC(50);
+			int64_t until = zio__now() + pause;
+			if (deadline != ZIO_FOREVER && until >= deadline) {
+				if ((r = zio_sleep_until(deadline)) == 0)
+					r = -ETIMEDOUT;
+				break;
+			}
+			if ((r = zio_sleep_until(until)) != 0)
+				break;
+			continue;
+		}
 		int w = wait_ready(l, f, op, deadline);
+		woke_ready = w == 0;
 		if (w >= 0 && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* also a poll: the events were the old file's */
 			break;
@@ -732,6 +753,13 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		}
 		if (deadline == 0 && stream_op)
 			return ready_run(l, f, op, 0);
+		/* A send on a socket that is not a stream waits for room and is
+		 * tried again: the kernel's Unix datagram send takes the payload
+		 * in before it says EAGAIN, and io_uring's retry of it sent an
+		 * empty datagram. */
+		if (ent && stream_op && op_dir(op) == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
+		    !(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM))
+			return ready_run(l, f, op, deadline);
 		return native_run(l, f, op, deadline);
 	}
 	if (op->opcode == ZIO__OP_FREAD || op->opcode == ZIO__OP_FWRITE) {

@@ -372,7 +372,9 @@ void zio__schedule(zio__runtime *rt, struct zio__fiber *f)
 	/* From a foreign thread: a new task goes round-robin to an executor's
 	 * inbox, which wakes it if it sleeps. */
 	unsigned i = atomic_fetch_add_explicit(&rt->next_exec, 1, memory_order_relaxed) % rt->n_exec;
-	remote_deliver(rt->exec[i], f);
+	struct zio__exec *to = rt->exec[i];
+	/* Not yet run, a task asked to be pinned is pinned where it starts. */
+	remote_deliver(stopped(to) ? running_peer(rt) : to, f);
 }
 
 static void schedule_woken(struct zio__fiber *f)

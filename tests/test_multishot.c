@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -847,6 +848,16 @@ Test(multishot, fds_of_a_stopped_executor_0_serve_the_others, .timeout = 30)
 	long fd = served_soon(rt, &w, connect_to, &u.addr);
 	cr_assert_geq(fd, 0, "accept: %ld", fd);
 	zio_close((int)fd);
+	/* Tasks asked to be pinned start too: where they start is theirs. */
+	for (int i = 0; i < 4; i++) {
+		w = (struct exec1_wait){ .fd = u.pipe[0] };
+		zio_task *t;
+		atomic_store(&w.result, LONG_MIN);
+		cr_assert_eq(zio_spawn(rt, &t, wait_on_exec1, &w, &(struct zio_spawn_options){ .pinned = true }), 0);
+		write_a_byte((void *)(intptr_t)u.pipe[1]);
+		zio_task_join(t, NULL);
+		cr_assert_eq(atomic_load(&w.result), 1, "pinned task %d", i);
+	}
 	int all[] = { u.p.client, u.p.server, u.pipe[0], u.pipe[1], u.lfd };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		cr_assert_eq(zio_close(all[i]), 0);
@@ -1339,6 +1350,85 @@ static void *other_shapes_of_reads(void *arg)
 Test(multishot, other_shapes_of_reads, .timeout = 20)
 {
 	run_in_runtime(1, other_shapes_of_reads, NULL);
+}
+
+/* A recvmsg with a control buffer says "no ancillary data" however it
+ * ends: MSG_WAITALL cut short by EOF, then EOF itself (the caller's
+ * msg_controllen was left, and CMSG_FIRSTHDR() read its buffer). */
+static void *recvmsg_control_at_eof(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[16];
+	cr_assert_eq(zio_write_all(p.client, "0", 1, SOON), 1);
+	read_exact(p.server, buf, 1);
+	cr_assert_eq(zio_write_all(p.client, "WXYZ", 4, SOON), 4);
+	cr_assert_eq(zio_shutdown(p.client, SHUT_WR), 0);
+	union {
+		struct cmsghdr align;
+		char bytes[256];
+	} control;
+	for (int i = 0; i < 2; i++) {
+		memset(&control, 0x5a, sizeof(control));
+		struct iovec iov = { buf, 8 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.bytes,
+				    .msg_controllen = sizeof(control.bytes), .msg_flags = 0x5a5a };
+		ssize_t r = zio_recvmsg(p.server, &m, MSG_WAITALL, SOON);
+		cr_assert_eq(r, i == 0 ? 4 : 0, "recvmsg %d: %zd", i, r);
+		cr_assert_eq(m.msg_controllen, 0u, "recvmsg %d", i);
+		cr_assert_null(CMSG_FIRSTHDR(&m));
+		cr_assert_eq(m.msg_flags & ~MSG_CMSG_CLOEXEC, 0, "flags %#x", m.msg_flags);
+	}
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, recvmsg_control_at_eof, .timeout = 20)
+{
+	run_in_runtime(1, recvmsg_control_at_eof, NULL);
+}
+
+/* A listener that cannot accept for want of fds is readable, as poll(2)
+ * says, not in error: the EMFILE is the accepting caller's. */
+static void *listener_out_of_fds(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(&a);
+	cr_assert_eq(zio_tcp_accept(lfd, NULL, zio_deadline_after(ZIO_MSEC(10))), -ETIMEDOUT);
+	int spare[1024], n = 0;
+	while (n < 1024 && (spare[n] = dup(0)) >= 0)
+		n++;
+	close(spare[--n]); /* one for the client: none for the accept */
+	int c = zio_tcp_connect(&a, SOON);
+	cr_assert_geq(c, 0);
+	int r = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_eq(r, -EMFILE, "accept: %d", r);
+	int ev = zio_wait_fd(lfd, POLLIN, SOON);
+	struct pollfd pf = { .fd = lfd, .events = POLLIN };
+	cr_assert_eq(poll(&pf, 1, 0), 1);
+	cr_assert_eq(ev, pf.revents, "zio_wait_fd %#x, poll(2) %#x", ev, pf.revents);
+	while (n > 0)
+		close(spare[--n]);
+	int s = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(s, 0, "accept after: %d", s);
+	zio_close(s);
+	zio_close(c);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, listener_readable_while_out_of_fds, .timeout = 20)
+{
+	/* Before the runtime: io_uring's accept went by the limit its ring
+	 * was made under. */
+	struct rlimit low = { .rlim_cur = 64, .rlim_max = 64 };
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low.rlim_max = old.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	run_in_runtime(1, listener_out_of_fds, NULL);
 }
 
 /* Two executors' tasks accepting on one listener: every connection is

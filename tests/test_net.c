@@ -882,6 +882,80 @@ Test(net, unix_dgram, .timeout = 10)
 	run_in_runtime(1, unix_dgram, NULL);
 }
 
+/* Datagrams to a Unix receiver whose queue is full (the kernel's default
+ * is 10 datagrams): the sender waits, and every datagram arrives whole,
+ * connected or not. On io_uring a connected send sent empty datagrams
+ * (the kernel's datagram send takes the payload in before it says EAGAIN,
+ * and the ring's retry sent nothing); an unconnected one, which no poll
+ * reports full, spun a core on every backend or failed -EAGAIN at once. */
+struct dgram_sink {
+	int fd;
+	int got;
+	bool intact;
+};
+
+static void *drain_later(void *arg)
+{
+	struct dgram_sink *d = arg;
+	zio_sleep(ZIO_MSEC(100));
+	char b[8];
+	ssize_t r;
+	d->intact = true;
+	while ((r = zio_recv(d->fd, b, sizeof(b), 0, zio_deadline_after(ZIO_MSEC(300)))) > 0) {
+		d->intact &= r == 1 && b[0] == 'a' + d->got % 26;
+		d->got++;
+	}
+	return NULL;
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *dgram_to_a_full_receiver(void *arg)
+{
+	bool connected = arg != NULL;
+	zio_addr a;
+	char name[64];
+	snprintf(name, sizeof(name), "@zio-dgfull-%d-%d", getpid(), connected);
+	zio_addr_unix(&a, name);
+	struct dgram_sink d = { .fd = zio_udp_bind(&a) };
+	cr_assert_geq(d.fd, 0);
+	int c = zio_udp_socket(AF_UNIX);
+	cr_assert_geq(c, 0);
+	if (connected)
+		cr_assert_eq(zio_connect(c, &a, ZIO_FOREVER), 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, drain_later, &d, NULL), 0);
+	enum { N = 40 };
+	double cpu0 = thread_cpu_s();
+	int64_t t0 = zio_now();
+	for (int i = 0; i < N; i++) {
+		char m = (char)('a' + i % 26);
+		ssize_t r = connected ? zio_send(c, &m, 1, 0, zio_deadline_after(ZIO_SEC(5)))
+				      : zio_sendto(c, &m, 1, 0, &a, zio_deadline_after(ZIO_SEC(5)));
+		cr_assert_eq(r, 1, "datagram %d: %zd", i, r);
+	}
+	double cpu = thread_cpu_s() - cpu0, wall = (double)(zio_now() - t0) / 1e9;
+	zio_task_join(t, NULL);
+	cr_assert_eq(d.got, N);
+	cr_assert(d.intact, "a datagram arrived empty or out of order");
+	/* The sender waited about 100 ms for the drain: it must not spin. */
+	cr_assert_lt(cpu, wall / 2 + 0.01, "cpu %.3f s in %.3f s", cpu, wall);
+	zio_close(c);
+	zio_close(d.fd);
+	return NULL;
+}
+
+Test(net, unix_dgram_to_a_full_receiver, .timeout = 20)
+{
+	run_in_runtime(1, dgram_to_a_full_receiver, (void *)1);
+	run_in_runtime(1, dgram_to_a_full_receiver, NULL);
+}
+
 static void *fd_passing(void *arg)
 {
 	int sv[2], p[2];
@@ -1171,6 +1245,32 @@ static void *runtime_holding_pool(void *arg)
 {
 	run_in_runtime(1, hold_pool_task, arg);
 	return NULL;
+}
+
+/* A lookup from inside a pool job runs there: queued as a job of its own,
+ * it waited for a pool thread that every busy one, so waiting, never let
+ * go of (a deadlock with one thread, or with as many such jobs as
+ * threads). */
+static long resolve_in_a_job(void *arg)
+{
+	(void)arg;
+	zio_addr out[2];
+	return zio_dns_resolve("localhost", 1, AF_UNSPEC, out, 2, zio_deadline_after(ZIO_SEC(5)));
+}
+
+static void *lookup_inside_blocking_call(void *arg)
+{
+	(void)arg;
+	long r = zio_blocking_call(resolve_in_a_job, NULL, zio_deadline_after(ZIO_SEC(10)));
+	cr_assert_gt(r, 0, "resolve in a job: %ld", r);
+	return NULL;
+}
+
+Test(net, dns_inside_a_pool_job, .timeout = 20)
+{
+	need_localhost();
+	setenv("ZIO_BLOCKING_THREADS", "1", 1);
+	run_in_runtime(1, lookup_inside_blocking_call, NULL);
 }
 
 Test(net, dns_deadline_on_a_plain_thread, .timeout = 20)
