@@ -353,6 +353,7 @@ struct zio__job {
 	} fds[2];
 	uint8_t n_fds;
 	bool by_number;
+	bool aborted;          /* abort() was called (under the pool lock) */
 	long result;
 };
 /* Adds fd to j->fds (at most two); -errno if fd can have no entry. */

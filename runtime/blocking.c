@@ -32,8 +32,10 @@
  * regular file (whose record locks closing any descriptor would drop), a
  * copy between files, or a path op relative to a directory fd names them
  * by number, and zio_close() of one waits until the job is over
- * (running_by_number). What user code does in zio_blocking_call() is its
- * own business.
+ * (running_by_number). A connect on a descriptor of its own is cut short
+ * by the close (abort), and its waiter gets -EBADF: the connection it may
+ * have made is not the closed number's. What user code does in
+ * zio_blocking_call() is its own business.
  */
 #include "backend.h"
 
@@ -55,8 +57,9 @@ static unsigned n_threads, n_idle, max_threads;
  * threads to take them. */
 static unsigned n_queued;
 static int64_t idle_ns;
-/* Running jobs that name their fds by number (by_number), linked through
- * their `next`: zio_close() of such an fd waits for them
+/* Running jobs that name their fds by number (by_number), or that can be
+ * cut short (abort: a connect), linked through their `next`: zio_close()
+ * of such an fd aborts the latter and waits for them all
  * (zio__blocking_fd_quiesce). How many of their fds fall in each bucket
  * (fd % RUNNING_BUCKETS), read without the lock: a close of a socket
  * does not take the lock because a file is being read somewhere. */
@@ -183,7 +186,7 @@ static void *worker(void *arg)
 			q_tail = NULL;
 		n_queued--;
 		j->state = JOB_RUNNING;
-		if (j->by_number) {
+		if (j->by_number || j->abort) {
 			/* Before the look at the fds' incarnations: see
 			 * zio__blocking_fd_quiesce. */
 			j->next = running_by_number;
@@ -198,7 +201,7 @@ static void *worker(void *arg)
 			j->run(j);
 
 		pthread_mutex_lock(&pool_lock);
-		if (j->by_number) {
+		if (j->by_number || j->abort) {
 			struct zio__job **pp = &running_by_number;
 			while (*pp != j)
 				pp = &(*pp)->next;
@@ -339,11 +342,9 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	if (j->state == JOB_RUNNING) {
 		/* Running: its memory is ours, wait for it (cut short if the
 		 * job knows how). */
-		if (w != 0 && j->abort) {
-			pthread_mutex_unlock(&pool_lock);
+		if (w != 0 && j->abort && !j->aborted) {
+			j->aborted = true;
 			j->abort(j);
-			pthread_mutex_lock(&pool_lock);
-			aborted = true;
 		}
 		f->shield++;
 		while (j->state != JOB_DONE) {
@@ -354,6 +355,7 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 		}
 		f->shield--;
 	}
+	aborted = j->aborted;
 	pthread_mutex_unlock(&pool_lock);
 	*ran = true;
 	/* Woken with 0 means it ran; a timeout that lost the race to the
@@ -361,6 +363,10 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	 * job was aborted (whatever it then returned, its work is undone). */
 	if (w != 0 && (j->result < 0 || aborted))
 		return w;
+	/* Cut short by a zio_close() of its fd (or done on a descriptor of
+	 * its own after that close): what it did is not the caller's fd's. */
+	if (j->abort && fds_closed(j))
+		return -EBADF;
 	return j->result;
 }
 
@@ -447,9 +453,18 @@ void zio__blocking_fd_quiesce(int fd)
 		bool running = false;
 		if (atomic_load_explicit(bucket, memory_order_acquire)) {
 			pthread_mutex_lock(&pool_lock);
-			for (struct zio__job *j = running_by_number; j && !running; j = j->next)
-				for (unsigned i = 0; i < j->n_fds; i++)
-					running |= j->fds[i].fd == fd;
+			for (struct zio__job *j = running_by_number; j; j = j->next)
+				for (unsigned i = 0; i < j->n_fds; i++) {
+					if (j->fds[i].fd != fd)
+						continue;
+					running = true;
+					/* One that can be cut short is: its
+					 * waiter then reports the close. */
+					if (j->abort && !j->aborted) {
+						j->aborted = true;
+						j->abort(j);
+					}
+				}
 			pthread_mutex_unlock(&pool_lock);
 		}
 		if (!running)

@@ -229,6 +229,62 @@ Test(net, cancel_mid_connect, .timeout = 20)
 	run_in_runtime(1, cancel_mid_connect, NULL);
 }
 
+/* zio_close() of a blocking socket zio did not make while a task connects
+ * it (on epoll and poll, on the pool through a descriptor of its own): the
+ * connect ends at once with -EBADF and leaves no connection behind. It went
+ * on through the SYN retries, then returned 0 for a number that by then
+ * named another file, and the listener accepted the closed socket's
+ * connection. */
+struct closed_connect {
+	zio_addr addr;
+	int fd;
+	int r;
+};
+
+static void *connect_blocking_socket(void *arg)
+{
+	struct closed_connect *cc = arg;
+	cc->r = zio_connect(cc->fd, &cc->addr, zio_deadline_after(ZIO_SEC(5)));
+	return NULL;
+}
+
+static void *close_while_connecting(void *arg)
+{
+	(void)arg;
+	struct closed_connect cc;
+	cr_assert_eq(zio_addr_parse(&cc.addr, "127.0.0.1:0"), 0);
+	int l = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(zio_bind(l, &cc.addr), 0);
+	cr_assert_eq(zio_listen(l, 0), 0); /* one queued connection fills it */
+	cr_assert_eq(zio_local_addr(l, &cc.addr), 0);
+	int first = zio_tcp_connect(&cc.addr, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(first, 0);
+	cc.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(cc.fd, 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, connect_blocking_socket, &cc, NULL), 0);
+	zio_sleep(ZIO_MSEC(100)); /* its SYNs are dropped: it waits */
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_close(cc.fd), 0);
+	zio_task_join(t, NULL);
+	cr_assert_eq(cc.r, -EBADF, "connect: %d", cc.r);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	int s = zio_tcp_accept(l, NULL, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(s, 0);
+	cr_assert_eq(zio_tcp_accept(l, NULL, zio_deadline_after(ZIO_MSEC(300))), -ETIMEDOUT,
+		     "the closed socket's connection was made");
+	zio_close(s);
+	zio_close(first);
+	zio_close(l);
+	return NULL;
+}
+
+Test(net, close_during_a_blocking_sockets_connect, .timeout = 20)
+{
+	run_in_runtime(1, close_while_connecting, NULL);
+}
+
 struct pair {
 	int client, server;
 };
