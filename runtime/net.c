@@ -75,6 +75,20 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 		op.u.sa.addr = (struct sockaddr *)&addr->sa;
 		op.u.sa.len = addr->len;
 		int r = (int)zio__op_run(&op, deadline);
+		if (r == -EALREADY && deadline != 0) {
+			/* A connect of fd is under way already (a try-once call
+			 * left it so, or a ring's connect was cut short by the
+			 * close of a dup): wait for it, as connect(2) does, and
+			 * take its outcome. */
+			int ev = zio_wait_fd(fd, POLLOUT, deadline);
+			if (ev < 0)
+				return ev;
+			int err = 0;
+			socklen_t len = sizeof(err);
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+				return -errno;
+			return -err;
+		}
 		/* A Unix listener with a full backlog: connect(2) on a blocking
 		 * socket sleeps until it accepts, but a non-blocking one gets
 		 * EAGAIN and no event when there is room. Retry after a pause

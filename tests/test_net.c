@@ -285,6 +285,54 @@ Test(net, close_during_a_blocking_sockets_connect, .timeout = 20)
 	run_in_runtime(1, close_while_connecting, NULL);
 }
 
+/* A connect with a deadline after a try-once connect left one under way:
+ * it waits for that one and reports how it went, as connect(2) does (it
+ * returned -EALREADY at once). Here the listener's queue is full until a
+ * task makes room, so the SYN's retry (a second later) gets through. */
+static void *accept_soon(void *arg)
+{
+	int *l = arg;
+	zio_sleep(ZIO_MSEC(100));
+	return (void *)(intptr_t)zio_tcp_accept(*l, NULL, zio_deadline_after(ZIO_SEC(5)));
+}
+
+static void *connect_already_under_way(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int l = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(zio_bind(l, &a), 0);
+	cr_assert_eq(zio_listen(l, 0), 0);
+	cr_assert_eq(zio_local_addr(l, &a), 0);
+	int first = zio_tcp_connect(&a, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(first, 0);
+	int c = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(zio_connect(c, &a, 0), -EAGAIN); /* under way */
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, accept_soon, &l, NULL), 0);
+	int r = zio_connect(c, &a, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_eq(r, 0, "connect: %d", r);
+	void *s;
+	zio_task_join(t, &s);
+	cr_assert_geq((intptr_t)s, 0);
+	int second = zio_tcp_accept(l, NULL, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(second, 0, "accept: %d", second);
+	zio_close(second);
+	zio_close((int)(intptr_t)s);
+	zio_close(c);
+	zio_close(first);
+	zio_close(l);
+	return NULL;
+}
+
+Test(net, connect_waits_for_one_under_way, .timeout = 20)
+{
+	run_in_runtime(1, connect_already_under_way, NULL);
+}
+
 struct pair {
 	int client, server;
 };
