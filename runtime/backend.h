@@ -228,6 +228,8 @@ enum zio__fd_kind {
 #define ZIO__FD_SOCK 2u
 #define ZIO__FD_TCP 4u
 #define ZIO__FD_DRAINS 8u
+/* DGRAM: a datagram socket (SOCK_DGRAM), zio's or learnt with its kind. */
+#define ZIO__FD_DGRAM 16u
 
 /* zio__fd.owner_epfd besides an epoll fd: */
 #define ZIO__EPFD_NONE (-1)    /* not registered */

@@ -186,8 +186,14 @@ int zio__fd_kind(int fd, struct zio__fd *ent)
 	else
 		k = ZIO__FD_BLOCKING;
 	if (ent) {
-		if (S_ISSOCK(st.st_mode))
-			__atomic_or_fetch(&ent->traits, (uint8_t)ZIO__FD_SOCK, __ATOMIC_RELAXED);
+		if (S_ISSOCK(st.st_mode)) {
+			int type = 0;
+			socklen_t tl = sizeof(type);
+			bool dgram = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+				     type == SOCK_DGRAM;
+			__atomic_or_fetch(&ent->traits, (uint8_t)(ZIO__FD_SOCK | (dgram ? ZIO__FD_DGRAM : 0)),
+					  __ATOMIC_RELAXED);
+		}
 		__atomic_store_n(&ent->kind, (uint8_t)k, __ATOMIC_RELAXED);
 	}
 	return k;
@@ -597,12 +603,12 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * by a zio_close() of fd and a new file under its number: neither a
 	 * retry nor a poll's answer may then be about that file. */
 	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
-	/* A send on a socket that is not a stream, found ready and still
-	 * refused: an unconnected datagram socket whose receiver is full,
-	 * which no poll reports (its own buffer has room). Retried after
-	 * growing pauses instead of a wait that would return at once. */
+	/* A datagram send found ready and still refused: an unconnected
+	 * socket whose receiver is full, which no poll reports (its own
+	 * buffer has room). A growing pause, then readiness again, instead of
+	 * a wait that would return at once. */
 	bool dgram_send = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
-			  !(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM);
+			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
 	bool woke_ready = false;
 	int64_t pause = 0;
 	for (;;) {
@@ -630,6 +636,12 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			}
 			if ((r = zio_sleep_until(until)) != 0)
 				break;
+			if (zio__fd_replaced(ent, incarnation)) {
+				r = -EBADF; /* closed meanwhile: not the next file's */
+				break;
+			}
+			/* Then readiness again, in case it does tell. */
+			woke_ready = false;
 			continue;
 		}
 		int w = wait_ready(l, f, op, deadline);
@@ -753,12 +765,11 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		}
 		if (deadline == 0 && stream_op)
 			return ready_run(l, f, op, 0);
-		/* A send on a socket that is not a stream waits for room and is
-		 * tried again: the kernel's Unix datagram send takes the payload
-		 * in before it says EAGAIN, and io_uring's retry of it sent an
-		 * empty datagram. */
+		/* A datagram send waits for room and is tried again: the
+		 * kernel's Unix datagram send takes the payload in before it
+		 * says EAGAIN, and io_uring's retry of it sent an empty one. */
 		if (ent && stream_op && op_dir(op) == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
-		    !(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM))
+		    (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM))
 			return ready_run(l, f, op, deadline);
 		return native_run(l, f, op, deadline);
 	}

@@ -18,11 +18,13 @@ ZIO_API int zio_socket(int domain, int type, int protocol)
 	int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 	if (fd < 0)
 		return -errno;
-	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	bool stream = base == SOCK_STREAM;
 	bool tcp = stream && (domain == AF_INET || domain == AF_INET6) &&
 		   (protocol == 0 || protocol == IPPROTO_TCP);
 	zio__fd_created(fd, ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0) |
-				    (tcp ? ZIO__FD_TCP | ZIO__FD_DRAINS : 0));
+				    (tcp ? ZIO__FD_TCP | ZIO__FD_DRAINS : 0) |
+				    (base == SOCK_DGRAM ? ZIO__FD_DGRAM : 0));
 	return fd;
 }
 
@@ -119,8 +121,9 @@ ZIO_API int zio_socketpair(int domain, int type, int fds[2])
 		return -EINVAL;
 	if (socketpair(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
 		return -errno;
-	bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
-	unsigned traits = ZIO__FD_SOCK | (stream ? ZIO__FD_STREAM : 0);
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	unsigned traits = ZIO__FD_SOCK | (base == SOCK_STREAM ? ZIO__FD_STREAM : 0) |
+			  (base == SOCK_DGRAM ? ZIO__FD_DGRAM : 0);
 	zio__fd_created(fds[0], traits);
 	zio__fd_created(fds[1], traits);
 	return 0;

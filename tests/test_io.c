@@ -11,6 +11,7 @@
 #include "backend.h" /* zio__exec_current(), zio__blocking_call_on_files() */
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -802,6 +803,34 @@ Test(io, close_leaves_a_dup_working, .timeout = 20)
 {
 	run_in_runtime(1, close_leaves_dup_task, NULL);
 	run_in_runtime(1, close_leaves_dup_task, (void *)1);
+}
+
+/* Writes on blocking fds zio did not make that have room: io_uring writes
+ * them whole (for a while they were cut to PIPE_BUF, as if they had had to
+ * wait); the readiness backends poll first, and POLLOUT promises PIPE_BUF
+ * bytes, so they may write that much (a short write, as documented). */
+static void *whole_writes_to_foreign_fds(void *arg)
+{
+	(void)arg;
+	bool ring = strcmp(zio_runtime_backend(zio_runtime_current()), "uring") == 0;
+	int p[2];
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	static char buf[1 << 20];
+	ssize_t r = zio_write(p[1], buf, 8192, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert(r == 8192 || (!ring && r == PIPE_BUF), "pipe: %zd", r);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(null, 0);
+	r = zio_write(null, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(5)));
+	cr_assert(r == (ssize_t)sizeof(buf) || (!ring && r == PIPE_BUF), "/dev/null: %zd", r);
+	zio_close(null);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(io, writes_with_room_go_whole, .timeout = 20)
+{
+	run_in_runtime(1, whole_writes_to_foreign_fds, NULL);
 }
 
 /* Two runtimes of different backends in one process reading one pipe: an

@@ -1060,6 +1060,62 @@ Test(net, unix_dgram_to_a_full_receiver, .timeout = 20)
 	run_in_runtime(1, dgram_to_a_full_receiver, NULL);
 }
 
+/* zio_close() of a datagram socket while a send on it waits for a full
+ * receiver: the send fails -EBADF, and does not go out later on a new
+ * socket that took the number. */
+struct waiting_send {
+	int fd;
+	zio_addr to;
+	ssize_t r;
+};
+
+static void *send_late(void *arg)
+{
+	struct waiting_send *w = arg;
+	w->r = zio_sendto(w->fd, "late", 4, 0, &w->to, zio_deadline_after(ZIO_SEC(5)));
+	return NULL;
+}
+
+static void *close_during_a_dgram_wait(void *arg)
+{
+	(void)arg;
+	char name[64];
+	struct waiting_send w;
+	snprintf(name, sizeof(name), "@zio-dgclose-%d", getpid());
+	zio_addr_unix(&w.to, name);
+	int rcv = zio_udp_bind(&w.to);
+	cr_assert_geq(rcv, 0);
+	w.fd = zio_udp_socket(AF_UNIX);
+	cr_assert_geq(w.fd, 0);
+	while (zio_sendto(w.fd, "fill", 4, 0, &w.to, 0) == 4)
+		;
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, send_late, &w, NULL), 0);
+	zio_sleep(ZIO_MSEC(30)); /* it waits for room */
+	int old = w.fd;
+	cr_assert_eq(zio_close(old), 0);
+	zio_addr other;
+	snprintf(name, sizeof(name), "@zio-dgclose-new-%d", getpid());
+	zio_addr_unix(&other, name);
+	int reuse = zio_udp_bind(&other);
+	cr_assert_eq(reuse, old, "the number was not reused (%d, %d)", reuse, old);
+	char buf[16];
+	while (zio_recv(rcv, buf, sizeof(buf), 0, 0) > 0)
+		;
+	zio_task_join(t, NULL);
+	cr_assert_eq(w.r, -EBADF, "send on the closed fd: %zd", w.r);
+	cr_assert_eq(zio_recv(rcv, buf, sizeof(buf), 0, zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT,
+		     "the datagram went out on the new socket");
+	zio_close(reuse);
+	zio_close(rcv);
+	return NULL;
+}
+
+Test(net, close_during_a_datagram_wait, .timeout = 20)
+{
+	run_in_runtime(1, close_during_a_dgram_wait, NULL);
+}
+
 static void *fd_passing(void *arg)
 {
 	int sv[2], p[2];
