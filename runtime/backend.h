@@ -191,7 +191,11 @@ struct zio__backend {
 	 * May move the calling fiber to the executor that owns the request. */
 	ssize_t (*multishot)(struct zio__loop *l, struct zio__op *op, struct zio__fd *ent,
 			     int64_t deadline);
+	/* (multishot() returns ZIO__OTHER_RUNTIME when the request is
+	 * another runtime's: io.c asks that runtime, run_in_owner().) */
 };
+
+#define ZIO__OTHER_RUNTIME (-EXDEV)
 
 extern const struct zio__backend zio__backend_epoll;
 extern const struct zio__backend zio__backend_poll;

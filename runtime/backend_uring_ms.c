@@ -47,8 +47,8 @@
  * into its own buffer instead.
  *
  * Ownership: a state belongs to the loop whose ring holds its request, and
- * only that loop's thread touches it (a plain thread's read runs as a task
- * there: io.c, thread_run_in_owner). A fiber on another executor that
+ * only that loop's thread touches it (a plain thread's read, or another
+ * runtime's task's, is made by a task there: io.c, run_in_owner). A fiber on another executor that
  * calls in moves to the owner first (zio__move_to) and stays pinned there
  * for the call; a task pinned elsewhere (zio_task_pin) goes back after.
  * Two loops that start a state for one fd at once race to publish it
@@ -796,6 +796,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			break;
 		}
 		struct uring_ms *st = atomic_load_explicit(&ent->ms, memory_order_acquire);
+		if (st && st->loop != l && st->loop->base.exec->rt != home->rt) {
+			/* Another runtime's: no task moves there. */
+			r = got ? (ssize_t)got : ZIO__OTHER_RUNTIME;
+			break;
+		}
 		if (st && st->loop != l) {
 			/* Its loop's state: go there (loop never changes). */
 			zio__move_to(st->loop->base.exec);

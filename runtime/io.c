@@ -20,7 +20,7 @@
  *  - a plain thread outside any runtime performs the call itself: the
  *    syscall, then poll() with the deadline, then the syscall again; but a
  *    read of a socket whose input an io_uring multishot request takes in
- *    runs as a task of that request's runtime (thread_run_in_owner).
+ *    is made by a task of that request's runtime (run_in_owner).
  *
  * Deadlines: ZIO_FOREVER, an absolute CLOCK_MONOTONIC time, or 0, which
  * means "try once": a stream op that would have to wait returns -EAGAIN.
@@ -344,30 +344,57 @@ static void *run_op_task(void *arg)
 	return NULL;
 }
 
-/* A plain thread's read, accept or readiness wait on a socket whose input
- * a multishot request takes in (io_uring): only the loop that owns the
- * request may take from its queue, and a plain read(2) would overtake it.
- * The call runs as a task of that runtime, which the thread waits for; if
- * the loop is executor 0 between runs and this thread ran it, by running
- * it again until the call is done. Another thread then has nobody to ask,
- * and the call reads the socket itself. Returns -EOPNOTSUPP for that. */
-static ssize_t thread_run_in_owner(struct zio__op *op, void *ms, int64_t deadline)
+/* A read, accept or readiness wait on a socket whose input an io_uring
+ * multishot request takes in, from a plain thread or a task of another
+ * runtime: only the loop that owns the request may take from its queue,
+ * and a read(2) of its own would overtake it. So the call is made by a
+ * task of the owner's runtime, one try at a time: a task that waited in
+ * the request's state would keep it there (executor 0 keeps a state a task
+ * waits in when it stops, and would hold the caller until it ran again).
+ * Between tries the caller sleeps, pauses growing to 10 ms; once no state
+ * serves the socket, it is read as any other (-EOPNOTSUPP). A plain thread
+ * that ran executor 0, stopped now, runs it again for the call instead;
+ * another has nobody to ask. */
+static ssize_t run_in_owner(struct zio__op *op, struct zio__fd *ent, int64_t deadline)
 {
-	struct zio__exec *owner = (*(struct zio__loop *const *)ms)->exec;
-	zio__runtime *rt = owner->rt;
-	struct op_task t = { .op = op, .deadline = deadline };
-	if (atomic_load(&owner->driven) || owner->id != 0) {
+	struct op_task t = { .op = op };
+	int64_t pause = ZIO_USEC(100);
+	for (;;) {
+		void *ms = atomic_load_explicit(&ent->ms, memory_order_acquire);
+		if (!ms)
+			return -EOPNOTSUPP;
+		struct zio__exec *owner = (*(struct zio__loop *const *)ms)->exec;
+		zio__runtime *rt = owner->rt;
+		if (owner->id == 0 && !atomic_load(&owner->driven)) {
+			if (zio__fiber_current() || zio__runtime_idle_here() != rt)
+				return -EOPNOTSUPP;
+			t.deadline = deadline;
+			int err = zio_runtime_run(rt, run_op_task, &t, NULL);
+			return err ? err : t.result;
+		}
+		t.deadline = 0;
 		zio_task *task;
 		int err = zio_spawn(rt, &task, run_op_task, &t, NULL);
 		if (err)
 			return err;
-		zio_task_join(task, NULL);
-		return t.result;
+		if ((err = zio_task_join(task, NULL)) < 0)
+			return err; /* a task of ours was cancelled (it waited) */
+		if (t.result != -EAGAIN || deadline == 0)
+			return t.result;
+		int64_t now = zio__now();
+		if (deadline != ZIO_FOREVER && now >= deadline)
+			return -ETIMEDOUT;
+		int64_t until = deadline != ZIO_FOREVER && now + pause > deadline ? deadline : now + pause;
+		if (zio__fiber_current()) {
+			if ((err = zio_sleep_until(until)) < 0)
+				return err;
+		} else {
+			int64_t ns = until - now;
+			nanosleep(&(struct timespec){ .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 },
+				  NULL);
+		}
+		pause = pause * 2 > ZIO_MSEC(10) ? ZIO_MSEC(10) : pause * 2;
 	}
-	if (zio__runtime_idle_here() != rt)
-		return -EOPNOTSUPP;
-	int err = zio_runtime_run(rt, run_op_task, &t, NULL);
-	return err ? err : t.result;
 }
 
 static ssize_t thread_run(struct zio__op *op, int64_t deadline)
@@ -376,9 +403,8 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
 		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
 	struct zio__fd *ent = zio__fd_get(op->fd);
-	void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
-	if (ms && op_dir(op) == ZIO__DIR_READ) {
-		ssize_t r = thread_run_in_owner(op, ms, deadline);
+	if (ent && atomic_load_explicit(&ent->ms, memory_order_relaxed) && op_dir(op) == ZIO__DIR_READ) {
+		ssize_t r = run_in_owner(op, ent, deadline);
 		if (r != -EOPNOTSUPP)
 			return r;
 	}
@@ -758,6 +784,8 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 				/* Also for a try-once call: a read must not
 				 * overtake bytes a multishot recv has queued. */
 				r = l->ops->multishot(l, op, ent, deadline);
+				if (r == ZIO__OTHER_RUNTIME)
+					r = run_in_owner(op, ent, deadline);
 				if (r != -EOPNOTSUPP)
 					return r;
 				l = f->exec->loop; /* it may have moved us */

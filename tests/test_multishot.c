@@ -924,6 +924,93 @@ Test(multishot, plain_thread_reads_in_order_two_executors, .timeout = 20)
 	plain_thread_reads_in_order(2);
 }
 
+/* A plain thread that starts its read while the runtime runs, on a socket
+ * executor 0's ring serves, and waits on after zio_runtime_run() returns:
+ * the data that comes then is its (a task waiting for it on executor 0
+ * kept the request there, and the thread waited for the next run). */
+struct late_reader {
+	int fd;
+	atomic_long r;
+};
+
+static void *plain_read(void *arg)
+{
+	struct late_reader *lr = arg;
+	char buf[16];
+	atomic_store(&lr->r, zio_read(lr->fd, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(10))));
+	return NULL;
+}
+
+struct left_reading {
+	struct pair p;
+	struct late_reader lr;
+	pthread_t thread;
+};
+
+static void *start_a_plain_reader(void *arg)
+{
+	struct left_reading *lr = arg;
+	move_to_exec(0);
+	tcp_pair(&lr->p);
+	char c;
+	cr_assert_eq(zio_write_all(lr->p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(lr->p.server, &c, 1, SOON), 1);
+	lr->lr.fd = lr->p.server;
+	atomic_store(&lr->lr.r, LONG_MIN);
+	cr_assert_eq(pthread_create(&lr->thread, NULL, plain_read, &lr->lr), 0);
+	zio_sleep(ZIO_MSEC(50)); /* it waits */
+	return NULL;
+}
+
+Test(multishot, plain_read_outlives_the_run, .timeout = 20)
+{
+	zio_runtime *rt = runtime_with(2);
+	struct left_reading lr;
+	cr_assert_eq(zio_runtime_run(rt, start_a_plain_reader, &lr, NULL), 0);
+	cr_assert_eq(write(lr.p.client, "x", 1), 1);
+	int64_t t0 = zio_now();
+	while (atomic_load(&lr.lr.r) == LONG_MIN && zio_now() - t0 < ZIO_SEC(3))
+		usleep(1000);
+	cr_assert_eq(atomic_load(&lr.lr.r), 1, "the plain thread's read: %ld", atomic_load(&lr.lr.r));
+	pthread_join(lr.thread, NULL);
+	close_pair(&lr.p);
+	zio_runtime_destroy(rt);
+}
+
+/* A task of one runtime reads a socket another runtime's ring serves: the
+ * other runtime's task makes the read (it stopped zio on a check that a
+ * task moves only within its runtime). */
+static void *read_first_byte(void *arg)
+{
+	struct pair *p = arg;
+	tcp_pair(p);
+	char c;
+	cr_assert_eq(zio_write_all(p->client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p->server, &c, 1, SOON), 1);
+	return NULL;
+}
+
+static void *read_the_rest(void *arg)
+{
+	struct pair *p = arg;
+	cr_assert_eq(zio_write_all(p->client, "xy", 2, SOON), 2);
+	char buf[8];
+	ssize_t r = zio_read(p->server, buf, sizeof(buf), SOON);
+	cr_assert(r >= 1 && buf[0] == 'x', "read: %zd", r);
+	return NULL;
+}
+
+Test(multishot, a_task_of_another_runtime_reads, .timeout = 20)
+{
+	zio_runtime *a = runtime_with(1), *b = runtime_with(1);
+	struct pair p;
+	cr_assert_eq(zio_runtime_run(a, read_first_byte, &p, NULL), 0);
+	cr_assert_eq(zio_runtime_run(b, read_the_rest, &p, NULL), 0);
+	close_pair(&p);
+	zio_runtime_destroy(b);
+	zio_runtime_destroy(a);
+}
+
 static void *close_on_this_thread(void *arg)
 {
 	return (void *)(intptr_t)zio_close((int)(intptr_t)arg);
