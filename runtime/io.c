@@ -365,27 +365,43 @@ static ssize_t run_in_owner(struct zio__op *op, struct zio__fd *ent, int64_t dea
 			return -EOPNOTSUPP;
 		struct zio__exec *owner = (*(struct zio__loop *const *)ms)->exec;
 		zio__runtime *rt = owner->rt;
+		struct zio__fiber *self = zio__fiber_current();
+		if (self && self->rt == rt)
+			return -EOPNOTSUPP; /* its own: multishot() serves it, or will not */
+		ssize_t r;
+		int err;
 		if (owner->id == 0 && !atomic_load(&owner->driven)) {
-			if (zio__fiber_current() || zio__runtime_idle_here() != rt)
-				return -EOPNOTSUPP;
-			t.deadline = deadline;
-			int err = zio_runtime_run(rt, run_op_task, &t, NULL);
-			return err ? err : t.result;
+			/* Executor 0, stopped: the thread that ran it runs it
+			 * for the call; anyone else waits for it to run again
+			 * (what it took in is read there, zio.h). */
+			if (!self && zio__runtime_idle_here() == rt) {
+				t.deadline = deadline;
+				err = zio_runtime_run(rt, run_op_task, &t, NULL);
+				return err ? err : t.result;
+			}
+			r = -EAGAIN;
+		} else {
+			t.deadline = 0;
+			t.result = -ECANCELED;
+			zio_task *task;
+			if ((err = zio_spawn(rt, &task, run_op_task, &t, NULL)))
+				return err;
+			err = zio_task_join(task, NULL);
+			/* What the try took is the caller's, also if it was
+			 * cancelled meanwhile (the cancel stays pending). */
+			if (t.result >= 0)
+				return t.result;
+			if (err < 0)
+				return err;
+			r = t.result;
 		}
-		t.deadline = 0;
-		zio_task *task;
-		int err = zio_spawn(rt, &task, run_op_task, &t, NULL);
-		if (err)
-			return err;
-		if ((err = zio_task_join(task, NULL)) < 0)
-			return err; /* a task of ours was cancelled (it waited) */
-		if (t.result != -EAGAIN || deadline == 0)
-			return t.result;
+		if (r != -EAGAIN || deadline == 0)
+			return r;
 		int64_t now = zio__now();
 		if (deadline != ZIO_FOREVER && now >= deadline)
 			return -ETIMEDOUT;
 		int64_t until = deadline != ZIO_FOREVER && now + pause > deadline ? deadline : now + pause;
-		if (zio__fiber_current()) {
+		if (self) {
 			if ((err = zio_sleep_until(until)) < 0)
 				return err;
 		} else {
@@ -609,6 +625,13 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	} else if (kind == ZIO__FD_REGULAR ||
 		   (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
 		return zio__blocking_op(op, deadline);
+	}
+	/* Input an io_uring runtime's multishot request takes in (this is an
+	 * epoll or poll runtime, or an op the ring lacks): asked of it. */
+	if (atomic_load_explicit(&ent->ms, memory_order_relaxed) && op_dir(op) == ZIO__DIR_READ) {
+		ssize_t r = run_in_owner(op, ent, deadline);
+		if (r != -EOPNOTSUPP)
+			return r;
 	}
 	unsigned traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
 	if (traits & ZIO__FD_SOCK)
