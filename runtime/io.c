@@ -335,12 +335,14 @@ struct op_task {
 	struct zio__op *op;
 	int64_t deadline;
 	ssize_t result;
+	atomic_bool done; /* result is set; the task touches nothing more */
 };
 
 static void *run_op_task(void *arg)
 {
 	struct op_task *t = arg;
 	t->result = zio__op_run(t->op, t->deadline);
+	atomic_store_explicit(&t->done, true, memory_order_release);
 	return NULL;
 }
 
@@ -383,12 +385,31 @@ static ssize_t run_in_owner(struct zio__op *op, struct zio__fd *ent, int64_t dea
 		} else {
 			t.deadline = 0;
 			t.result = -ECANCELED;
-			zio_task *task;
-			if ((err = zio_spawn(rt, &task, run_op_task, &t, NULL)))
-				return err;
-			err = zio_task_join(task, NULL);
-			/* What the try took is the caller's, also if it was
-			 * cancelled meanwhile (the cancel stays pending). */
+			atomic_store_explicit(&t.done, false, memory_order_relaxed);
+			if (self) {
+				/* A task of another runtime looks for the result
+				 * instead of being woken: the waker, on the
+				 * other runtime's thread, would touch this
+				 * runtime's executor after the push, when this
+				 * runtime may be gone. Shielded: the op is on
+				 * this stack until the try is done (a cancel
+				 * stays pending). */
+				if ((err = zio_spawn(rt, NULL, run_op_task, &t, NULL)))
+					return err;
+				zio_shield_begin();
+				for (int64_t nap = ZIO_USEC(10);
+				     !atomic_load_explicit(&t.done, memory_order_acquire);
+				     nap = nap * 2 > ZIO_MSEC(1) ? ZIO_MSEC(1) : nap * 2)
+					zio_sleep(nap);
+				zio_shield_end();
+				err = 0;
+			} else {
+				zio_task *task;
+				if ((err = zio_spawn(rt, &task, run_op_task, &t, NULL)))
+					return err;
+				err = zio_task_join(task, NULL);
+			}
+			/* What the try took is the caller's. */
 			if (t.result >= 0)
 				return t.result;
 			if (err < 0)

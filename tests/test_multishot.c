@@ -977,6 +977,93 @@ Test(multishot, plain_read_outlives_the_run, .timeout = 20)
 	zio_runtime_destroy(rt);
 }
 
+/* A task of runtime B (any backend) reads, byte by byte, a socket whose
+ * input runtime A's ring takes in, while A runs; B's reader is cancelled at
+ * random moments and replaced. No byte is lost or reordered: what a try
+ * took for a reader cancelled meanwhile is still that reader's (it was
+ * dropped), and an epoll or poll runtime asks A too (it read the socket
+ * past A's queue, or waited for bytes A had taken). */
+struct cross_stream {
+	struct pair p;
+	atomic_int ready, stop;
+	int sent, got, gaps;
+	unsigned char expect;
+};
+
+static void *serve_from_a(void *arg)
+{
+	struct cross_stream *cs = arg;
+	tcp_pair(&cs->p);
+	unsigned char c = 0xff;
+	cr_assert_eq(zio_write_all(cs->p.client, &c, 1, SOON), 1);
+	cr_assert_eq(zio_read(cs->p.server, &c, 1, SOON), 1); /* A's request */
+	atomic_store(&cs->ready, 1);
+	while (!atomic_load(&cs->stop))
+		zio_sleep(ZIO_MSEC(5));
+	return NULL;
+}
+
+static void *runtime_a(void *arg)
+{
+	struct cross_stream *cs = arg;
+	run_with(&(struct zio_runtime_options){ .executors = 2, .backend = "uring" }, serve_from_a, cs);
+	return NULL;
+}
+
+static void *send_bytes(void *arg)
+{
+	struct cross_stream *cs = arg;
+	for (; cs->sent < 3000; cs->sent++) {
+		unsigned char c = (unsigned char)cs->sent;
+		cr_assert_eq(write(cs->p.client, &c, 1), 1);
+		usleep(100);
+	}
+	return NULL;
+}
+
+static void *read_bytes(void *arg)
+{
+	struct cross_stream *cs = arg;
+	unsigned char c;
+	while (zio_read(cs->p.server, &c, 1, zio_deadline_after(ZIO_SEC(2))) == 1) {
+		cs->gaps += c != cs->expect;
+		cs->expect = (unsigned char)(c + 1);
+		cs->got++;
+	}
+	return NULL;
+}
+
+static void *read_with_cancels(void *arg)
+{
+	struct cross_stream *cs = arg;
+	int64_t end = zio_now() + ZIO_SEC(10);
+	while (cs->got < 3000 && zio_now() < end) {
+		zio_task *t;
+		cr_assert_eq(zio_spawn(NULL, &t, read_bytes, cs, NULL), 0);
+		zio_sleep(ZIO_USEC(200 + rand() % 2000));
+		zio_task_cancel(t);
+		zio_task_join(t, NULL);
+	}
+	return NULL;
+}
+
+Test(multishot, another_runtimes_reader_cancelled_loses_nothing, .timeout = 60)
+{
+	struct cross_stream cs = { .expect = 0 };
+	pthread_t a, sender;
+	cr_assert_eq(pthread_create(&a, NULL, runtime_a, &cs), 0);
+	while (!atomic_load(&cs.ready))
+		usleep(1000);
+	cr_assert_eq(pthread_create(&sender, NULL, send_bytes, &cs), 0);
+	run_in_runtime(1, read_with_cancels, &cs);
+	pthread_join(sender, NULL);
+	atomic_store(&cs.stop, 1);
+	pthread_join(a, NULL);
+	cr_assert_eq(cs.gaps, 0, "%d gaps in %d bytes", cs.gaps, cs.got);
+	cr_assert_eq(cs.got, 3000, "got %d of 3000", cs.got);
+	close_pair(&cs.p);
+}
+
 /* A task of one runtime reads a socket another runtime's ring serves, whose
  * executor 0 has stopped with the request there: it waits for that runtime
  * to run again, which serves it (it stopped zio on a check that a task
