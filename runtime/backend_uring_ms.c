@@ -597,34 +597,35 @@ static bool ms_idle(const struct uring_ms *st)
  * queued stays, as do those a task of this executor waits in. */
 void zio__uring_ms_stop(struct uring_loop *l)
 {
-	unsigned ending = 0;
 	for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
 		for (unsigned i = 0; i < CHUNK_STATES; i++) {
 			struct uring_ms *st = &c->states[i];
-			if (!st->in_use || st->detached || !ms_idle(st))
-				continue;
-			st->letting_go = true;
-			if (st->armed) {
+			if (st->in_use && !st->detached && ms_idle(st)) {
+				st->letting_go = true;
 				ms_stop(st);
-				ending++;
 			}
 		}
-	for (unsigned tries = 0; ending && tries < 1000; tries++) {
-		l->base.ops->poll(&l->base, tries ? ZIO_MSEC(1) : 0);
-		ending = 0;
+	/* Until every request asked to end has ended (a second at most):
+	 * the states still idle then go. */
+	for (unsigned tries = 0;; tries++) {
+		unsigned ending = 0;
 		for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
-			for (unsigned i = 0; i < CHUNK_STATES; i++)
-				ending += c->states[i].letting_go && c->states[i].armed;
+			for (unsigned i = 0; i < CHUNK_STATES; i++) {
+				struct uring_ms *st = &c->states[i];
+				if (!st->letting_go)
+					continue;
+				if (st->armed && tries < 1000) {
+					ending++;
+					continue;
+				}
+				st->letting_go = false;
+				if (st->in_use && !st->detached && !st->armed && ms_idle(st))
+					ms_release(st);
+			}
+		if (!ending)
+			break;
+		l->base.ops->poll(&l->base, tries ? ZIO_MSEC(1) : 0);
 	}
-	for (struct uring_ms_chunk *c = l->ms_chunks; c; c = c->next)
-		for (unsigned i = 0; i < CHUNK_STATES; i++) {
-			struct uring_ms *st = &c->states[i];
-			if (!st->letting_go)
-				continue;
-			st->letting_go = false;
-			if (st->in_use && !st->detached && !st->armed && ms_idle(st))
-				ms_release(st);
-		}
 }
 
 /* ----------------------------------------------------------------- serving */

@@ -80,6 +80,17 @@ ZIO_API int zio_sleep_until(int64_t deadline)
 	return r == -ETIMEDOUT ? 0 : r;
 }
 
+int zio__backoff(int64_t *pause, int64_t max, int64_t deadline)
+{
+	int64_t now = zio__now();
+	if (deadline != ZIO_FOREVER && now >= deadline)
+		return -ETIMEDOUT;
+	int r = zio_sleep_until(deadline != ZIO_FOREVER && deadline - now < *pause ? deadline
+										 : now + *pause);
+	*pause = *pause * 2 > max ? max : *pause * 2;
+	return r;
+}
+
 ZIO_API int zio_sleep(int64_t ns)
 {
 	if (ns < 0)

@@ -292,6 +292,10 @@ struct zio__fiber {
  * cancellation it may report. */
 #define ZIO__PAUSE_YIELDS 64u
 void zio__pause(unsigned n);
+/* A retry's pause, for what no event announces (cancel.c): sleeps *pause,
+ * cut at deadline, and doubles it up to max. 0 to try again, -ETIMEDOUT
+ * once the deadline has passed, or a task's -ECANCELED. Plain threads too. */
+int zio__backoff(int64_t *pause, int64_t max, int64_t deadline);
 
 /* Starts loading the frames a suspended fiber pops first when it resumes
  * (the switch, zio__park, the op it waits in: about 1 KiB above its saved

@@ -418,19 +418,8 @@ static ssize_t run_in_owner(struct zio__op *op, struct zio__fd *ent, int64_t dea
 		}
 		if (r != -EAGAIN || deadline == 0)
 			return r;
-		int64_t now = zio__now();
-		if (deadline != ZIO_FOREVER && now >= deadline)
-			return -ETIMEDOUT;
-		int64_t until = deadline != ZIO_FOREVER && now + pause > deadline ? deadline : now + pause;
-		if (self) {
-			if ((err = zio_sleep_until(until)) < 0)
-				return err;
-		} else {
-			int64_t ns = until - now;
-			nanosleep(&(struct timespec){ .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 },
-				  NULL);
-		}
-		pause = pause * 2 > ZIO_MSEC(10) ? ZIO_MSEC(10) : pause * 2;
+		if ((err = zio__backoff(&pause, ZIO_MSEC(10), deadline)) < 0)
+			return err;
 	}
 }
 
@@ -680,7 +669,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	bool dgram_send = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
 	bool woke_ready = false;
-	int64_t pause = 0;
+	int64_t pause = ZIO_USEC(50);
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
@@ -697,14 +686,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		if (deadline == 0)
 			break;
 		if (dgram_send && woke_ready) {
-			pause = pause ? (pause < ZIO_MSEC(10) ? pause * 2 : pause) : ZIO_USEC(50);
-			int64_t until = zio__now() + pause;
-			if (deadline != ZIO_FOREVER && until >= deadline) {
-				if ((r = zio_sleep_until(deadline)) == 0)
-					r = -ETIMEDOUT;
-				break;
-			}
-			if ((r = zio_sleep_until(until)) != 0)
+			if ((r = zio__backoff(&pause, ZIO_MSEC(10), deadline)) != 0)
 				break;
 			if (zio__fd_replaced(ent, incarnation)) {
 				r = -EBADF; /* closed meanwhile: not the next file's */

@@ -97,16 +97,9 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 		 * that doubles up to 50 ms, until the deadline. */
 		if (r != -EAGAIN || deadline == 0 || addr->sa.sa_family != AF_UNIX)
 			return r;
-		int64_t until = zio_now() + pause;
-		if (deadline != ZIO_FOREVER && until >= deadline) {
-			if (zio_now() >= deadline)
-				return -ETIMEDOUT;
-			until = deadline;
-		}
-		int w = zio_sleep_until(until);
+		int w = zio__backoff(&pause, ZIO_MSEC(50), deadline);
 		if (w < 0)
 			return w;
-		pause = pause * 2 > ZIO_MSEC(50) ? ZIO_MSEC(50) : pause * 2;
 	}
 }
 

@@ -338,9 +338,8 @@ static void pass_on_inbox(struct zio__exec *e0)
 	while (list) {
 		struct zio__fiber *f = list;
 		list = f->next;
-		struct zio__exec *to = must_stay(f) ? e0 : running_peer(e0->rt);
-		f->exec = to;
-		remote_push(to, f);
+		f->exec = must_stay(f) ? e0 : running_peer(e0->rt);
+		remote_push(f->exec, f);
 	}
 }
 
@@ -911,13 +910,11 @@ static void stop_exec0(struct zio__exec *e)
 {
 	if (e->loop->ops->stop)
 		e->loop->ops->stop(e->loop);
-	struct zio__fiber *f;
 	if (e->runnext && !must_stay(e->runnext)) {
-		f = e->runnext;
+		runq_push(e, e->runnext);
 		e->runnext = NULL;
-		f->exec = running_peer(e->rt);
-		remote_push(f->exec, f);
 	}
+	struct zio__fiber *f;
 	while ((f = runq_pop(e))) {
 		f->exec = running_peer(e->rt);
 		remote_push(f->exec, f);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <zio.h>
 
 /* Runs fn(arg) as the main task of a runtime made with the given options
@@ -42,6 +43,26 @@ static inline void spawn_join_all(unsigned n, zio_task_fn fn, void *arg)
 		cr_assert_eq(zio_spawn(NULL, &t[i], fn, arg, NULL), 0);
 	for (unsigned i = 0; i < n; i++)
 		zio_task_join(t[i], NULL);
+}
+
+/* A blocking-pool job (zio_blocking_call(hold_pool_thread, &hold, ...))
+ * that occupies its pool thread until released; `started` says it runs. */
+struct pool_hold {
+	atomic_int started, release;
+};
+
+static inline long hold_pool_thread(void *arg)
+{
+	struct pool_hold *h = arg;
+	atomic_store(&h->started, 1);
+	while (!atomic_load(&h->release))
+		usleep(1000);
+	return 0;
+}
+
+static inline void *hold_pool_thread_task(void *arg)
+{
+	return (void *)zio_blocking_call(hold_pool_thread, arg, ZIO_FOREVER);
 }
 
 #define TEST_MS(n) ZIO_MSEC(n)

@@ -893,22 +893,14 @@ Test(io, two_backends_read_one_pipe, .timeout = 30)
  * submitted it, holding the file open past the close. */
 struct closing_window {
 	int fd;
-	atomic_int started, release;
+	struct pool_hold hold;
 };
-
-static long hold_the_file(void *arg)
-{
-	struct closing_window *cw = arg;
-	atomic_store(&cw->started, 1);
-	while (!atomic_load(&cw->release))
-		usleep(1000);
-	return 0;
-}
 
 static void *job_on_the_file(void *arg)
 {
 	struct closing_window *cw = arg;
-	return (void *)zio__blocking_call_on_files(hold_the_file, cw, ZIO_FOREVER, cw->fd, cw->fd);
+	return (void *)zio__blocking_call_on_files(hold_pool_thread, &cw->hold, ZIO_FOREVER, cw->fd,
+						   cw->fd);
 }
 
 static void *close_the_file(void *arg)
@@ -925,7 +917,7 @@ static void *wait_during_close(void *arg)
 	unlink(path);
 	zio_task *job, *closer;
 	cr_assert_eq(zio_spawn(NULL, &job, job_on_the_file, &cw, NULL), 0);
-	while (!atomic_load(&cw.started))
+	while (!atomic_load(&cw.hold.started))
 		zio_sleep(ZIO_MSEC(1));
 	cr_assert_eq(zio_spawn(NULL, &closer, close_the_file, &cw, NULL), 0);
 	zio_sleep(ZIO_MSEC(20)); /* the close waits for the job */
@@ -934,7 +926,7 @@ static void *wait_during_close(void *arg)
 	int r = zio_wait_fd(cw.fd, POLLPRI, zio_deadline_after(ZIO_SEC(2)));
 	cr_assert_eq(r, -EBADF, "wait: %d", r);
 	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
-	atomic_store(&cw.release, 1);
+	atomic_store(&cw.hold.release, 1);
 	void *res;
 	zio_task_join(closer, &res);
 	cr_assert_eq((intptr_t)res, 0);

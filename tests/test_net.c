@@ -1338,34 +1338,22 @@ static void *dns_cancel_target(void *arg)
 	return (void *)(intptr_t)zio_dns_resolve("localhost", 1, AF_UNSPEC, out, 4, ZIO_FOREVER);
 }
 
-static long hold_pool(void *arg)
-{
-	/* Occupies the only pool thread so the lookup cannot start. */
-	while (!atomic_load((atomic_int *)arg))
-		usleep(1000);
-	return 0;
-}
-
-static void *hold_task(void *arg)
-{
-	return (void *)zio_blocking_call(hold_pool, arg, ZIO_FOREVER);
-}
-
 static void *dns_cancel(void *arg)
 {
-	static atomic_int release;
+	static struct pool_hold hold_it;
 	zio_task *hold, *t;
-	zio_spawn(NULL, &hold, hold_task, &release, NULL);
-	zio_sleep(ZIO_MSEC(10)); /* the hold job is running (pool of one) */
-	zio_spawn(NULL, &t, dns_cancel_target, NULL, NULL);
-	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_spawn(NULL, &hold, hold_pool_thread_task, &hold_it, NULL), 0);
+	while (!atomic_load(&hold_it.started)) /* the pool's only thread */
+		zio_sleep(ZIO_MSEC(1));
+	cr_assert_eq(zio_spawn(NULL, &t, dns_cancel_target, NULL, NULL), 0);
+	zio_yield(); /* one executor: the lookup is queued, and waits */
 	int64_t t0 = zio_now();
 	zio_task_cancel(t);
 	void *r;
 	zio_task_join(t, &r);
 	cr_assert_eq((intptr_t)r, -ECANCELED);
 	cr_assert_lt(zio_now() - t0, ZIO_MSEC(100));
-	atomic_store(&release, 1);
+	atomic_store(&hold_it.release, 1);
 	zio_task_join(hold, NULL);
 	/* The pool still works. */
 	zio_addr out[2];
@@ -1383,27 +1371,9 @@ Test(net, dns_cancel_returns_at_once, .timeout = 20)
 /* A plain thread's lookup keeps its deadline too (it ran inline, for as
  * long as the resolver took): with the only pool thread held by a task of a
  * runtime on another thread, it times out. */
-struct pool_hold {
-	atomic_int started, release;
-};
-
-static long hold_pool_until_released(void *arg)
-{
-	struct pool_hold *h = arg;
-	atomic_store(&h->started, 1);
-	while (!atomic_load(&h->release))
-		usleep(1000);
-	return 0;
-}
-
-static void *hold_pool_task(void *arg)
-{
-	return (void *)zio_blocking_call(hold_pool_until_released, arg, ZIO_FOREVER);
-}
-
 static void *runtime_holding_pool(void *arg)
 {
-	run_in_runtime(1, hold_pool_task, arg);
+	run_in_runtime(1, hold_pool_thread_task, arg);
 	return NULL;
 }
 
