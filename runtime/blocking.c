@@ -309,16 +309,20 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 {
 	struct zio__fiber *f = zio__fiber_current();
 	*ran = false;
-	if (!f) {
-		/* A plain thread just blocks. */
+	if (!f && (!j->abort || in_pool)) {
+		/* A plain thread just blocks, as would a pool thread waiting
+		 * on one of its own (with every thread so waiting, the job
+		 * would never start). But a plain thread's job that the
+		 * deadline can cut short (a connect) goes to the pool, and
+		 * the thread waits on its parker with the deadline. */
 		j->run(j);
 		*ran = true;
 		return j->result;
 	}
-	if (f->shield == 0 && atomic_load(&f->cancelled))
+	if (f && f->shield == 0 && atomic_load(&f->cancelled))
 		return -ECANCELED;
 	pthread_once(&pool_once, pool_init);
-	struct zio__parker *p = &f->park;
+	struct zio__parker *p = zio__parker_self();
 	j->parker = p;
 	j->detached = false;
 	pthread_mutex_lock(&pool_lock);
@@ -346,14 +350,16 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 			j->aborted = true;
 			j->abort(j);
 		}
-		f->shield++;
+		if (f)
+			f->shield++;
 		while (j->state != JOB_DONE) {
 			j->gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
 			pthread_mutex_unlock(&pool_lock);
 			zio__park(p, ZIO_FOREVER);
 			pthread_mutex_lock(&pool_lock);
 		}
-		f->shield--;
+		if (f)
+			f->shield--;
 	}
 	aborted = j->aborted;
 	pthread_mutex_unlock(&pool_lock);

@@ -20,7 +20,8 @@
  *  - a plain thread outside any runtime performs the call itself: the
  *    syscall, then poll() with the deadline, then the syscall again; but a
  *    read of a socket whose input an io_uring multishot request takes in
- *    is made by a task of that request's runtime (run_in_owner).
+ *    is made by a task of that request's runtime (run_in_owner), and a
+ *    blocking socket's connect waits on the pool, as a task's does.
  *
  * Deadlines: ZIO_FOREVER, an absolute CLOCK_MONOTONIC time, or 0, which
  * means "try once": a stream op that would have to wait returns -EAGAIN.
@@ -437,9 +438,12 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
-	if ((kind == ZIO__FD_REGULAR && op->opcode != ZIO__OP_POLL) ||
-	    (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET))
+	if (kind == ZIO__FD_REGULAR && op->opcode != ZIO__OP_POLL)
 		return zio__op_syscall(op);
+	/* A blocking socket's connect waits on the pool, where the deadline
+	 * and a zio_close() can cut it short (SYN retries take minutes). */
+	if (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)
+		return zio__blocking_op(op, deadline);
 	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
 	for (;;) {

@@ -314,7 +314,8 @@ ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline
 		 * the next. */
 		if (fd == -ECANCELED)
 			return fd;
-		if (deadline != ZIO_FOREVER && zio_now() >= deadline) {
+		/* (Deadline 0 is a try of each address, not a time run out.) */
+		if (deadline != ZIO_FOREVER && deadline != 0 && zio_now() >= deadline) {
 			/* Out of time for the rest: their error is a timeout,
 			 * reported as the others are (a refusal seen first stays). */
 			if (i + 1 < n && error_rank(-ETIMEDOUT) > error_rank(err))
@@ -380,7 +381,12 @@ static size_t iov_total(const struct iovec *iov, size_t n)
 	return t;
 }
 
-/* Fills iov[0..n) past its first got bytes; returns the new total. */
+/* Fills iov[0..n) past its first got bytes; returns the new total. An
+ * error that ends it is left for the next call, as recv(2) leaves it: a
+ * receive would take the socket's pending error (and drop it, the bytes so
+ * far being the answer), so each one waits first for readiness and stops
+ * at POLLERR. (io_uring's own MSG_WAITALL receive, which continues in the
+ * kernel, takes it there.) */
 static size_t recv_rest(int fd, const struct iovec *iov, size_t n, size_t got, int flags,
 			int64_t deadline)
 {
@@ -391,6 +397,9 @@ static size_t recv_rest(int fd, const struct iovec *iov, size_t n, size_t got, i
 			i++;
 		}
 		if (i == n)
+			return got;
+		int ev = zio_wait_fd(fd, POLLIN, deadline);
+		if (ev < 0 || (ev & POLLERR))
 			return got;
 		struct iovec part = { (char *)iov[i].iov_base + off, iov[i].iov_len - off };
 		struct msghdr m = { .msg_iov = off ? &part : (struct iovec *)&iov[i],

@@ -148,6 +148,24 @@ Test(net, connect_refused, .timeout = 10)
 	run_in_runtime(1, refused, NULL);
 }
 
+struct plain_connect {
+	zio_addr addr;
+	int r;
+	int64_t took;
+};
+
+static void *plain_thread_connect(void *arg)
+{
+	struct plain_connect *pc = arg;
+	int b = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(b, 0);
+	int64_t t0 = zio_now();
+	pc->r = zio_connect(b, &pc->addr, zio_deadline_after(ZIO_MSEC(300)));
+	pc->took = zio_now() - t0;
+	zio_close(b);
+	return NULL;
+}
+
 static void *connect_timeout(void *arg)
 {
 	/* A listener whose accept queue is full drops further SYNs, so a
@@ -180,6 +198,15 @@ static void *connect_timeout(void *arg)
 	cr_assert_geq(zio_now() - t0, ZIO_MSEC(290));
 	cr_assert_lt(zio_now() - t0, ZIO_SEC(3));
 	zio_close(b);
+	/* And from a plain thread, which made the connect(2) itself and
+	 * waited through the SYN retries whatever the deadline. */
+	struct plain_connect pc = { .addr = a };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, plain_thread_connect, &pc), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(pc.r, -ETIMEDOUT, "plain thread: %d", pc.r);
+	cr_assert_geq(pc.took, ZIO_MSEC(290));
+	cr_assert_lt(pc.took, ZIO_SEC(3));
 	for (int i = 0; i < nf; i++)
 		zio_close(filler[i]);
 	zio_close(lfd);
@@ -568,6 +595,48 @@ static void *waitall_every_call(void *arg)
 Test(net, waitall_in_every_receive_call, .timeout = 20)
 {
 	run_in_runtime(1, waitall_every_call, NULL);
+}
+
+/* MSG_WAITALL cut short by a reset: the bytes that came are the answer and
+ * the reset is the next call's, as recv(2) leaves it (the readiness
+ * backends' continued receive took it and dropped it: the next call said
+ * EOF). io_uring's own MSG_WAITALL receive continues in the kernel, which
+ * takes the error there. */
+static void *reset_after_ten(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	zio_sleep(ZIO_MSEC(20));
+	cr_assert_eq(zio_write(fd, "0123456789", 10, ZIO_FOREVER), 10);
+	zio_sleep(ZIO_MSEC(20));
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	zio_close(fd);
+	return NULL;
+}
+
+static void *waitall_then_reset(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[100];
+	int64_t soon = zio_deadline_after(ZIO_SEC(5));
+	zio_task *t;
+	zio_spawn(NULL, &t, reset_after_ten, (void *)(intptr_t)p.client, NULL);
+	cr_assert_eq(zio_recv(p.server, buf, sizeof(buf), MSG_WAITALL, soon), 10);
+	zio_task_join(t, NULL);
+	ssize_t r = zio_recv(p.server, buf, sizeof(buf), 0, soon);
+	if (strcmp(zio_runtime_backend(zio_runtime_current()), "uring") == 0)
+		cr_assert(r == -ECONNRESET || r == 0, "after the reset: %zd", r);
+	else
+		cr_assert_eq(r, -ECONNRESET, "after the reset: %zd", r);
+	zio_close(p.server);
+	return NULL;
+}
+
+Test(net, waitall_leaves_an_error_for_the_next_call, .timeout = 20)
+{
+	run_in_runtime(1, waitall_then_reset, NULL);
 }
 
 /* A Unix listener whose backlog is full: connect waits, like connect(2)
@@ -1324,6 +1393,36 @@ static void *connect_addrs(void *arg)
 Test(net, connect_addrs_shares_the_deadline, .timeout = 30)
 {
 	run_in_runtime(1, connect_addrs, NULL);
+}
+
+/* Deadline 0 gives each address one try; running past "deadline 0" is
+ * not a timeout. Abstract Unix names answer at once either way. */
+static void *connect_addrs_try_once(void *arg)
+{
+	(void)arg;
+	char live[108], gone[108];
+	snprintf(live, sizeof(live), "@zio-try-live-%d", getpid());
+	snprintf(gone, sizeof(gone), "@zio-try-gone-%d", getpid());
+	zio_addr addrs[2];
+	cr_assert_eq(zio_addr_unix(&addrs[0], gone), 0);
+	cr_assert_eq(zio_addr_unix(&addrs[1], live), 0);
+	cr_assert_eq(zio_tcp_connect_addrs(addrs, 1, 0), -ECONNREFUSED);
+	cr_assert_eq(zio_tcp_connect_addrs(addrs, 2, 0), -ECONNREFUSED);
+	int lfd = zio_tcp_listen(&addrs[1], NULL);
+	cr_assert_geq(lfd, 0, "listen: %d", lfd);
+	int fd = zio_tcp_connect_addrs(addrs, 2, 0);
+	cr_assert_geq(fd, 0, "the second address's try: %d", fd);
+	int afd = zio_accept(lfd, NULL, ZIO_FOREVER);
+	cr_assert_geq(afd, 0);
+	zio_close(afd);
+	zio_close(fd);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(net, connect_addrs_try_once)
+{
+	run_in_runtime(1, connect_addrs_try_once, NULL);
 }
 
 Test(net, dns_and_connect_host, .timeout = 30)

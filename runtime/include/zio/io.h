@@ -114,9 +114,11 @@ ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline);
 /* Tries each of n addresses in turn until one connects, all within
  * deadline: with a finite deadline each attempt gets an equal share of the
  * time left (at least 2 s of it), so an address that silently drops
- * packets cannot use up the time of the ones after it. Returns the fd, or
- * the error that says most about the host (a refusal or timeout rather
- * than, say, no route for that address family); the first such error. */
+ * packets cannot use up the time of the ones after it; with deadline 0
+ * each address gets one try (-EAGAIN: a connect that would have had to
+ * wait). Returns the fd, or the error that says most about the host (a
+ * refusal or timeout rather than, say, no route for that address family);
+ * the first such error. */
 ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline);
 /* Resolves host (zio_dns_resolve), then zio_tcp_connect_addrs. */
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline);
