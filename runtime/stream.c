@@ -8,14 +8,22 @@
  * go straight to the caller's memory. The writer buffers up to cap and
  * writes through when a write would not fit. Both remember their first
  * error: a stream that failed stays failed (like std.Io's err field),
- * except for a timeout or cancellation before the call made any progress,
- * which the caller may simply retry (zio/stream.h says which calls).
+ * except for a timeout or cancellation (retryable()) that lost nothing,
+ * which the caller may simply retry (zio/stream.h says which calls): a
+ * reader's call that consumed nothing, a writer whose unsent bytes are
+ * all still in its buffer.
  */
 #include "internal.h"
 
 #include <zio/io.h>
 
 #include <limits.h>
+
+/* A timeout or cancellation is the caller's, not the stream's. */
+static inline bool retryable(ssize_t err)
+{
+	return err == -ETIMEDOUT || err == -ECANCELED || err == -EAGAIN;
+}
 
 /* ------------------------------------------------------------ sources/sinks */
 
@@ -106,9 +114,7 @@ static ssize_t fill(zio_reader *r)
 		return -ENOBUFS;
 	ssize_t n = r->vt->read(r->ctx, r->buf + r->end, r->cap - r->end, r->deadline);
 	if (n < 0) {
-		/* A timeout or cancellation is the caller's, not the stream's:
-		 * the stream stays usable. Anything else sticks. */
-		if (n != -ETIMEDOUT && n != -ECANCELED && n != -EAGAIN)
+		if (!retryable(n))
 			r->err = (int)n;
 		return n;
 	}
@@ -145,7 +151,7 @@ ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len)
 			ssize_t n = r->vt->read(r->ctx, buf, len, r->deadline);
 			if (n == 0)
 				r->eof = true;
-			else if (n < 0 && n != -ETIMEDOUT && n != -ECANCELED && n != -EAGAIN)
+			else if (n < 0 && !retryable(n))
 				r->err = (int)n;
 			return n;
 		}
@@ -165,6 +171,8 @@ ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len)
 {
 	if (len > SSIZE_MAX)
 		return -EINVAL;
+	if (len == 0)
+		return 0;
 	if (len <= r->cap) {
 		/* Gathered in the buffer first: a timeout consumes nothing. */
 		const char *p;
@@ -269,7 +277,8 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			size_t store = inclusive ? len + 1 : len;
 			if (got + store > max)
 				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
-			memcpy(out + got, base, store);
+			if (store) /* (out may be NULL for max 0) */
+				memcpy(out + got, base, store);
 			r->start += len + 1;
 			return (ssize_t)(got + store);
 		}
@@ -294,7 +303,8 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			have = r->end - r->start;
 			if (got + have > max)
 				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
-			memcpy(out + got, base, have);
+			if (have)
+				memcpy(out + got, base, have);
 			r->start = r->end;
 			return (ssize_t)(got + have);
 		}
@@ -345,37 +355,37 @@ ZIO_API void zio_writer_init_fd(zio_writer *w, int fd, void *buf, size_t cap)
 	zio_writer_init(w, &zio_fd_sink, (void *)(intptr_t)fd, buf, cap);
 }
 
-/* Writes p whole. An error sticks, except a timeout or cancellation before
- * the first byte went out: then the caller may simply try again (after one
- * byte, a retry would send the start twice). */
-static ssize_t sink_all(zio_writer *w, const char *p, size_t n)
+/* Writes p[0, n) until all of it went out or an error (*err, else 0);
+ * returns how much went out. */
+static size_t sink_some(zio_writer *w, const char *p, size_t n, int *err)
 {
 	size_t done = 0;
+	*err = 0;
 	while (done < n) {
 		ssize_t k = w->vt->write(w->ctx, p + done, n - done, w->deadline);
-		if (k < 0) {
-			if (done || (k != -ETIMEDOUT && k != -ECANCELED && k != -EAGAIN))
-				w->err = (int)k;
-			return k;
-		}
-		if (k == 0) {
-			w->err = -EIO;
-			return -EIO;
+		if (k <= 0) {
+			*err = k < 0 ? (int)k : -EIO; /* 0 would loop forever */
+			break;
 		}
 		done += (size_t)k;
 	}
-	return (ssize_t)done;
+	return done;
 }
 
+/* Writes the buffer out. What went out leaves it, so after a timeout or
+ * cancellation part way the rest goes with the next call, once and in
+ * order; any other error sticks. */
 static int drain(zio_writer *w)
 {
-	if (w->len == 0)
-		return 0;
-	ssize_t k = sink_all(w, w->buf, w->len);
-	if (k < 0)
-		return (int)k;
-	w->len = 0;
-	return 0;
+	int e;
+	size_t done = sink_some(w, w->buf, w->len, &e);
+	if (done) {
+		memmove(w->buf, w->buf + done, w->len - done);
+		w->len -= done;
+	}
+	if (e && !retryable(e))
+		w->err = e;
+	return e;
 }
 
 ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len)
@@ -385,7 +395,8 @@ ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len)
 	if (len > SSIZE_MAX)
 		return -EINVAL;
 	if (len <= w->cap - w->len) {
-		memcpy(w->buf + w->len, buf, len);
+		if (len)
+			memcpy(w->buf + w->len, buf, len);
 		w->len += len;
 		return (ssize_t)len;
 	}
@@ -397,8 +408,22 @@ ZIO_API ssize_t zio_writer_write(zio_writer *w, const void *buf, size_t len)
 		w->len = len;
 		return (ssize_t)len;
 	}
-	ssize_t k = sink_all(w, buf, len);
-	return k < 0 ? k : (ssize_t)len;
+	/* Too big to buffer: straight to the sink. Cut short by a timeout
+	 * or cancellation, nothing sent is a retry; a rest that fits the
+	 * (now empty) buffer waits there, as if buffered; a longer rest
+	 * cannot be kept, so the stream fails. */
+	size_t done = sink_some(w, buf, len, &e);
+	if (!e)
+		return (ssize_t)len;
+	if (retryable(e) && done == 0)
+		return e;
+	if (retryable(e) && len - done <= w->cap) {
+		memcpy(w->buf, (const char *)buf + done, len - done);
+		w->len = len - done;
+		return (ssize_t)len;
+	}
+	w->err = e;
+	return e;
 }
 
 ZIO_API int zio_writer_putc(zio_writer *w, int c)
@@ -412,42 +437,41 @@ ZIO_API ssize_t zio_writer_vprint(zio_writer *w, const char *fmt, va_list ap)
 {
 	if (w->err)
 		return w->err;
+	/* errno is the caller's: %m prints it, in both passes (the sink
+	 * may set it in between), and it is as it was on return. */
+	int caller_errno = errno;
 	va_list ap2;
 	va_copy(ap2, ap);
 	size_t room = w->cap - w->len;
-	errno = 0;
+	ssize_t r;
 	int n = vsnprintf(w->buf + w->len, room, fmt, ap);
 	if (n < 0) {
-		va_end(ap2);
-		return errno ? -errno : -EINVAL; /* EOVERFLOW, EILSEQ */
-	}
-	if ((size_t)n < room) {
+		r = errno ? -errno : -EINVAL; /* EOVERFLOW, EILSEQ */
+	} else if ((size_t)n < room || n == 0) {
 		w->len += (size_t)n;
-		va_end(ap2);
-		return n;
-	}
-	/* Did not fit: make room, or format into a temporary. */
-	ssize_t r;
-	int e = drain(w);
-	if (e) {
-		va_end(ap2);
-		return e;
-	}
-	if ((size_t)n < w->cap) {
-		vsnprintf(w->buf, w->cap, fmt, ap2);
-		w->len = (size_t)n;
 		r = n;
-	} else {
-		char *tmp = malloc((size_t)n + 1);
-		if (!tmp) {
-			va_end(ap2);
-			return -ENOMEM;
+	} else if ((r = drain(w)) == 0) {
+		/* Did not fit: formatted again into the emptied buffer, or
+		 * into a temporary written like a big zio_writer_write(). */
+		errno = caller_errno;
+		if ((size_t)n < w->cap) {
+			vsnprintf(w->buf, w->cap, fmt, ap2);
+			w->len = (size_t)n;
+			r = n;
+		} else {
+			char *tmp = malloc((size_t)n + 1);
+			if (!tmp) {
+				r = -ENOMEM;
+			} else {
+				errno = caller_errno;
+				vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
+				r = zio_writer_write(w, tmp, (size_t)n);
+				free(tmp);
+			}
 		}
-		vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
-		r = sink_all(w, tmp, (size_t)n);
-		free(tmp);
 	}
 	va_end(ap2);
+	errno = caller_errno;
 	return r;
 }
 
@@ -469,7 +493,7 @@ ZIO_API int zio_writer_flush(zio_writer *w)
 		return e;
 	if (w->vt->flush) {
 		e = w->vt->flush(w->ctx, w->deadline);
-		if (e < 0)
+		if (e < 0 && !retryable(e))
 			w->err = e;
 	}
 	return e;
@@ -491,7 +515,10 @@ static ssize_t ck_read(void *c, char *buf, size_t size)
 	}
 	ssize_t n = zio_reader_read(k->r, buf, size);
 	if (n < 0) {
-		errno = (int)-n;
+		/* A timeout reads as EAGAIN, as SO_RCVTIMEO's does: then fgets
+		 * returns the part of a line it has (with any other errno it
+		 * returns NULL and the part is lost). */
+		errno = n == -ETIMEDOUT ? EAGAIN : (int)-n;
 		return -1;
 	}
 	return n;
@@ -507,14 +534,20 @@ static ssize_t ck_write(void *c, const char *buf, size_t size)
 	ssize_t n = zio_writer_write(k->w, buf, size);
 	if (n < 0) {
 		errno = (int)-n;
-		return 0; /* stdio: 0 means error for writes */
+		return 0; /* stdio: a short count is an error */
 	}
 	/* stdio flushes its own buffer when it thinks the data should go
 	 * out (fflush, line buffering): push ours too. */
 	int e = zio_writer_flush(k->w);
 	if (e) {
+		/* stdio takes the count as what went out: what of these bytes
+		 * the writer still holds is given back, so that they go out
+		 * once if stdio's caller writes them again, and not behind
+		 * its back if it does not (as with stdio over a socket). */
+		size_t unsent = k->w->len < (size_t)n ? k->w->len : (size_t)n;
+		k->w->len -= unsent;
 		errno = -e;
-		return 0;
+		return n - (ssize_t)unsent;
 	}
 	return n;
 }
@@ -532,12 +565,18 @@ static int ck_close(void *c)
 }
 
 /* A stream has no position: ftell/fseek fail with ESPIPE, as on a pipe
- * (without this stdio fails them with whatever errno was). */
+ * (without this stdio fails them with whatever errno was). One seek is
+ * served: stdio giving back input it read but did not use (ungetc,
+ * fscanf's look-ahead) before a write, a step back over bytes that are
+ * still in the reader's buffer, just consumed. */
 static int ck_seek(void *c, off64_t *off, int whence)
 {
-	(void)c;
-	(void)off;
-	(void)whence;
+	struct cookie *k = c;
+	if (whence == SEEK_CUR && *off < 0 && k->r && (uint64_t)-*off <= k->r->start) {
+		k->r->start -= (size_t)-*off;
+		*off = 0; /* (no position to report: stdio keeps none) */
+		return 0;
+	}
 	errno = ESPIPE;
 	return -1;
 }
@@ -548,7 +587,8 @@ ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode)
 		errno = EINVAL;
 		return NULL;
 	}
-	bool update = strchr(mode, '+') != NULL;
+	/* Read and write as fopencookie() parses the mode ("r+", "rb+"). */
+	bool update = mode[1] == '+' || (mode[1] == 'b' && mode[2] == '+');
 	bool reads = mode[0] == 'r' || update, writes = mode[0] != 'r' || update;
 	if ((reads && !r) || (writes && !w) || !strchr("rwa", mode[0])) {
 		errno = EINVAL;

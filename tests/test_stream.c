@@ -264,19 +264,215 @@ Test(stream, writer_timeouts, .timeout = 10)
 	cr_assert_eq(zio_writer_flush(&w), 0);
 	cr_assert_eq(s.len, 5u);
 	cr_assert_eq(memcmp(s.got, "hello", 5), 0);
-	/* Part went out: a retry would send it twice, so the error sticks. */
+	/* Part went out: the rest stays buffered and goes with the next
+	 * call, once (the timeout used to end the stream). */
 	const int partial[] = { 2, SINK_TIMEOUT, 64 };
 	s = (struct script_sink){ .steps = partial };
 	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
 	cr_assert_eq(zio_writer_write(&w, "hello", 5), 5);
 	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
-	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
-	cr_assert_eq(s.len, 2u);
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(w.len, 3u);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	cr_assert_eq(s.len, 5u);
+	cr_assert_eq(memcmp(s.got, "hello", 5), 0);
+	/* Written through (too big to buffer): nothing sent is a retry... */
+	const int through[] = { SINK_TIMEOUT, 4, SINK_TIMEOUT, 64 };
+	s = (struct script_sink){ .steps = through };
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "0123456789", 10), -ETIMEDOUT);
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(w.len, 0u);
+	/* ... a rest that fits the buffer waits there... */
+	cr_assert_eq(zio_writer_write(&w, "0123456789", 10), 10);
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	cr_assert_eq(s.len, 10u);
+	cr_assert_eq(memcmp(s.got, "0123456789", 10), 0);
+	/* ... and a longer one cannot be kept: the stream fails. */
+	const int too_long[] = { 4, SINK_TIMEOUT, 64 };
+	s = (struct script_sink){ .steps = too_long };
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, "0123456789abcdefghij", 20), -ETIMEDOUT);
+	cr_assert_eq(zio_writer_write(&w, "x", 1), -ETIMEDOUT);
+	cr_assert_eq(s.len, 4u);
 	/* A sink that takes nothing is an I/O error. */
 	const int stuck[] = { 0 };
 	s = (struct script_sink){ .steps = stuck };
 	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
 	cr_assert_eq(zio_writer_write(&w, "0123456789", 10), -EIO);
+}
+
+/* The sink's own flush timing out is the caller's too: it used to end
+ * the stream. */
+static int flush_calls;
+
+static int timing_out_flush(void *ctx, int64_t deadline)
+{
+	(void)ctx;
+	(void)deadline;
+	return flush_calls++ == 0 ? -ETIMEDOUT : 0;
+}
+
+Test(stream, sink_flush_timeout_is_retryable, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, timing_out_flush };
+	const int steps[] = { 64, 64 };
+	struct script_sink s = { .steps = steps };
+	char wb[8];
+	zio_writer w;
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	flush_calls = 0;
+	cr_assert_eq(zio_writer_write(&w, "ab", 2), 2);
+	cr_assert_eq(zio_writer_flush(&w), -ETIMEDOUT);
+	cr_assert_eq(w.err, 0);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	cr_assert_eq(zio_writer_write(&w, "c", 1), 1);
+}
+
+/* Zero lengths with NULL buffers are no-ops (they passed NULL to memcpy:
+ * undefined, and UBSan says so). */
+Test(stream, zero_lengths_with_null_buffers, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char rb[8];
+	mem_reader(&r, &m, "\nab", rb, sizeof(rb));
+	cr_assert_eq(zio_reader_read_exact(&r, NULL, 0), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, NULL, 0), 0); /* the empty line */
+	cr_assert_eq(zio_reader_buffered(&r), 2u);
+	char wb[8], store[8];
+	struct zio_mem out = { .data = store, .cap = sizeof(store) };
+	zio_writer w;
+	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
+	cr_assert_eq(zio_writer_write(&w, NULL, 0), 0);
+	cr_assert_eq(w.len, 0u);
+}
+
+/* A sink that sets errno on the way, as a real one may. */
+static ssize_t errno_setting_write(void *ctx, const void *buf, size_t len, int64_t deadline)
+{
+	errno = EPIPE;
+	return zio_mem_sink.write(ctx, buf, len, deadline);
+}
+
+/* print leaves errno alone: %m prints the caller's, also when the text
+ * must be formatted again after the buffer is written out. (It set errno
+ * to 0 first: %m printed "Success" and the caller's errno was gone.) */
+Test(stream, print_keeps_errno, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { errno_setting_write, NULL };
+	char wb[32], store[128];
+	struct zio_mem out = { .data = store, .cap = sizeof(store) };
+	zio_writer w;
+	zio_writer_init(&w, &vt, &out, wb, sizeof(wb));
+	const char *msg = strerror(ENOENT);
+	char want[96];
+	snprintf(want, sizeof(want), "open: %s|", msg);
+	errno = ENOENT;
+	cr_assert_eq(zio_writer_print(&w, "open: %m|"), (ssize_t)strlen(want));
+	cr_assert_eq(errno, ENOENT);
+	/* Does not fit after the first: the buffer goes out (the sink sets
+	 * EPIPE), then the text is formatted again. */
+	cr_assert_eq(zio_writer_print(&w, "open: %m|"), (ssize_t)strlen(want));
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(zio_writer_flush(&w), 0);
+	errno = 0;
+	store[out.len] = 0;
+	char both[200];
+	snprintf(both, sizeof(both), "%s%s", want, want);
+	cr_assert_str_eq(store, both);
+}
+
+/* stdio over a writer whose sink times out with nothing sent: the write
+ * fails and a retry sends the bytes once (the writer kept them, so the
+ * retry sent them twice, and without one they went out behind stdio's
+ * back). */
+Test(stream, stdio_write_timeout_then_retry_sends_once, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, NULL };
+	const char *modes[] = { "r+", "w" };
+	for (int i = 0; i < 2; i++) {
+		const int steps[] = { SINK_TIMEOUT, 64, 64 };
+		struct script_sink s = { .steps = steps };
+		char wb[16], rb[8];
+		struct zio_mem m;
+		zio_reader r;
+		zio_writer w;
+		mem_reader(&r, &m, "", rb, sizeof(rb));
+		zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+		FILE *f = zio_stream_fopen(&r, &w, modes[i]);
+		cr_assert_not_null(f);
+		errno = 0;
+		int first = fputs("hello\n", f);
+		if (first != EOF)
+			first = fflush(f);
+		cr_assert_eq(first, EOF, "%s: the timeout is an error", modes[i]);
+		cr_assert_eq(errno, ETIMEDOUT);
+		clearerr(f);
+		cr_assert_neq(fputs("hello\n", f), EOF);
+		cr_assert_eq(fflush(f), 0);
+		cr_assert_eq(fclose(f), 0);
+		cr_assert_eq(s.len, 6u, "%s: sent %zu bytes", modes[i], s.len);
+		cr_assert_eq(memcmp(s.got, "hello\n", 6), 0);
+	}
+}
+
+/* fgets over a source that times out mid-line returns the part it has, as
+ * over a socket with SO_RCVTIMEO (EAGAIN); the rest comes next. It
+ * returned NULL and the part was lost. */
+Test(stream, stdio_fgets_keeps_a_line_cut_by_a_timeout, .timeout = 10)
+{
+	static const struct zio_source_vtable vt = { scripted };
+	const char *modes[] = { "r+", "r" };
+	for (int i = 0; i < 2; i++) {
+		const char *script[] = { "abc", TIMEOUT_CHUNK, "def\n", NULL };
+		const char **next = script;
+		zio_reader r;
+		char rb[8], wb[8], line[32];
+		struct zio_mem out = { .data = wb, .cap = 0 };
+		zio_writer w;
+		zio_reader_init(&r, &vt, &next, rb, sizeof(rb));
+		zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
+		FILE *f = zio_stream_fopen(&r, &w, modes[i]);
+		cr_assert_not_null(f);
+		errno = 0;
+		cr_assert_not_null(fgets(line, sizeof(line), f), "%s", modes[i]);
+		cr_assert_str_eq(line, "abc");
+		cr_assert_eq(errno, EAGAIN);
+		cr_assert_not_null(fgets(line, sizeof(line), f));
+		cr_assert_str_eq(line, "def\n");
+		cr_assert_null(fgets(line, sizeof(line), f));
+		cr_assert(feof(f));
+		fclose(f);
+	}
+}
+
+/* In an update mode, a write after fscanf (which reads one byte past the
+ * number and gives it back) works: stdio seeks back over that byte, which
+ * the reader still holds. The seek failed, and the write with it. */
+Test(stream, stdio_write_after_fscanf, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char rb[16], wb[16], store[64], line[16];
+	mem_reader(&r, &m, "42\nnext\n", rb, sizeof(rb));
+	struct zio_mem out = { .data = store, .cap = sizeof(store) };
+	zio_writer w;
+	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
+	FILE *f = zio_stream_fopen(&r, &w, "r+");
+	cr_assert_not_null(f);
+	int x = 0;
+	cr_assert_eq(fscanf(f, "%d", &x), 1);
+	cr_assert_eq(x, 42);
+	cr_assert_eq(fprintf(f, "got %d\n", x), 7);
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert_str_eq(line, "\n");
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	cr_assert_str_eq(line, "next\n");
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(out.len, 7u);
+	cr_assert_eq(memcmp(store, "got 42\n", 7), 0);
 }
 
 Test(stream, fopen_modes, .timeout = 10)

@@ -12,10 +12,13 @@
  * a zio_timeout scope. Errors are -errno; a stream remembers its first
  * error (`err`) and returns it from then on. A timeout or cancellation
  * (-ETIMEDOUT, -ECANCELED, -EAGAIN) is the exception while nothing is lost:
- * the call can simply be made again. Once a call has consumed input it
- * cannot give back (a line longer than the reader's buffer, read_exact of
- * more than the buffer, read_all, discard) or sent part of its output, any
- * error ends the stream, as a retry could only return or send the rest.
+ * the call can simply be made again. Once a reader's call has consumed
+ * input it cannot give back (a line longer than the reader's buffer,
+ * read_exact of more than the buffer, read_all, discard), any error ends
+ * the stream, as a retry could only return the rest. A writer cut short
+ * part way keeps what did not go out in its buffer, for the next write or
+ * flush to send once and in order; only a write too big to buffer whose
+ * unsent rest is still more than the buffer holds ends the stream.
  * End of input is a short result, not an error, except where a call
  * promises an exact amount (zio_reader_read_exact: -EPIPE).
  *
@@ -146,9 +149,13 @@ ZIO_API int zio_writer_flush(zio_writer *w);
  * zio_reader_* calls. In the update modes the FILE is unbuffered (leave it
  * so), which lets fgets and fprintf alternate on a socket without the
  * fseek that C requires between input and output: stdio holds nothing,
- * the reader and writer buffer. Each write is flushed to the sink.
- * ftell/fseek fail with ESPIPE. fclose() flushes the writer (EOF and errno
- * if that fails) but does not close the underlying fd. */
+ * the reader and writer buffer. Each write is flushed to the sink; one
+ * that fails gives back to stdio what did not go out, which, as with stdio
+ * over a socket, goes out only if written again. A read timeout is errno
+ * EAGAIN, as with SO_RCVTIMEO, so fgets returns the part of a line it got.
+ * ftell/fseek fail with ESPIPE (stdio's own step back over input it read
+ * ahead, before a write, is served). fclose() flushes the writer (EOF and
+ * errno if that fails) but does not close the underlying fd. */
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
 
 #ifdef __cplusplus
