@@ -131,6 +131,8 @@ ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_add
 		out[0] = a;
 		return 1;
 	}
+	if (deadline == 0)
+		return -EAGAIN; /* a lookup always waits for the pool */
 	struct dns_job *d = calloc(1, sizeof(*d) + hl + 1);
 	if (!d)
 		return -ENOMEM;

@@ -6,7 +6,12 @@
  * blocking pool, so a slow disk stalls a pool thread, never an executor.
  * A read or write at the position of a pipe, FIFO, tty or socket is a
  * stream's, waited for by readiness like zio_read()'s, and an open does
- * not wait for a FIFO's other end (open_at_once() in io.c).
+ * not wait for a FIFO's other end. On io_uring a read or write at a
+ * regular file's position goes to the pool too (ring_unfit() in io.c):
+ * the ring does not keep the position as read(2) and write(2) do; pread
+ * and pwrite with their offsets are native. Deadline 0 is one try on
+ * every backend: a regular file's read or write is made in place, other
+ * file ops say -EAGAIN.
  * Deadlines and cancellation apply to the wait: a pool job that has not
  * started is dropped; io_uring cancels what it can (an op already running
  * in the kernel may still complete, and then its result is returned).
@@ -41,10 +46,30 @@ static int path_op(int opcode, int dirfd, const char *path, int flags, unsigned 
 	return (int)zio__op_run(&op, deadline);
 }
 
+/* Opens non-blocking first, on every backend (io_uring's worker threads
+ * too, which otherwise open blocking), so a FIFO or a device that would
+ * wait for a peer or a carrier answers at once: a FIFO's reader gets its
+ * fd, a writer with no reader ENXIO, instead of a wait that held a pool or
+ * kernel thread past any deadline, cancel or zio_close() of its directory.
+ * O_NONBLOCK is then cleared unless asked for. A lease the non-blocking
+ * open will not break (EWOULDBLOCK) is waited for. */
 ZIO_API int zio_file_openat(int dirfd, const char *path, int flags, mode_t mode,
 			    int64_t deadline)
 {
-	int fd = path_op(ZIO__OP_OPENAT, dirfd, path, flags | O_CLOEXEC, mode, deadline);
+	flags |= O_CLOEXEC;
+	bool at_once = !(flags & (O_NONBLOCK | O_PATH));
+	int fd = path_op(ZIO__OP_OPENAT, dirfd, path, at_once ? flags | O_NONBLOCK : flags, mode,
+			 deadline);
+	if (fd == -EWOULDBLOCK && at_once && deadline != 0) {
+		fd = path_op(ZIO__OP_OPENAT, dirfd, path, flags, mode, deadline);
+	} else if (fd >= 0 && at_once) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+			int err = -errno;
+			close(fd);
+			return err;
+		}
+	}
 	if (fd >= 0)
 		zio__fd_fresh(fd, ZIO__FD_UNKNOWN, 0); /* a socket's traits, say, must go */
 	return fd;
@@ -315,6 +340,12 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)
 		deadline = zio__effective_deadline(f, deadline);
+	/* The calls below are made in place: a cancel or a deadline already
+	 * past is seen first, as every other op sees it. */
+	if (f && f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
+	if (deadline != ZIO_FOREVER && deadline != 0 && zio_now() >= deadline)
+		return -ETIMEDOUT;
 	while (done < count) {
 		size_t chunk = count - done > SEND_PIECE ? SEND_PIECE : count - done;
 		ssize_t r = sendfile(out_fd, in_fd, offset, chunk);

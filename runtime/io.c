@@ -53,32 +53,6 @@ static inline size_t clamp_len(size_t n)
 	return n > MAX_RW ? MAX_RW : n;
 }
 
-/* Opens as io_uring does: non-blocking first, so a FIFO or a device that
- * would wait for a peer or a carrier answers at once (a FIFO's reader gets
- * its fd, a writer with no reader ENXIO) instead of holding a pool thread
- * past any deadline, cancel or zio_close() of its directory; O_NONBLOCK is
- * then cleared unless asked for. A lease the non-blocking open will not
- * break (EWOULDBLOCK) is waited for. */
-static int open_at_once(const struct zio__op *op)
-{
-	int flags = op->u.path.flags;
-	if (flags & (O_NONBLOCK | O_PATH))
-		return openat(op->u.path.dirfd, op->u.path.path, flags, op->u.path.mode);
-	int fd = openat(op->u.path.dirfd, op->u.path.path, flags | O_NONBLOCK, op->u.path.mode);
-	if (fd < 0 && errno == EWOULDBLOCK)
-		return openat(op->u.path.dirfd, op->u.path.path, flags, op->u.path.mode);
-	if (fd >= 0) {
-		int fl = fcntl(fd, F_GETFL);
-		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-			int err = errno;
-			close(fd);
-			errno = err;
-			return -1;
-		}
-	}
-	return fd;
-}
-
 ssize_t zio__op_syscall(struct zio__op *op)
 {
 	ssize_t r;
@@ -138,7 +112,7 @@ ssize_t zio__op_syscall(struct zio__op *op)
 		r = op->u.fsync.datasync ? fdatasync(fd) : fsync(fd);
 		break;
 	case ZIO__OP_OPENAT:
-		r = open_at_once(op);
+		r = openat(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode);
 		break;
 	case ZIO__OP_STATX:
 		r = statx(op->u.path.dirfd, op->u.path.path, op->u.path.flags, op->u.path.mode,
@@ -761,6 +735,39 @@ static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
 	}
 }
 
+/* Ops the ring gets wrong, left to the pool's syscalls as on epoll. A
+ * read or write at a regular file's position: io_uring takes no position
+ * lock, as read(2) and write(2) do, so a short write left the position
+ * behind (the next one wrote over it) and two executors' rings wrote at
+ * one position. A pread or pwrite of what has no offsets: the ring reads
+ * a pipe as a stream (pread(2) says ESPIPE). */
+static bool ring_unfit(struct zio__op *op, struct zio__fd *ent)
+{
+	bool at_position;
+	switch (op->opcode) {
+	case ZIO__OP_READ:
+	case ZIO__OP_WRITE:
+	case ZIO__OP_FREAD:
+	case ZIO__OP_FWRITE:
+		at_position = op->u.rw.off < 0;
+		break;
+	case ZIO__OP_READV:
+	case ZIO__OP_WRITEV:
+		at_position = op->u.vec.off < 0;
+		break;
+	case ZIO__OP_PREAD:
+	case ZIO__OP_PWRITE:
+		at_position = false;
+		break;
+	default:
+		return false;
+	}
+	int kind = zio__fd_kind(op->fd, ent);
+	if (kind < 0)
+		return false; /* the op says what is wrong */
+	return at_position == (kind == ZIO__FD_REGULAR);
+}
+
 /* MSG_DONTWAIT asks for one non-blocking attempt, whatever the deadline. */
 static inline bool dont_wait(const struct zio__op *op)
 {
@@ -821,8 +828,12 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 				l = f->exec->loop; /* it may have moved us */
 			}
 		}
-		if (deadline == 0 && stream_op)
-			return ready_run(l, f, op, 0);
+		if (ent && ring_unfit(op, ent))
+			return zio__blocking_op(op, deadline);
+		if (deadline == 0)
+			/* One try, as on epoll: a file op's SQE would be
+			 * cancelled before it ran (or after it wrote). */
+			return stream_op ? ready_run(l, f, op, 0) : zio__blocking_op(op, 0);
 		/* A datagram send waits for room and is tried again: the
 		 * kernel's Unix datagram send takes the payload in before it
 		 * says EAGAIN, and io_uring's retry of it sent an empty one. */

@@ -9,7 +9,9 @@
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -484,7 +486,15 @@ static void *fifo_as_a_file(void *arg)
 	unlink(path);
 	cr_assert_eq(mkfifo(path, 0600), 0);
 	cr_assert_eq(zio_file_open(path, O_WRONLY, 0, zio_deadline_after(ZIO_SEC(5))), -ENXIO);
+	/* With O_CREAT (or an uncached lookup) io_uring's own attempt does
+	 * not happen: its worker thread opened blocking and waited. */
 	int64_t t0 = zio_now();
+	int early = zio_file_open(path, O_RDONLY | O_CREAT, 0600, zio_deadline_after(ZIO_MSEC(500)));
+	cr_assert_geq(early, 0, "open with O_CREAT: %d", early);
+	cr_assert_lt(zio_now() - t0, ZIO_MSEC(400));
+	cr_assert_eq(fcntl(early, F_GETFL) & O_NONBLOCK, 0, "O_NONBLOCK left set");
+	cr_assert_eq(zio_close(early), 0);
+	t0 = zio_now();
 	int rd = zio_file_open(path, O_RDONLY, 0, zio_deadline_after(ZIO_MSEC(200)));
 	cr_assert_geq(rd, 0, "open for reading: %d", rd);
 	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
@@ -509,6 +519,148 @@ static void *fifo_as_a_file(void *arg)
 Test(fs, fifo_opened_as_a_file, .timeout = 20)
 {
 	run_in_runtime(1, fifo_as_a_file, NULL);
+}
+
+/* A write at a regular file's position cut short (here by RLIMIT_FSIZE)
+ * moves the position by what was written, and the next write goes after
+ * it. On io_uring the position stayed behind: the next write went over
+ * the first one's bytes and zio_file_write_all said all was written. */
+static void *short_write_at_the_position(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "short");
+	int fd = zio_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	enum { LIMIT = 64 << 10, LEN = 100000 };
+	static char pattern[LEN], back[LEN];
+	for (int i = 0; i < LEN; i++)
+		pattern[i] = (char)(i * 7 + i / 251);
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit old, lim = { LIMIT, RLIM_INFINITY };
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim.rlim_max = old.rlim_max;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ssize_t r = zio_file_write_all(fd, pattern, LEN, -1, ZIO_FOREVER);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	cr_assert_eq(r, -EFBIG, "write_all past the limit: %zd", r);
+	cr_assert_eq(lseek(fd, 0, SEEK_CUR), LIMIT, "the position");
+	cr_assert_eq(zio_file_pread(fd, back, LEN, 0, ZIO_FOREVER), LIMIT);
+	cr_assert_eq(memcmp(back, pattern, LIMIT), 0, "the first bytes were written over");
+	zio_close(fd);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, short_write_at_the_position, .timeout = 20)
+{
+	run_in_runtime(1, short_write_at_the_position, NULL);
+}
+
+/* Tasks on two executors writing at one fd's position lose nothing:
+ * write(2) holds the position while it writes; io_uring's rings did not,
+ * and two of them wrote at the same place. */
+#define SHARED_TASKS 8
+#define SHARED_WRITES 200
+#define SHARED_LEN 4096
+
+static void *shared_position_writer(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	static const char block[SHARED_LEN];
+	for (int i = 0; i < SHARED_WRITES; i++)
+		cr_assert_eq(zio_file_write(fd, block, SHARED_LEN, ZIO_FOREVER), SHARED_LEN);
+	return NULL;
+}
+
+static void *writers_at_one_position(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "shared");
+	int fd = zio_file_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	spawn_join_all(SHARED_TASKS, shared_position_writer, (void *)(intptr_t)fd);
+	struct stat st;
+	cr_assert_eq(zio_file_fstat(fd, &st, ZIO_FOREVER), 0);
+	cr_assert_eq(st.st_size, (off_t)SHARED_TASKS * SHARED_WRITES * SHARED_LEN,
+		     "file size %lld", (long long)st.st_size);
+	zio_close(fd);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, writers_on_two_executors_share_the_position, .timeout = 60)
+{
+	run_in_runtime(2, writers_at_one_position, NULL);
+}
+
+/* Deadline 0 is one try on every backend: a regular file's read or write
+ * is made (io_uring cancelled its SQE: -ETIMEDOUT and nothing written),
+ * a path op says -EAGAIN. pread and pwrite of a pipe are -ESPIPE, as
+ * pread(2) says (io_uring read and wrote it as a stream, offset ignored). */
+static void *try_once_and_offsets(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "try");
+	int fd = zio_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(zio_file_write(fd, "abc", 3, 0), 3);
+	cr_assert_eq(zio_file_pwrite(fd, "def", 3, 3, 0), 3);
+	char buf[8];
+	cr_assert_eq(zio_file_pread(fd, buf, 6, 0, 0), 6);
+	cr_assert_eq(memcmp(buf, "abcdef", 6), 0);
+	cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+	cr_assert_eq(zio_file_read(fd, buf, 6, 0), 6);
+	struct stat st;
+	cr_assert_eq(zio_file_stat(path, &st, 0), -EAGAIN);
+	cr_assert_eq(zio_file_open(path, O_RDONLY, 0, 0), -EAGAIN);
+	zio_close(fd);
+	unlink(path);
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_file_pwrite(p[1], "x", 1, 100, zio_deadline_after(ZIO_SEC(5))), -ESPIPE);
+	cr_assert_eq(zio_write(p[1], "y", 1, ZIO_FOREVER), 1);
+	cr_assert_eq(zio_file_pread(p[0], buf, 1, 0, zio_deadline_after(ZIO_SEC(5))), -ESPIPE);
+	cr_assert_eq(zio_read(p[0], buf, 1, ZIO_FOREVER), 1);
+	cr_assert_eq(buf[0], 'y');
+	zio_close(p[0]);
+	zio_close(p[1]);
+	return NULL;
+}
+
+Test(fs, try_once_and_offsets_on_every_backend, .timeout = 20)
+{
+	run_in_runtime(1, try_once_and_offsets, NULL);
+}
+
+/* zio_sendfile into a pipe in a cancelled task is -ECANCELED, as every
+ * other op's answer (it copied first and looked at the cancel after). */
+static void *sendfile_when_cancelled(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "sfc");
+	int fd = zio_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(zio_file_write(fd, "0123456789", 10, ZIO_FOREVER), 10);
+	int p[2];
+	cr_assert_eq(zio_pipe(p), 0);
+	zio_task_cancel(zio_task_self());
+	off_t off = 0;
+	cr_assert_eq(zio_sendfile(p[1], fd, &off, 10, ZIO_FOREVER), -ECANCELED);
+	cr_assert_eq(off, 0);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(fd);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, sendfile_sees_a_pending_cancel, .timeout = 20)
+{
+	run_in_runtime(1, sendfile_when_cancelled, NULL);
 }
 
 /* Many rounds of: a task's pwrite starts, its fd is zio_close()d after a

@@ -1290,6 +1290,10 @@ static void *dns(void *arg)
 		cr_assert_eq(zio_addr_port(&out[i]), 80);
 	}
 	cr_assert_eq(zio_dns_resolve("127.0.0.1", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), 1);
+	/* Deadline 0: a number needs no wait, a name would (-ETIMEDOUT it
+	 * said, as if a deadline had passed). */
+	cr_assert_eq(zio_dns_resolve("127.0.0.1", 5, AF_UNSPEC, out, 8, 0), 1);
+	cr_assert_eq(zio_dns_resolve("localhost", 5, AF_UNSPEC, out, 8, 0), -EAGAIN);
 	cr_assert_eq(zio_dns_resolve("::1", 5, AF_INET, out, 8, ZIO_FOREVER), -ENOENT);
 	cr_assert_eq(zio_dns_resolve("", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), -EINVAL);
 	cr_assert_eq(zio_dns_resolve("x", 5, 12345, out, 8, ZIO_FOREVER), -EINVAL);

@@ -193,12 +193,14 @@ ZIO_API int zio_pipe(int fds[2]);
 /* ---------------------------------------------------------------------- DNS */
 
 /* Up to max addresses of host (a name, a numeric address, or an IPv6 one in
- * brackets) with port set, in getaddrinfo order; family is AF_UNSPEC,
- * AF_INET or AF_INET6. Returns
- * how many were stored (> 0), or -errno: -ENOENT for an unknown name,
- * -EAGAIN for a temporary failure, -EINVAL for a bad name. The lookup runs
- * on the blocking pool; a timeout or cancellation returns at once even if
- * the lookup is still running (it finishes and is thrown away). */
+ * brackets) with port set, in getaddrinfo order, and never more than the
+ * first 64; family is AF_UNSPEC, AF_INET or AF_INET6. Returns how many
+ * were stored (> 0), or -errno: -ENOENT for an unknown name (also one the
+ * resolver finds malformed), -EAGAIN for a temporary failure or, with
+ * deadline 0, for a name (numeric addresses need no wait), -EINVAL for a
+ * bad argument. The lookup runs on the blocking pool; a timeout or
+ * cancellation returns at once even if the lookup is still running (it
+ * finishes and is thrown away). */
 ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_addr *out, int max,
 			    int64_t deadline);
 
