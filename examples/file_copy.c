@@ -4,8 +4,10 @@
  *   file_copy [-b] SRC DST
  *
  * By default the kernel copies (zio_sendfile: copy_file_range/sendfile);
- * with -b the data goes through a buffer with zio_file_read/zio_file_write,
- * which io_uring does natively and the other backends on the blocking pool.
+ * with -b the data goes through a buffer with zio_file_pread and
+ * zio_file_write_all at explicit offsets, which io_uring does natively and
+ * the other backends on the blocking pool (reads and writes at a file's
+ * own position go to the pool on io_uring too: the ring does not keep it).
  * DST is written to a new file beside it (DST.tmp-PID), synced, then
  * renamed into place, so it is either the old file or the complete new
  * one; the new file has SRC's permission bits, not the old DST's mode or
@@ -42,12 +44,15 @@ static ssize_t copy_data(int in, int out, const struct stat *st, bool buffered, 
 	if (buffered) {
 		char buf[1 << 16];
 		for (;;) {
-			ssize_t n = zio_file_read(in, buf, sizeof(buf), ZIO_FOREVER);
+			/* (SRC may be a pipe or /dev/stdin: no offsets there.) */
+			ssize_t n = S_ISREG(st->st_mode)
+					    ? zio_file_pread(in, buf, sizeof(buf), (off_t)total, ZIO_FOREVER)
+					    : zio_file_read(in, buf, sizeof(buf), ZIO_FOREVER);
 			if (n <= 0) {
 				*what = "read";
 				return n < 0 ? n : total;
 			}
-			ssize_t w = zio_file_write_all(out, buf, (size_t)n, -1, ZIO_FOREVER);
+			ssize_t w = zio_file_write_all(out, buf, (size_t)n, (off_t)total, ZIO_FOREVER);
 			if (w < 0) {
 				*what = "write";
 				return w;
