@@ -347,6 +347,7 @@ struct zio__job {
 	struct zio__parker *parker;
 	uint32_t gen;
 	bool detached;         /* heap job: the pool drops a reference when done */
+	bool abandoned;        /* detached, and its waiter left while it ran (pool lock) */
 	/* The fds run() works on: a zio_close() of one after
 	 * zio__job_watch_fd() means it is not done at all (-EBADF). With
 	 * by_number, run() names them by number with no descriptor of its own

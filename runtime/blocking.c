@@ -18,7 +18,11 @@
  * cancellation stays pending, as everywhere). Jobs that may be abandoned
  * while running (DNS lookups) are heap-allocated and reference-counted
  * instead (zio__blocking_wait_detached): the waiter returns at once and the
- * job frees itself when it finishes.
+ * job frees itself when it finishes. Such an abandoned job holds its
+ * thread for nobody (a lookup the resolver never answers, for seconds), so
+ * it does not count against the limit: up to as many threads again may be
+ * started beside abandoned ones, or lookups that time out would starve
+ * every other job.
  *
  * The completion is published under the pool lock, and the waiter checks
  * the job's state under the same lock after a timeout, so a worker never
@@ -56,6 +60,8 @@ static unsigned n_threads, n_idle, max_threads;
  * job gets a new thread when the queue holds more jobs than there are idle
  * threads to take them. */
 static unsigned n_queued;
+/* Running detached jobs whose waiters have gone (see the top). */
+static unsigned n_abandoned;
 static int64_t idle_ns;
 /* Running jobs that name their fds by number (by_number), or that can be
  * cut short (abort: a connect), linked through their `next`: zio_close()
@@ -201,6 +207,8 @@ static void *worker(void *arg)
 			j->run(j);
 
 		pthread_mutex_lock(&pool_lock);
+		if (j->abandoned)
+			n_abandoned--;
 		if (j->by_number || j->abort) {
 			struct zio__job **pp = &running_by_number;
 			while (*pp != j)
@@ -220,6 +228,8 @@ static void *worker(void *arg)
 	}
 }
 
+static int grow(void);
+
 /* Under pool_lock. */
 static int enqueue(struct zio__job *j)
 {
@@ -233,9 +243,23 @@ static int enqueue(struct zio__job *j)
 	n_queued++;
 	if (n_idle > 0)
 		pthread_cond_signal(&pool_cond);
+	int rc = grow();
+	if (rc == 0 || n_threads > 0)
+		return 0; /* a running thread will get to it */
+	/* No thread at all: take the job back. */
+	q_head = q_tail = NULL;
+	n_queued = 0;
+	return -rc;
+}
+
+/* Under pool_lock: starts a thread if the queue holds more jobs than idle
+ * threads will take and the limit allows; 0 or pthread_create's error. */
+static int grow(void)
+{
 	if (n_queued <= n_idle)
 		return 0;
-	if (n_threads >= max_threads)
+	unsigned beside = n_abandoned < max_threads ? n_abandoned : max_threads;
+	if (n_threads >= max_threads + beside)
 		return 0; /* it waits for a busy thread */
 	pthread_attr_t a;
 	pthread_attr_init(&a);
@@ -253,16 +277,9 @@ static int enqueue(struct zio__job *j)
 	int rc = pthread_create(&t, &a, worker, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&a);
-	if (rc == 0) {
+	if (rc == 0)
 		n_threads++;
-		return 0;
-	}
-	if (n_threads > 0)
-		return 0; /* a running thread will get to it */
-	/* No thread at all: take the job back. */
-	q_head = q_tail = NULL;
-	n_queued = 0;
-	return -rc;
+	return rc;
 }
 
 /* Under pool_lock: removes a queued job. */
@@ -555,6 +572,10 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 	if (j->state == JOB_QUEUED) {
 		unqueue(j);
 		atomic_fetch_sub(&j->refs, 1); /* the pool's: it never ran */
+	} else if (!done) {
+		j->abandoned = true;
+		n_abandoned++;
+		grow(); /* for jobs queued behind it */
 	}
 	pthread_mutex_unlock(&pool_lock);
 	if (done)

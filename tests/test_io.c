@@ -1263,6 +1263,55 @@ Test(io, blocking_pool_starts_a_thread_per_queued_job, .timeout = 30)
 	run_in_runtime(1, pool_no_queueing_task, NULL);
 }
 
+/* A detached job (a DNS lookup) whose waiter timed out keeps its thread
+ * until it finishes, for nobody: it no longer counts against the pool's
+ * limit. With lookups the resolver never answered, every pool thread was
+ * taken and file work and zio_blocking_call() waited for the resolver's
+ * timeouts. */
+static atomic_int hung_release;
+
+static void hung_run(struct zio__job *j)
+{
+	(void)j;
+	while (!atomic_load(&hung_release))
+		usleep(1000);
+}
+
+static void hung_free(struct zio__job *j)
+{
+	free(j);
+}
+
+static long answer(void *arg)
+{
+	(void)arg;
+	return 42;
+}
+
+static void *abandoned_jobs_task(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2; i++) {
+		struct zio__job *j = calloc(1, sizeof(*j));
+		cr_assert_not_null(j);
+		j->run = hung_run;
+		j->release = hung_free;
+		cr_assert_eq(zio__blocking_wait_detached(j, zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT);
+		zio__job_unref(j); /* the waiter's reference, as dns.c drops it */
+	}
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_blocking_call(answer, NULL, zio_deadline_after(ZIO_SEC(3))), 42);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	atomic_store(&hung_release, 1);
+	return NULL;
+}
+
+Test(io, abandoned_lookups_leave_the_pool_room, .timeout = 20)
+{
+	setenv("ZIO_BLOCKING_THREADS", "2", 1);
+	run_in_runtime(1, abandoned_jobs_task, NULL);
+}
+
 /* ---------------------------------------------------- backend fallback */
 
 static void *backend_name(void *arg)
