@@ -830,10 +830,12 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		}
 		if (ent && ring_unfit(op, ent))
 			return zio__blocking_op(op, deadline);
-		if (deadline == 0)
-			/* One try, as on epoll: a file op's SQE would be
-			 * cancelled before it ran (or after it wrote). */
-			return stream_op ? ready_run(l, f, op, 0) : zio__blocking_op(op, 0);
+		/* One try, as on epoll: a file op's SQE would be cancelled
+		 * before it ran (or after it wrote). */
+		if (deadline == 0 && stream_op)
+			return ready_run(l, f, op, 0);
+		if (deadline == 0 && op->opcode != ZIO__OP_CANCEL_FD)
+			return zio__blocking_op(op, 0);
 		/* A datagram send waits for room and is tried again: the
 		 * kernel's Unix datagram send takes the payload in before it
 		 * says EAGAIN, and io_uring's retry of it sent an empty one. */
