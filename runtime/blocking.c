@@ -63,6 +63,19 @@ static unsigned n_queued;
 /* Running detached jobs whose waiters have gone (see the top). */
 static unsigned n_abandoned;
 static int64_t idle_ns;
+
+/* Under pool_lock: how many threads may run now (see the top). */
+static unsigned thread_limit(void)
+{
+	return max_threads + (n_abandoned < max_threads ? n_abandoned : max_threads);
+}
+
+/* Under pool_lock: whether a job queued now starts at once. */
+static bool room_now(void)
+{
+	return n_queued < n_idle || n_threads < thread_limit();
+}
+
 /* Running jobs that name their fds by number (by_number), or that can be
  * cut short (abort: a connect), linked through their `next`: zio_close()
  * of such an fd aborts the latter and waits for them all
@@ -113,7 +126,7 @@ static void fork_child(void)
 	pthread_mutex_unlock(&pool_lock); /* the forking thread's, in the child too */
 	pool_cond_init();
 	q_head = q_tail = NULL;
-	n_threads = n_idle = n_queued = 0;
+	n_threads = n_idle = n_queued = n_abandoned = 0;
 	running_by_number = NULL;
 	for (unsigned i = 0; i < RUNNING_BUCKETS; i++)
 		atomic_store(&running_in_bucket[i], 0);
@@ -172,6 +185,12 @@ static void *worker(void *arg)
 	in_pool = true;
 	pthread_mutex_lock(&pool_lock);
 	for (;;) {
+		if (n_threads > thread_limit()) {
+			/* Started beside an abandoned job that has ended. */
+			n_threads--;
+			pthread_mutex_unlock(&pool_lock);
+			return NULL;
+		}
 		while (!q_head) {
 			struct timespec ts;
 			int64_t until = zio__now() + idle_ns;
@@ -258,8 +277,7 @@ static int grow(void)
 {
 	if (n_queued <= n_idle)
 		return 0;
-	unsigned beside = n_abandoned < max_threads ? n_abandoned : max_threads;
-	if (n_threads >= max_threads + beside)
+	if (n_threads >= thread_limit())
 		return 0; /* it waits for a busy thread */
 	pthread_attr_t a;
 	pthread_attr_init(&a);
@@ -343,6 +361,15 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	j->parker = p;
 	j->detached = false;
 	pthread_mutex_lock(&pool_lock);
+	if (!f && !room_now()) {
+		/* A plain thread does not queue behind busy jobs (one of
+		 * them may wait for it): with no thread free it makes the
+		 * call itself, and the kernel's timeout is the deadline. */
+		pthread_mutex_unlock(&pool_lock);
+		j->run(j);
+		*ran = true;
+		return j->result;
+	}
 	j->gen = zio__park_prepare(p, 0);
 	int err = enqueue(j);
 	pthread_mutex_unlock(&pool_lock);

@@ -794,9 +794,17 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		return -ECANCELED;
 	struct zio__loop *l = f->exec->loop;
 	if (l->ops->native && l->ops->native(l, op->opcode)) {
-		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		struct zio__fd *ent = op->fd >= 0 && op->opcode != ZIO__OP_CANCEL_FD
 					      ? zio__fd_get(op->fd) : NULL;
+		/* At the position of a pipe, tty or socket, a file read or
+		 * write is a stream's: a multishot request's queue comes
+		 * first, deadline 0 is one try. */
+		if ((op->opcode == ZIO__OP_FREAD || op->opcode == ZIO__OP_FWRITE) && ent) {
+			int kind = zio__fd_kind(op->fd, ent);
+			if (kind > ZIO__FD_UNKNOWN && kind != ZIO__FD_REGULAR) /* (< 0: its error) */
+				op->opcode = op->opcode == ZIO__OP_FREAD ? ZIO__OP_READ : ZIO__OP_WRITE;
+		}
+		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
 		 * second line, which this path does not otherwise touch.) */
 		/* zio_close() of fd is under way: a request now would hold

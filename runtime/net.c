@@ -398,7 +398,7 @@ static size_t recv_rest(int fd, const struct iovec *iov, size_t n, size_t got, i
 		}
 		if (i == n)
 			return got;
-		int ev = zio_wait_fd(fd, POLLIN, deadline);
+		int ev = zio_wait_fd(fd, POLLIN, flags & MSG_DONTWAIT ? 0 : deadline);
 		if (ev < 0 || (ev & POLLERR))
 			return got;
 		struct iovec part = { (char *)iov[i].iov_base + off, iov[i].iov_len - off };

@@ -504,6 +504,7 @@ ZIO_API int zio_writer_flush(zio_writer *w)
 struct cookie {
 	zio_reader *r;
 	zio_writer *w;
+	size_t last_read; /* the bytes ck_read last took, still in r's buffer */
 };
 
 static ssize_t ck_read(void *c, char *buf, size_t size)
@@ -513,7 +514,11 @@ static ssize_t ck_read(void *c, char *buf, size_t size)
 		errno = EBADF;
 		return -1;
 	}
+	/* (A read that finds the buffer empty and asks for at least its
+	 * size bypasses it: those bytes cannot be stepped back over.) */
+	bool buffered = k->r->end > k->r->start || size < k->r->cap;
 	ssize_t n = zio_reader_read(k->r, buf, size);
+	k->last_read = n > 0 && buffered ? (size_t)n : 0;
 	if (n < 0) {
 		/* A timeout reads as EAGAIN, as SO_RCVTIMEO's does: then fgets
 		 * returns the part of a line it has (with any other errno it
@@ -547,7 +552,9 @@ static ssize_t ck_write(void *c, const char *buf, size_t size)
 		size_t unsent = k->w->len < (size_t)n ? k->w->len : (size_t)n;
 		k->w->len -= unsent;
 		errno = -e;
-		return n - (ssize_t)unsent;
+		/* All of them out, but the stream failed for good after (the
+		 * sink's flush): still an error for stdio. */
+		return unsent == 0 && k->w->err ? 0 : n - (ssize_t)unsent;
 	}
 	return n;
 }
@@ -567,13 +574,16 @@ static int ck_close(void *c)
 /* A stream has no position: ftell/fseek fail with ESPIPE, as on a pipe
  * (without this stdio fails them with whatever errno was). One seek is
  * served: stdio giving back input it read but did not use (ungetc,
- * fscanf's look-ahead) before a write, a step back over bytes that are
- * still in the reader's buffer, just consumed. */
+ * fscanf's look-ahead before a write, fseek(f, 0, SEEK_CUR)), a step back
+ * over the bytes its last read took, while the reader's buffer holds
+ * them. */
 static int ck_seek(void *c, off64_t *off, int whence)
 {
 	struct cookie *k = c;
-	if (whence == SEEK_CUR && *off < 0 && k->r && (uint64_t)-*off <= k->r->start) {
+	if (whence == SEEK_CUR && *off < 0 && k->r && (uint64_t)-*off <= k->last_read &&
+	    k->last_read <= k->r->start) {
 		k->r->start -= (size_t)-*off;
+		k->last_read = 0;
 		*off = 0; /* (no position to report: stdio keeps none) */
 		return 0;
 	}
@@ -599,6 +609,7 @@ ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode)
 		return NULL;
 	k->r = reads ? r : NULL;
 	k->w = writes ? w : NULL;
+	k->last_read = 0;
 	cookie_io_functions_t io = { .read = ck_read, .write = ck_write, .seek = ck_seek,
 				     .close = ck_close };
 	FILE *f = fopencookie(k, mode, io);

@@ -619,6 +619,14 @@ static void *try_once_and_offsets(void *arg)
 	zio_close(fd);
 	unlink(path);
 	int p[2];
+	/* A pipe in blocking mode read and written as a file, one try: a
+	 * stream's (io_uring sent it to the pool's try, which said -EAGAIN). */
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(zio_file_write(p[1], "12345", 5, 0), 5);
+	cr_assert_eq(zio_file_read(p[0], buf, sizeof(buf), 0), 5);
+	cr_assert_eq(zio_file_read(p[0], buf, sizeof(buf), 0), -EAGAIN);
+	zio_close(p[0]);
+	zio_close(p[1]);
 	cr_assert_eq(zio_pipe(p), 0);
 	cr_assert_eq(zio_file_pwrite(p[1], "x", 1, 100, zio_deadline_after(ZIO_SEC(5))), -ESPIPE);
 	cr_assert_eq(zio_write(p[1], "y", 1, ZIO_FOREVER), 1);

@@ -1277,9 +1277,31 @@ static void hung_run(struct zio__job *j)
 		usleep(1000);
 }
 
+static atomic_int hung_freed;
+
 static void hung_free(struct zio__job *j)
 {
 	free(j);
+	atomic_fetch_add(&hung_freed, 1);
+}
+
+static atomic_int jobs_running, jobs_running_max;
+
+static long counted_job(void *arg)
+{
+	(void)arg;
+	int now = atomic_fetch_add(&jobs_running, 1) + 1;
+	int max = atomic_load(&jobs_running_max);
+	while (now > max && !atomic_compare_exchange_weak(&jobs_running_max, &max, now))
+		;
+	usleep(30000);
+	atomic_fetch_sub(&jobs_running, 1);
+	return 0;
+}
+
+static void *counted_call_task(void *arg)
+{
+	return (void *)zio_blocking_call(counted_job, arg, ZIO_FOREVER);
 }
 
 static long answer(void *arg)
@@ -1302,7 +1324,14 @@ static void *abandoned_jobs_task(void *arg)
 	int64_t t0 = zio_now();
 	cr_assert_eq(zio_blocking_call(answer, NULL, zio_deadline_after(ZIO_SEC(3))), 42);
 	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	/* Once they have ended, the limit is the limit again: the threads
+	 * started beside them went on taking jobs. */
 	atomic_store(&hung_release, 1);
+	while (atomic_load(&hung_freed) < 2)
+		zio_sleep(ZIO_MSEC(1));
+	spawn_join_all(6, counted_call_task, NULL);
+	cr_assert_leq(atomic_load(&jobs_running_max), 2, "%d jobs ran at once",
+		      atomic_load(&jobs_running_max));
 	return NULL;
 }
 

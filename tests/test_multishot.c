@@ -146,6 +146,31 @@ Test(multishot, queued_bytes_then_eof, .timeout = 20)
 	run_in_runtime(1, queued_then_eof, NULL);
 }
 
+/* zio_file_read of a socket is a read like zio_read's: the bytes a
+ * multishot request queued come first (the ring's own read waited for
+ * new ones, behind the queue). */
+static void *file_read_of_a_socket(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[16];
+	cr_assert_eq(zio_write_all(p.client, "ABCD", 4, SOON), 4);
+	read_exact(p.server, buf, 1);
+	cr_assert_eq(buf[0], 'A');
+	zio_sleep(ZIO_MSEC(20)); /* the rest is queued by now, or in the socket */
+	ssize_t n = zio_file_read(p.server, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(2)));
+	cr_assert_eq(n, 3, "zio_file_read: %zd", n);
+	cr_assert_eq(memcmp(buf, "BCD", 3), 0);
+	close_pair(&p);
+	return NULL;
+}
+
+Test(multishot, file_read_of_a_socket_takes_the_queue_first, .timeout = 20)
+{
+	run_in_runtime(1, file_read_of_a_socket, NULL);
+}
+
 struct waitall {
 	int fd;
 	ssize_t r;

@@ -150,6 +150,7 @@ Test(net, connect_refused, .timeout = 10)
 
 struct plain_connect {
 	zio_addr addr;
+	int deadline_ms; /* 0: 300 */
 	int r;
 	int64_t took;
 };
@@ -160,7 +161,7 @@ static void *plain_thread_connect(void *arg)
 	int b = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert_geq(b, 0);
 	int64_t t0 = zio_now();
-	pc->r = zio_connect(b, &pc->addr, zio_deadline_after(ZIO_MSEC(300)));
+	pc->r = zio_connect(b, &pc->addr, zio_deadline_after(ZIO_MSEC(pc->deadline_ms ? pc->deadline_ms : 300)));
 	pc->took = zio_now() - t0;
 	zio_close(b);
 	return NULL;
@@ -216,6 +217,41 @@ static void *connect_timeout(void *arg)
 Test(net, connect_timeout, .timeout = 20)
 {
 	run_in_runtime(1, connect_timeout, NULL);
+}
+
+/* A plain thread's connect does not queue behind busy pool jobs (one of
+ * them may be waiting for that thread): with no pool thread free it makes
+ * the call itself. It waited for the held thread and timed out untried. */
+static void *plain_connect_full_pool(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int lfd = zio_tcp_listen(&a, NULL);
+	cr_assert_geq(lfd, 0);
+	zio_local_addr(lfd, &a);
+	struct pool_hold hold = { 0 };
+	zio_task *holder;
+	cr_assert_eq(zio_spawn(NULL, &holder, hold_pool_thread_task, &hold, NULL), 0);
+	while (!atomic_load(&hold.started))
+		zio_sleep(ZIO_MSEC(1));
+	struct plain_connect pc = { .addr = a };
+	pc.deadline_ms = 2000;
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, plain_thread_connect, &pc), 0);
+	pthread_join(th, NULL);
+	atomic_store(&hold.release, 1);
+	zio_task_join(holder, NULL);
+	cr_assert_eq(pc.r, 0, "plain thread's connect: %d", pc.r);
+	cr_assert_lt(pc.took, ZIO_SEC(1));
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(net, plain_thread_connect_with_the_pool_full, .timeout = 20)
+{
+	setenv("ZIO_BLOCKING_THREADS", "1", 1);
+	run_in_runtime(1, plain_connect_full_pool, NULL);
 }
 
 static void *connect_then_cancel(void *arg)
@@ -583,6 +619,12 @@ static void *waitall_every_call(void *arg)
 	cr_assert_eq(memcmp(a, "01234", 5), 0);
 	cr_assert_eq(memcmp(b, "56789012345678901234", 20), 0);
 	cr_assert_eq(memcmp(c, "56789", 5), 0);
+	/* With MSG_DONTWAIT too: what is there, at once (the continued
+	 * receive waited for the deadline). */
+	cr_assert_eq(zio_write(p.client, "abc", 3, soon), 3);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_recv(p.server, buf, 30, MSG_WAITALL | MSG_DONTWAIT, soon), 3);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
 	/* EOF first: what came is returned. */
 	cr_assert_eq(zio_write(p.client, "xy", 2, soon), 2);
 	zio_shutdown(p.client, SHUT_WR);

@@ -7,6 +7,8 @@
 /* ZIO_TEST_LABELS: io */
 #include "helpers.h"
 
+#include <unistd.h>
+
 #include <string.h>
 #include <sys/socket.h>
 
@@ -473,6 +475,75 @@ Test(stream, stdio_write_after_fscanf, .timeout = 10)
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(out.len, 7u);
 	cr_assert_eq(memcmp(store, "got 42\n", 7), 0);
+}
+
+/* A step back over bytes the reader's buffer no longer holds (stdio's
+ * read went around it) fails: it used to rewind onto older bytes. */
+Test(stream, stdio_seek_back_only_over_buffered_input, .timeout = 10)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	static char rb[4096];
+	zio_reader r;
+	zio_reader_init_fd(&r, p[0], rb, sizeof(rb));
+	cr_assert_eq(write(p[1], "HELLO\n", 6), 6);
+	char line[16];
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 6);
+	cr_assert_eq(write(p[1], "abc", 3), 3);
+	close(p[1]);
+	FILE *f = zio_stream_fopen(&r, NULL, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fgetc(f), 'a');
+	errno = 0;
+	if (fseek(f, 0, SEEK_CUR) != 0)
+		cr_assert_eq(errno, ESPIPE);
+	cr_assert_eq(fgetc(f), 'b');
+	cr_assert_eq(fgetc(f), 'c');
+	cr_assert_eq(fgetc(f), EOF);
+	fclose(f);
+	close(p[0]);
+	/* Over a reader whose buffer held them, the step back is served:
+	 * C's fseek(f, 0, SEEK_CUR) gives the unused bytes back. */
+	struct zio_mem m;
+	char small[64];
+	zio_reader_init(&r, &zio_mem_source, &m, small, sizeof(small));
+	m = (struct zio_mem){ .data = "xyz", .len = 3 };
+	f = zio_stream_fopen(&r, NULL, "r");
+	cr_assert_not_null(f);
+	static char stdio_buf[16]; /* stdio's reads: smaller than the reader's buffer */
+	cr_assert_eq(setvbuf(f, stdio_buf, _IOFBF, sizeof(stdio_buf)), 0);
+	cr_assert_eq(fgetc(f), 'x');
+	cr_assert_eq(fseek(f, 0, SEEK_CUR), 0);
+	cr_assert_eq(zio_reader_buffered(&r), 2u);
+	cr_assert_eq(fgetc(f), 'y');
+	fclose(f);
+}
+
+/* The sink's own flush failing for good fails stdio's flush, though every
+ * byte went out (it said 0). */
+static int failing_flush(void *ctx, int64_t deadline)
+{
+	(void)ctx;
+	(void)deadline;
+	return -EIO;
+}
+
+Test(stream, stdio_flush_reports_the_sinks_flush_error, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, failing_flush };
+	const int steps[] = { 64, 64 };
+	struct script_sink s = { .steps = steps };
+	char wb[8];
+	zio_writer w;
+	zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+	FILE *f = zio_stream_fopen(NULL, &w, "w");
+	cr_assert_not_null(f);
+	fputs("ab", f);
+	errno = 0;
+	cr_assert_eq(fflush(f), EOF);
+	cr_assert_eq(errno, EIO);
+	fclose(f);
+	cr_assert_eq(s.len, 2u);
 }
 
 Test(stream, fopen_modes, .timeout = 10)

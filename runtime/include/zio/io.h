@@ -22,9 +22,11 @@
  * Called from a thread that is not running a task, these calls block the
  * thread (poll() with the deadline), so libraries can use them anywhere.
  *
- * Regular files: use zio_file_*: io_uring does them natively; on the epoll
- * and poll backends they run on the blocking pool, so a slow disk never
- * stalls an executor.
+ * Regular files: use zio_file_*: io_uring does them natively, except reads
+ * and writes at the file's own position (the ring does not keep it as
+ * read(2) and write(2) do: use zio_file_pread/pwrite for native speed);
+ * those, and everything on the epoll and poll backends, run on the
+ * blocking pool, so a slow disk never stalls an executor.
  */
 #ifndef ZIO_IO_H
 #define ZIO_IO_H
@@ -182,7 +184,8 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * cannot reach the single io_uring requests tasks have in flight on fd
  * (multishot requests excepted), which then end only with their tasks.
  * File work zio does on the blocking pool (file and path ops on epoll and
- * poll, zio_sendfile between files everywhere) that names fd by number is
+ * poll, reads and writes at a file's position on io_uring too, zio_sendfile
+ * between files everywhere) that names fd by number is
  * waited for while it runs: on a regular file or a directory (fd as a
  * dirfd); one not yet started is not done (-EBADF). What user code does
  * in zio_blocking_call() is not waited for. */

@@ -153,9 +153,11 @@ ZIO_API int zio_writer_flush(zio_writer *w);
  * that fails gives back to stdio what did not go out, which, as with stdio
  * over a socket, goes out only if written again. A read timeout is errno
  * EAGAIN, as with SO_RCVTIMEO, so fgets returns the part of a line it got.
- * ftell/fseek fail with ESPIPE (stdio's own step back over input it read
- * ahead, before a write, is served). fclose() flushes the writer (EOF and
- * errno if that fails) but does not close the underlying fd. */
+ * ftell and fseek fail with ESPIPE, except a step back over input stdio
+ * read ahead and did not use (fseek(f, 0, SEEK_CUR), or stdio's own before
+ * a write after fscanf or ungetc) while the reader still holds it.
+ * fclose() flushes the writer (EOF and errno if that fails) but does not
+ * close the underlying fd. */
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
 
 #ifdef __cplusplus
