@@ -258,7 +258,8 @@ static size_t format_unix(char *out, bool abstract, const char *name, size_t n)
 		if (c == '\\') {
 			out[len++] = '\\';
 			out[len++] = '\\';
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (c < 0x20 || c == 0x7f || (i == 0 && !abstract && c == '@')) {
+			/* (A path's leading '@' escaped: "unix:@" is abstract.) */
 			out[len++] = '\\';
 			out[len++] = 'x';
 			out[len++] = hex[c >> 4];

@@ -197,6 +197,26 @@ static bool poll_now(int fd, short events)
 	return poll(&p, 1, 0) > 0;
 }
 
+/* A socket shut down for reading, in the middle of a receive that found
+ * nothing: a datagram socket says EAGAIN, not 0, though poll reports
+ * POLLIN|POLLRDHUP (a blocking recv(2) returns 0), so the receive would
+ * wait, or spin, for good. Its end of input is 0. (A byte stream's
+ * receive says 0 itself.) */
+static bool input_shut_down(const struct zio__op *op)
+{
+	switch (op->opcode) {
+	case ZIO__OP_READ:
+	case ZIO__OP_READV:
+	case ZIO__OP_RECV:
+	case ZIO__OP_RECVMSG:
+		break;
+	default:
+		return false;
+	}
+	struct pollfd p = { .fd = op->fd, .events = POLLRDHUP };
+	return poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP);
+}
+
 /* A connect's EAGAIN, unlike its EINPROGRESS, is a Unix listener's full
  * backlog: nothing about this socket will become ready when it has room,
  * so it is not waited for here but retried by zio_connect(). */
@@ -420,10 +440,13 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 		return zio__blocking_op(op, deadline);
 	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
+	bool woke = false;
 	for (;;) {
 		ssize_t r = try_op(op, kind);
 		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			return r;
+		if (woke && input_shut_down(op))
+			return 0;
 		if (deadline == 0)
 			return -EAGAIN;
 		struct timespec ts, *tsp = NULL;
@@ -441,6 +464,7 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 			return -errno;
 		if (n > 0 && (p.revents & POLLNVAL))
 			return -EBADF;
+		woke = n > 0;
 	}
 }
 
@@ -661,6 +685,10 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		}
 		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			break;
+		if (woke_ready && (traits & ZIO__FD_SOCK) && input_shut_down(op)) {
+			r = 0;
+			break;
+		}
 		if (deadline == 0)
 			break;
 		if (dgram_send && woke_ready) {
@@ -768,16 +796,17 @@ static bool ring_unfit(struct zio__op *op, struct zio__fd *ent)
 	return at_position == (kind == ZIO__FD_REGULAR);
 }
 
-/* MSG_DONTWAIT asks for one non-blocking attempt, whatever the deadline. */
+/* MSG_DONTWAIT asks for one non-blocking attempt, whatever the deadline;
+ * so does MSG_ERRQUEUE (recvmsg(2) never waits for the error queue). */
 static inline bool dont_wait(const struct zio__op *op)
 {
 	switch (op->opcode) {
 	case ZIO__OP_RECV:
 	case ZIO__OP_SEND:
-		return op->u.rw.flags & MSG_DONTWAIT;
+		return op->u.rw.flags & (MSG_DONTWAIT | MSG_ERRQUEUE);
 	case ZIO__OP_RECVMSG:
 	case ZIO__OP_SENDMSG:
-		return op->u.msg.flags & MSG_DONTWAIT;
+		return op->u.msg.flags & (MSG_DONTWAIT | MSG_ERRQUEUE);
 	default:
 		return false;
 	}

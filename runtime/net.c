@@ -364,13 +364,29 @@ ZIO_API int zio_udp_bind(const zio_addr *addr)
  * read is continued here until the buffers are full, or EOF, an error, the
  * deadline or a cancel; the bytes so far are the caller's either way. A
  * datagram is whole as it is. */
+static bool byte_stream(int fd)
+{
+	int type = 0;
+	socklen_t tl = sizeof(type);
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+}
+
 static bool wants_rest(int fd, ssize_t r, size_t len, int flags)
 {
 	if (r <= 0 || (size_t)r >= len || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL)
 		return false;
-	int type = 0;
-	socklen_t tl = sizeof(type);
-	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
+	return byte_stream(fd);
+}
+
+/* The flags the receive itself is asked with. MSG_WAITALL only for a byte
+ * stream and without MSG_PEEK (which is what recv(2) waits for): io_uring's
+ * own MSG_WAITALL receive reads on past a SOCK_SEQPACKET message's end
+ * (two messages in one answer) and past a peek (the same bytes again). */
+static int receive_flags(int fd, int flags)
+{
+	if ((flags & MSG_WAITALL) && ((flags & MSG_PEEK) || !byte_stream(fd)))
+		return flags & ~MSG_WAITALL;
+	return flags;
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -420,7 +436,7 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	struct zio__op op = { .opcode = ZIO__OP_RECV, .fd = fd };
 	op.u.rw.buf = buf;
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
-	op.u.rw.flags = flags;
+	op.u.rw.flags = receive_flags(fd, flags);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (!wants_rest(fd, r, op.u.rw.len, flags))
 		return r;
@@ -443,7 +459,7 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 		return -EINVAL;
 	struct zio__op op = { .opcode = ZIO__OP_RECVMSG, .fd = fd };
 	op.u.msg.msg = msg;
-	op.u.msg.flags = flags;
+	op.u.msg.flags = receive_flags(fd, flags);
 	/* With a control buffer the rest is not waited for: a later message's
 	 * fds would have nowhere to go. */
 	bool control = msg->msg_controllen > 0;

@@ -7,6 +7,8 @@
 /* ZIO_TEST_LABELS: io */
 #include "helpers.h"
 
+#include <stddef.h>
+
 #include <arpa/inet.h>
 #include <string.h>
 
@@ -112,6 +114,23 @@ Test(addr, valid_forms, .timeout = 10)
 	cr_assert_eq(zio_addr_parse(&b, txt), 0);
 	cr_assert_eq(memcmp(&a.ss, &b.ss, a.len), 0);
 	cr_assert_eq(zio_addr_format(&a, txt, (size_t)n), -ENOSPC);
+}
+
+/* A path whose name starts with '@' (a relative path: bind("@sock"))
+ * formats so that it parses back as that path, not as an abstract name
+ * ("unix:@sock" did). */
+Test(addr, path_starting_with_at_round_trips, .timeout = 10)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	memcpy(un.sun_path, "@sock", 6);
+	zio_addr a, back;
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)&un,
+					    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 6)), 0);
+	char text[ZIO_ADDR_STRLEN];
+	cr_assert_gt(zio_addr_format(&a, text, sizeof(text)), 0);
+	cr_assert_eq(zio_addr_parse(&back, text), 0, "%s", text);
+	cr_assert_neq(back.un.sun_path[0], 0, "%s parsed back as an abstract name", text);
+	cr_assert_str_eq(back.un.sun_path, "@sock");
 }
 
 Test(addr, invalid_forms, .timeout = 10)

@@ -681,6 +681,114 @@ Test(net, waitall_leaves_an_error_for_the_next_call, .timeout = 20)
 	run_in_runtime(1, waitall_then_reset, NULL);
 }
 
+/* Receive flags as recv(2) has them on every backend: MSG_WAITALL on a
+ * SOCK_SEQPACKET socket returns one message (io_uring's own WAITALL
+ * receive merged two, or waited past the first), with MSG_PEEK what is
+ * queued (io_uring filled the buffer with copies of it), and MSG_ERRQUEUE
+ * with nothing queued says EAGAIN at once (it waited for the deadline). */
+static void *receive_flags_task(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_SEQPACKET, sv), 0);
+	int64_t soon = zio_deadline_after(ZIO_SEC(2));
+	char buf[16];
+	cr_assert_eq(zio_send(sv[0], "a", 1, 0, soon), 1);
+	cr_assert_eq(zio_send(sv[0], "bc", 2, 0, soon), 2);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_recv(sv[1], buf, sizeof(buf), MSG_WAITALL, soon), 1);
+	cr_assert_eq(zio_recv(sv[1], buf, sizeof(buf), MSG_WAITALL, soon), 2);
+	cr_assert_eq(memcmp(buf, "bc", 2), 0);
+	cr_assert_eq(zio_send(sv[0], "x", 1, 0, soon), 1);
+	cr_assert_eq(zio_recv(sv[1], buf, sizeof(buf), MSG_WAITALL, soon), 1);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1), "a whole message was waited past");
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	cr_assert_eq(zio_write(sv[0], "abcd", 4, soon), 4);
+	zio_sleep(ZIO_MSEC(10));
+	cr_assert_eq(zio_recv(sv[1], buf, sizeof(buf), MSG_PEEK | MSG_WAITALL, soon), 4);
+	cr_assert_eq(zio_recv(sv[1], buf, sizeof(buf), 0, soon), 4);
+	cr_assert_eq(memcmp(buf, "abcd", 4), 0);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	int u = zio_udp_socket(AF_INET);
+	cr_assert_geq(u, 0);
+	char control[64];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			    .msg_controllen = sizeof(control) };
+	t0 = zio_now();
+	cr_assert_eq(zio_recvmsg(u, &m, MSG_ERRQUEUE, zio_deadline_after(ZIO_SEC(2))), -EAGAIN);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(1));
+	zio_close(u);
+	return NULL;
+}
+
+Test(net, receive_flags_as_recv_has_them, .timeout = 20)
+{
+	run_in_runtime(1, receive_flags_task, NULL);
+}
+
+/* A datagram socket shut down for reading ends a waiting receive with 0,
+ * as recv(2) on a blocking socket does (the "wake a blocked UDP reader"
+ * idiom): its recv says EAGAIN, and epoll and poll waited for good (poll
+ * spinning). From a task and from a plain thread. */
+struct shut_reader {
+	int fd;
+	ssize_t r;
+	int64_t took;
+};
+
+static void *shut_reader_plain(void *arg)
+{
+	struct shut_reader *sr = arg;
+	char buf[8];
+	int64_t t0 = zio_now();
+	sr->r = zio_recv(sr->fd, buf, sizeof(buf), 0, zio_deadline_after(ZIO_SEC(3)));
+	sr->took = zio_now() - t0;
+	return NULL;
+}
+
+static void *shut_reader_task(void *arg)
+{
+	return shut_reader_plain(arg);
+}
+
+static void *shutdown_wakes_task(void *arg)
+{
+	(void)arg;
+	for (int plain = 0; plain < 2; plain++) {
+		struct shut_reader sr = { .fd = zio_udp_socket(AF_INET) };
+		cr_assert_geq(sr.fd, 0);
+		zio_addr a;
+		cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+		cr_assert_eq(zio_bind(sr.fd, &a), 0);
+		pthread_t th;
+		zio_task *t;
+		if (plain)
+			cr_assert_eq(pthread_create(&th, NULL, shut_reader_plain, &sr), 0);
+		else
+			cr_assert_eq(zio_spawn(NULL, &t, shut_reader_task, &sr, NULL), 0);
+		zio_sleep(ZIO_MSEC(50));
+		/* (Unconnected, it says ENOTCONN, and shuts down all the same.) */
+		cr_assert(shutdown(sr.fd, SHUT_RD) == 0 || errno == ENOTCONN);
+		if (plain)
+			pthread_join(th, NULL);
+		else
+			zio_task_join(t, NULL);
+		cr_assert_eq(sr.r, 0, "%s: recv after SHUT_RD: %zd", plain ? "plain thread" : "task", sr.r);
+		cr_assert_lt(sr.took, ZIO_SEC(2));
+		zio_close(sr.fd);
+	}
+	return NULL;
+}
+
+Test(net, shutdown_for_reading_ends_a_datagram_receive, .timeout = 20)
+{
+	run_in_runtime(1, shutdown_wakes_task, NULL);
+}
+
 /* A Unix listener whose backlog is full: connect waits, like connect(2)
  * on a blocking socket, until the server accepts or the deadline passes
  * (a non-blocking connect gets EAGAIN and no event, which hung epoll,
