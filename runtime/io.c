@@ -440,7 +440,15 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 		return zio__blocking_op(op, deadline);
 	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
-	bool woke = false;
+	/* As in ready_run(): ppoll is level-triggered, so a socket kept
+	 * "ready" by what the op cannot take (an error queue's POLLERR, an
+	 * unconnected datagram send's full receiver) is retried after a
+	 * growing pause, not at once. */
+	bool woke = false, dgram_send = ent && op_dir(op) == ZIO__DIR_WRITE &&
+					 op->opcode != ZIO__OP_CONNECT &&
+					 (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
+	unsigned refused = 0;
+	int64_t pause = ZIO_USEC(50);
 	for (;;) {
 		ssize_t r = try_op(op, kind);
 		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
@@ -449,6 +457,13 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 			return 0;
 		if (deadline == 0)
 			return -EAGAIN;
+		if (woke && ++refused >= (dgram_send ? 1u : 2u)) {
+			int w = zio__backoff(&pause, ZIO_MSEC(10), deadline);
+			if (w)
+				return w;
+			woke = false;
+			continue;
+		}
 		struct timespec ts, *tsp = NULL;
 		if (deadline != ZIO_FOREVER) {
 			int64_t left = deadline - zio__now();
@@ -672,6 +687,12 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
 	bool woke_ready = false;
 	int64_t pause = ZIO_USEC(50);
+	/* Wakes in a row after which the op still found nothing to do. On a
+	 * level-triggered backend (poll; the ring's poll requests) a state
+	 * that keeps the fd "ready" without letting the op proceed (a
+	 * socket's error queue: POLLERR) would spin a core: from the second
+	 * such wake on, the same growing pause as a datagram send's. */
+	unsigned refused = 0, pause_after = dgram_send ? 1 : l->ops == &zio__backend_epoll ? UINT_MAX : 2;
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
@@ -691,7 +712,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		}
 		if (deadline == 0)
 			break;
-		if (dgram_send && woke_ready) {
+		if (woke_ready && ++refused >= pause_after) {
 			if ((r = zio__backoff(&pause, ZIO_MSEC(10), deadline)) != 0)
 				break;
 			if (zio__fd_replaced(ent, incarnation)) {

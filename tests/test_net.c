@@ -789,6 +789,120 @@ Test(net, shutdown_for_reading_ends_a_datagram_receive, .timeout = 20)
 	run_in_runtime(1, shutdown_wakes_task, NULL);
 }
 
+/* A receive that waits while the socket's error queue holds an entry
+ * (IP_RECVERR: POLLERR stays set) sleeps, on a task and on a plain
+ * thread: on the poll backend and on plain threads it spun a core until
+ * the deadline. */
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct queued_error {
+	int fd;
+	ssize_t r;
+	double cpu;
+};
+
+static void *recv_with_error_queued(void *arg)
+{
+	struct queued_error *q = arg;
+	char buf[16];
+	double c0 = thread_cpu_s();
+	q->r = zio_recv(q->fd, buf, sizeof(buf), 0, zio_deadline_after(ZIO_MSEC(300)));
+	q->cpu = thread_cpu_s() - c0;
+	return NULL;
+}
+
+static void *error_queue_task(void *arg)
+{
+	(void)arg;
+	zio_addr dead, me;
+	cr_assert_eq(zio_addr_parse(&dead, "127.0.0.1:0"), 0);
+	int d = zio_udp_bind(&dead);
+	cr_assert_geq(d, 0);
+	zio_local_addr(d, &dead);
+	zio_close(d); /* nobody there: the send draws a port unreachable */
+	cr_assert_eq(zio_addr_parse(&me, "127.0.0.1:0"), 0);
+	struct queued_error q = { .fd = zio_udp_bind(&me) };
+	cr_assert_geq(q.fd, 0);
+	int on = 1;
+	cr_assert_eq(setsockopt(q.fd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on)), 0);
+	cr_assert_eq(zio_connect(q.fd, &dead, ZIO_FOREVER), 0);
+	cr_assert_eq(zio_send(q.fd, "x", 1, 0, ZIO_FOREVER), 1);
+	zio_sleep(ZIO_MSEC(20));
+	char buf[16];
+	cr_assert_eq(zio_recv(q.fd, buf, sizeof(buf), 0, zio_deadline_after(ZIO_MSEC(100))), -ECONNREFUSED);
+	recv_with_error_queued(&q);
+	cr_assert_eq(q.r, -ETIMEDOUT);
+	cr_assert_lt(q.cpu, 0.15, "a task's receive spun: %.3f s of CPU in 0.3 s", q.cpu);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, recv_with_error_queued, &q), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(q.r, -ETIMEDOUT);
+	cr_assert_lt(q.cpu, 0.15, "a plain thread's receive spun: %.3f s of CPU in 0.3 s", q.cpu);
+	zio_close(q.fd);
+	return NULL;
+}
+
+Test(net, receive_with_an_error_queued_does_not_spin, .timeout = 20)
+{
+	run_in_runtime(1, error_queue_task, NULL);
+}
+
+/* A plain thread's send to an unconnected Unix datagram receiver that is
+ * full waits with pauses, as a task's does (it spun until the deadline:
+ * its own socket polls writable). */
+struct full_send {
+	int fd;
+	zio_addr to;
+	ssize_t r;
+	double cpu;
+};
+
+static void *send_to_full_receiver(void *arg)
+{
+	struct full_send *fs = arg;
+	double c0 = thread_cpu_s();
+	fs->r = zio_sendto(fs->fd, "x", 1, 0, &fs->to, zio_deadline_after(ZIO_MSEC(300)));
+	fs->cpu = thread_cpu_s() - c0;
+	return NULL;
+}
+
+static void *full_receiver_task(void *arg)
+{
+	(void)arg;
+	char name[108];
+	snprintf(name, sizeof(name), "@zio-full-rx-%d", getpid());
+	struct full_send fs;
+	cr_assert_eq(zio_addr_unix(&fs.to, name), 0);
+	int rx = zio_socket(AF_UNIX, SOCK_DGRAM, 0);
+	cr_assert_geq(rx, 0);
+	cr_assert_eq(zio_bind(rx, &fs.to), 0);
+	fs.fd = zio_socket(AF_UNIX, SOCK_DGRAM, 0);
+	cr_assert_geq(fs.fd, 0);
+	ssize_t r;
+	int sent = 0;
+	while ((r = zio_sendto(fs.fd, "x", 1, 0, &fs.to, 0)) == 1)
+		cr_assert_lt(++sent, 100000, "the receiver never filled");
+	cr_assert_eq(r, -EAGAIN);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, send_to_full_receiver, &fs), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(fs.r, -ETIMEDOUT);
+	cr_assert_lt(fs.cpu, 0.15, "a plain thread's send spun: %.3f s of CPU in 0.3 s", fs.cpu);
+	zio_close(fs.fd);
+	zio_close(rx);
+	return NULL;
+}
+
+Test(net, plain_thread_send_to_a_full_receiver_does_not_spin, .timeout = 20)
+{
+	run_in_runtime(1, full_receiver_task, NULL);
+}
+
 /* A Unix listener whose backlog is full: connect waits, like connect(2)
  * on a blocking socket, until the server accepts or the deadline passes
  * (a non-blocking connect gets EAGAIN and no event, which hung epoll,
@@ -1229,13 +1343,6 @@ static void *drain_later(void *arg)
 		d->got++;
 	}
 	return NULL;
-}
-
-static double thread_cpu_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void *dgram_to_a_full_receiver(void *arg)
