@@ -348,6 +348,7 @@ struct zio__exec {
 	struct zio__exec *move_to;     /* ZIO__LAND_MOVE's destination */
 	unsigned tick;
 	unsigned passes;               /* find_work() calls: global queue fairness */
+	unsigned picks;                /* pick_local() calls: run queue fairness */
 	atomic_bool driven;            /* a thread runs it (exec_enter..exec_leave) */
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */

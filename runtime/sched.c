@@ -509,9 +509,19 @@ static void land(struct zio__exec *e)
 	}
 }
 
+/* runnext and the pinned list come first (hand-offs and I/O wakes: warm,
+ * and this executor's alone), but not always: with enough tasks in I/O
+ * the pinned list never empties, and what the run queue holds (spawned,
+ * yielded, woken by a join) would never run. Every RUNQ_TURN-th pick
+ * looks there first. */
+#define RUNQ_TURN 16u
+
 static inline struct zio__fiber *pick_local(struct zio__exec *e)
 {
-	struct zio__fiber *f = e->runnext;
+	struct zio__fiber *f;
+	if (zio__unlikely(++e->picks % RUNQ_TURN == 0) && (f = runq_pop(e)))
+		return f;
+	f = e->runnext;
 	if (f) {
 		e->runnext = NULL;
 		return f;

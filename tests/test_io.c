@@ -1341,6 +1341,79 @@ Test(io, abandoned_lookups_leave_the_pool_room, .timeout = 20)
 	run_in_runtime(1, abandoned_jobs_task, NULL);
 }
 
+/* Tasks in the run queue (spawned, yielding) run while hundreds of tasks
+ * keep waking each other through I/O: each I/O wake queues its task on
+ * the executor's pinned list, which was always served first and, with
+ * that many tasks, never emptied. */
+#define CHURNERS 200
+static int churn_sv[2];
+static atomic_int churn_stop, churn_started;
+static atomic_long churn_yields;
+
+static void *churner(void *arg)
+{
+	intptr_t i = (intptr_t)arg;
+	char buf[512];
+	while (!atomic_load(&churn_stop)) {
+		if (i & 1)
+			zio_write(churn_sv[0], buf, 1 + (size_t)i % 500, zio_deadline_after(ZIO_SEC(5)));
+		else
+			zio_read(churn_sv[1], buf, 1 + (size_t)i % 500, zio_deadline_after(ZIO_SEC(5)));
+	}
+	return NULL;
+}
+
+static void *churn_yielder(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&churn_stop)) {
+		zio_yield();
+		atomic_fetch_add(&churn_yields, 1);
+	}
+	return NULL;
+}
+
+static void *churn_late(void *arg)
+{
+	(void)arg;
+	atomic_store(&churn_started, 1);
+	return NULL;
+}
+
+static void *run_queue_under_io_churn(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, churn_sv), 0);
+	static zio_task *t[CHURNERS];
+	for (int i = 0; i < CHURNERS; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], churner, (void *)(intptr_t)i, NULL), 0);
+	zio_task *y, *late;
+	cr_assert_eq(zio_spawn(NULL, &y, churn_yielder, NULL, NULL), 0);
+	zio_sleep(ZIO_MSEC(100));
+	cr_assert_eq(zio_spawn(NULL, &late, churn_late, NULL, NULL), 0);
+	int64_t until = zio_deadline_after(ZIO_SEC(1));
+	while (!atomic_load(&churn_started) && zio_now() < until)
+		zio_sleep(ZIO_MSEC(10));
+	bool started = atomic_load(&churn_started);
+	long yields = atomic_load(&churn_yields);
+	atomic_store(&churn_stop, 1);
+	zio_shutdown(churn_sv[0], SHUT_RDWR);
+	for (int i = 0; i < CHURNERS; i++)
+		zio_task_join(t[i], NULL);
+	zio_task_join(y, NULL);
+	zio_task_join(late, NULL);
+	zio_close(churn_sv[0]);
+	zio_close(churn_sv[1]);
+	cr_assert(started, "a task spawned during the churn never started");
+	cr_assert_gt(yields, 0, "the yielding task never ran");
+	return NULL;
+}
+
+Test(io, run_queue_is_served_under_io_churn, .timeout = 30)
+{
+	run_in_runtime(1, run_queue_under_io_churn, NULL);
+}
+
 /* ---------------------------------------------------- backend fallback */
 
 static void *backend_name(void *arg)
