@@ -183,9 +183,10 @@ static inline int op_dir(const struct zio__op *op)
 	case ZIO__OP_SENDMSG:
 	case ZIO__OP_CONNECT:
 		return ZIO__DIR_WRITE;
-	case ZIO__OP_POLL: /* urgent data is on the read side */
-		return (op->u.poll.events & POLLIN) || !(op->u.poll.events & POLLOUT) ? ZIO__DIR_READ
-											: ZIO__DIR_WRITE;
+	case ZIO__OP_POLL: /* urgent data and the peer's shutdown are on the read side */
+		return (op->u.poll.events & (POLLIN | POLLRDHUP)) || !(op->u.poll.events & POLLOUT)
+			       ? ZIO__DIR_READ
+			       : ZIO__DIR_WRITE;
 	default:
 		return ZIO__DIR_READ;
 	}
@@ -479,6 +480,10 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 			return -errno;
 		if (n > 0 && (p.revents & POLLNVAL))
 			return -EBADF;
+		/* A wait's events are its answer: some (a mount table's
+		 * change) are reported to one poll only. */
+		if (n > 0 && op->opcode == ZIO__OP_POLL && (p.revents & (ev | POLLERR | POLLHUP)))
+			return p.revents & (ev | POLLERR | POLLHUP);
 		woke = n > 0;
 	}
 }
@@ -1011,7 +1016,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 	if (!(events & (POLLIN | POLLOUT | POLLPRI)))
 		return -EINVAL;
 	struct zio__fiber *f = zio__fiber_current();
-	if (f && (events & (POLLIN | POLLPRI)) && (events & POLLOUT)) {
+	if (f && (events & (POLLIN | POLLPRI | POLLRDHUP)) && (events & POLLOUT)) {
 		struct zio__loop *l = f->exec->loop;
 		if (!(l->ops->native && l->ops->native(l, ZIO__OP_POLL))) {
 			/* Readiness lists are per direction: wait on both with
@@ -1036,8 +1041,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 				rd.u.poll.events = wr.u.poll.events = events;
 				rd.seq = __atomic_load_n(&ent->seq[0], __ATOMIC_ACQUIRE);
 				wr.seq = __atomic_load_n(&ent->seq[1], __ATOMIC_ACQUIRE);
+				/* (A file with no poll method is ready for both
+				 * at once; one with one, /proc/self/mounts say,
+				 * is waited for like a socket.) */
 				r = (int)zio__op_syscall(&rd);
-				if (r != -EAGAIN || deadline == 0 || kind == ZIO__FD_REGULAR)
+				if (r != -EAGAIN || deadline == 0)
 					break;
 				rd.loop = wr.loop = l;
 				rd.parker = wr.parker = &f->park;

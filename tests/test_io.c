@@ -555,6 +555,11 @@ static void *wait_fd_regular_task(void *arg)
 	t0 = zio_now();
 	cr_assert_eq(zio_wait_fd(m, POLLPRI, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
 	cr_assert_geq(zio_now() - t0, ZIO_MSEC(45));
+	/* With POLLOUT too (which a file with a poll method need not
+	 * report): waited for as well (it said -EAGAIN at once). */
+	t0 = zio_now();
+	cr_assert_eq(zio_wait_fd(m, POLLPRI | POLLOUT, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(45));
 	zio_close(m);
 	return NULL;
 }
@@ -605,6 +610,38 @@ Test(io, wait_fd_out_or_pri, .timeout = 10)
 	run_in_runtime(1, wait_out_or_pri_task, NULL);
 }
 
+/* Writability or the peer's shutdown: the shutdown ends the wait (on epoll
+ * the wait was on the write side only, and it never came). */
+static void *shut_peer_later(void *arg)
+{
+	zio_shutdown(*(int *)arg, SHUT_WR); /* runs once the waiter has parked */
+	return NULL;
+}
+
+static void *wait_out_or_rdhup_task(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	static char chunk[65536];
+	while (zio_write(sv[0], chunk, sizeof(chunk), 0) > 0)
+		;
+	zio_task *t;
+	zio_spawn(NULL, &t, shut_peer_later, &sv[1], NULL);
+	int r = zio_wait_fd(sv[0], POLLOUT | POLLRDHUP, zio_deadline_after(ZIO_SEC(2)));
+	cr_assert_gt(r, 0, "wait_fd: %d", r);
+	cr_assert(r & POLLRDHUP, "revents %#x", r);
+	zio_task_join(t, NULL);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(io, wait_fd_out_or_rdhup, .timeout = 10)
+{
+	run_in_runtime(1, wait_out_or_rdhup_task, NULL);
+}
+
 /* And when the change comes: /proc/sys/kernel/hostname reports POLLPRI to
  * one poll only, the backend's, so the wait must return what the backend
  * saw rather than poll again (it used to wait on until the deadline). */
@@ -613,6 +650,12 @@ static void *rename_host(void *arg)
 	(void)arg; /* runs once the waiter has parked (one executor) */
 	cr_assert_eq(sethostname("zio-test-host", 13), 0);
 	return NULL;
+}
+
+static void *rename_host_later(void *arg)
+{
+	usleep(50000); /* the plain thread is in its wait by then */
+	return rename_host(arg);
 }
 
 static void *wait_fd_pri_task(void *arg)
@@ -638,6 +681,19 @@ Test(io, wait_fd_pri_reported_once, .timeout = 10)
 	if (unshare(CLONE_NEWUTS) != 0)
 		cr_skip_test("no CAP_SYS_ADMIN for a UTS namespace: %s", strerror(errno));
 	run_in_runtime(1, wait_fd_pri_task, NULL);
+	/* The same from a plain thread: its ppoll saw the change, and it
+	 * polled again and waited on. */
+	int fd = open("/proc/sys/kernel/hostname", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	char b[64];
+	cr_assert_gt(pread(fd, b, sizeof(b), 0), 0);
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, rename_host_later, NULL), 0);
+	int r = zio_wait_fd(fd, POLLPRI, zio_deadline_after(ZIO_SEC(5)));
+	pthread_join(th, NULL);
+	cr_assert_gt(r, 0, "plain thread's wait_fd: %d", r);
+	cr_assert(r & POLLPRI);
+	close(fd);
 }
 
 /* ------------------------------------- fds zio did not make: blocking */
