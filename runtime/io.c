@@ -192,6 +192,14 @@ static inline int op_dir(const struct zio__op *op)
 	}
 }
 
+/* A send on a datagram socket: refused when the receiver is full, which
+ * readiness does not always tell (see ready_run()). */
+static inline bool dgram_send(const struct zio__op *op, struct zio__fd *ent)
+{
+	return ent && op_dir(op) == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
+	       (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
+}
+
 static bool poll_now(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
@@ -445,10 +453,8 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 	 * "ready" by what the op cannot take (an error queue's POLLERR, an
 	 * unconnected datagram send's full receiver) is retried after a
 	 * growing pause, not at once. */
-	bool woke = false, dgram_send = ent && op_dir(op) == ZIO__DIR_WRITE &&
-					 op->opcode != ZIO__OP_CONNECT &&
-					 (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
-	unsigned refused = 0;
+	bool woke = false;
+	unsigned refused = 0, pause_after = dgram_send(op, ent) ? 1 : 2;
 	int64_t pause = ZIO_USEC(50);
 	for (;;) {
 		ssize_t r = try_op(op, kind);
@@ -458,7 +464,7 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 			return 0;
 		if (deadline == 0)
 			return -EAGAIN;
-		if (woke && ++refused >= (dgram_send ? 1u : 2u)) {
+		if (woke && ++refused >= pause_after) {
 			int w = zio__backoff(&pause, ZIO_MSEC(10), deadline);
 			if (w)
 				return w;
@@ -684,20 +690,18 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * by a zio_close() of fd and a new file under its number: neither a
 	 * retry nor a poll's answer may then be about that file. */
 	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
-	/* A datagram send found ready and still refused: an unconnected
-	 * socket whose receiver is full, which no poll reports (its own
-	 * buffer has room). A growing pause, then readiness again, instead of
-	 * a wait that would return at once. */
-	bool dgram_send = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
-			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
+	/* Wakes after which the op still found nothing to do are followed by
+	 * a growing pause, then readiness again, where a wait would return
+	 * at once: from the first for a datagram send (an unconnected
+	 * socket's full receiver, which no poll reports: its own buffer has
+	 * room); from the second in a row on a level-triggered backend (poll,
+	 * the ring's poll requests), where a state that keeps the fd "ready"
+	 * without letting the op proceed (a socket's error queue: POLLERR)
+	 * would spin a core. */
 	bool woke_ready = false;
 	int64_t pause = ZIO_USEC(50);
-	/* Wakes in a row after which the op still found nothing to do. On a
-	 * level-triggered backend (poll; the ring's poll requests) a state
-	 * that keeps the fd "ready" without letting the op proceed (a
-	 * socket's error queue: POLLERR) would spin a core: from the second
-	 * such wake on, the same growing pause as a datagram send's. */
-	unsigned refused = 0, pause_after = dgram_send ? 1 : l->ops == &zio__backend_epoll ? UINT_MAX : 2;
+	unsigned refused = 0,
+		 pause_after = dgram_send(op, ent) ? 1 : l->ops == &zio__backend_epoll ? UINT_MAX : 2;
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
@@ -902,8 +906,7 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		/* A datagram send waits for room and is tried again: the
 		 * kernel's Unix datagram send takes the payload in before it
 		 * says EAGAIN, and io_uring's retry of it sent an empty one. */
-		if (ent && stream_op && op_dir(op) == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
-		    (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM))
+		if (stream_op && dgram_send(op, ent))
 			return ready_run(l, f, op, deadline);
 		return native_run(l, f, op, deadline);
 	}
