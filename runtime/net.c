@@ -494,6 +494,15 @@ ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr 
 		memset(from, 0, sizeof(*from));
 		memcpy(&from->ss, &ss, m.msg_namelen <= sizeof(ss) ? m.msg_namelen : sizeof(ss));
 		from->len = m.msg_namelen;
+		/* An unbound Unix sender has no name (length 0): it is the
+		 * unnamed Unix address, "unix:", not no address at all. */
+		struct sockaddr_storage own;
+		socklen_t ol = sizeof(own);
+		if (m.msg_namelen == 0 && getsockname(fd, (struct sockaddr *)&own, &ol) == 0 &&
+		    own.ss_family == AF_UNIX) {
+			from->un.sun_family = AF_UNIX;
+			from->len = sizeof(sa_family_t);
+		}
 	}
 	return r;
 }

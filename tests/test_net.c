@@ -903,6 +903,35 @@ Test(net, plain_thread_send_to_a_full_receiver_does_not_spin, .timeout = 20)
 	run_in_runtime(1, full_receiver_task, NULL);
 }
 
+/* A datagram from an unbound Unix socket comes from the unnamed address,
+ * which formats as "unix:" (it came back empty, and formatting it failed). */
+static void *unnamed_sender_task(void *arg)
+{
+	(void)arg;
+	char name[108];
+	snprintf(name, sizeof(name), "@zio-unnamed-rx-%d", getpid());
+	zio_addr rx_addr, from;
+	cr_assert_eq(zio_addr_unix(&rx_addr, name), 0);
+	int rx = zio_socket(AF_UNIX, SOCK_DGRAM, 0);
+	cr_assert_geq(rx, 0);
+	cr_assert_eq(zio_bind(rx, &rx_addr), 0);
+	int tx = zio_socket(AF_UNIX, SOCK_DGRAM, 0);
+	cr_assert_geq(tx, 0);
+	cr_assert_eq(zio_sendto(tx, "hi", 2, 0, &rx_addr, ZIO_FOREVER), 2);
+	char buf[8], text[ZIO_ADDR_STRLEN];
+	cr_assert_eq(zio_recvfrom(rx, buf, sizeof(buf), 0, &from, zio_deadline_after(ZIO_SEC(2))), 2);
+	cr_assert_gt(zio_addr_format(&from, text, sizeof(text)), 0);
+	cr_assert_str_eq(text, "unix:");
+	zio_close(tx);
+	zio_close(rx);
+	return NULL;
+}
+
+Test(net, unbound_unix_sender_is_the_unnamed_address, .timeout = 10)
+{
+	run_in_runtime(1, unnamed_sender_task, NULL);
+}
+
 /* A Unix listener whose backlog is full: connect waits, like connect(2)
  * on a blocking socket, until the server accepts or the deadline passes
  * (a non-blocking connect gets EAGAIN and no event, which hung epoll,
