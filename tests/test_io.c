@@ -585,23 +585,32 @@ static void *drain_later(void *arg)
 	return NULL;
 }
 
-/* Writability and urgent data at once: the wait is on both sides. */
-static void *wait_out_or_pri_task(void *arg)
+/* Waits for events on one end of a socket pair whose send buffer is full,
+ * while a task does peer_action(&other end): runs once the waiter has
+ * parked (one executor). Returns what the wait returned. */
+static int wait_with_buffer_full(short events, zio_task_fn peer_action)
 {
-	(void)arg;
 	int sv[2];
 	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
 	static char chunk[65536];
 	while (zio_write(sv[0], chunk, sizeof(chunk), 0) > 0)
 		;
 	zio_task *t;
-	zio_spawn(NULL, &t, drain_later, &sv[1], NULL);
-	int r = zio_wait_fd(sv[0], POLLOUT | POLLPRI, zio_deadline_after(ZIO_SEC(5)));
-	cr_assert_gt(r, 0, "wait_fd: %d", r);
-	cr_assert(r & POLLOUT);
+	cr_assert_eq(zio_spawn(NULL, &t, peer_action, &sv[1], NULL), 0);
+	int r = zio_wait_fd(sv[0], events, zio_deadline_after(ZIO_SEC(2)));
 	zio_task_join(t, NULL);
 	zio_close(sv[0]);
 	zio_close(sv[1]);
+	return r;
+}
+
+/* Writability and urgent data at once: the wait is on both sides. */
+static void *wait_out_or_pri_task(void *arg)
+{
+	(void)arg;
+	int r = wait_with_buffer_full(POLLOUT | POLLPRI, drain_later);
+	cr_assert_gt(r, 0, "wait_fd: %d", r);
+	cr_assert(r & POLLOUT);
 	return NULL;
 }
 
@@ -614,26 +623,16 @@ Test(io, wait_fd_out_or_pri, .timeout = 10)
  * the wait was on the write side only, and it never came). */
 static void *shut_peer_later(void *arg)
 {
-	zio_shutdown(*(int *)arg, SHUT_WR); /* runs once the waiter has parked */
+	zio_shutdown(*(int *)arg, SHUT_WR);
 	return NULL;
 }
 
 static void *wait_out_or_rdhup_task(void *arg)
 {
 	(void)arg;
-	int sv[2];
-	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
-	static char chunk[65536];
-	while (zio_write(sv[0], chunk, sizeof(chunk), 0) > 0)
-		;
-	zio_task *t;
-	zio_spawn(NULL, &t, shut_peer_later, &sv[1], NULL);
-	int r = zio_wait_fd(sv[0], POLLOUT | POLLRDHUP, zio_deadline_after(ZIO_SEC(2)));
+	int r = wait_with_buffer_full(POLLOUT | POLLRDHUP, shut_peer_later);
 	cr_assert_gt(r, 0, "wait_fd: %d", r);
 	cr_assert(r & POLLRDHUP, "revents %#x", r);
-	zio_task_join(t, NULL);
-	zio_close(sv[0]);
-	zio_close(sv[1]);
 	return NULL;
 }
 
@@ -1448,7 +1447,9 @@ static void *run_queue_under_io_churn(void *arg)
 	zio_sleep(ZIO_MSEC(100));
 	cr_assert_eq(zio_spawn(NULL, &late, churn_late, NULL, NULL), 0);
 	int64_t until = zio_deadline_after(ZIO_SEC(1));
-	while (!atomic_load(&churn_started) && zio_now() < until)
+	/* (Both: the yielder's count moves only once it is back from its
+	 * first yield, which may come after the late task has run.) */
+	while ((!atomic_load(&churn_started) || atomic_load(&churn_yields) == 0) && zio_now() < until)
 		zio_sleep(ZIO_MSEC(10));
 	bool started = atomic_load(&churn_started);
 	long yields = atomic_load(&churn_yields);
