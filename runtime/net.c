@@ -371,22 +371,21 @@ static bool byte_stream(int fd)
 	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
 }
 
-static bool wants_rest(int fd, ssize_t r, size_t len, int flags)
-{
-	if (r <= 0 || (size_t)r >= len || (flags & (MSG_WAITALL | MSG_PEEK)) != MSG_WAITALL)
-		return false;
-	return byte_stream(fd);
-}
-
-/* The flags the receive itself is asked with. MSG_WAITALL only for a byte
- * stream and without MSG_PEEK (which is what recv(2) waits for): io_uring's
- * own MSG_WAITALL receive reads on past a SOCK_SEQPACKET message's end
- * (two messages in one answer) and past a peek (the same bytes again). */
+/* The flags the receive is made with. MSG_WAITALL only for a byte stream
+ * and without MSG_PEEK (which is what recv(2) waits for): io_uring's own
+ * MSG_WAITALL receive reads on past a SOCK_SEQPACKET message's end (two
+ * messages in one answer) and past a peek (the same bytes again). */
 static int receive_flags(int fd, int flags)
 {
 	if ((flags & MSG_WAITALL) && ((flags & MSG_PEEK) || !byte_stream(fd)))
 		return flags & ~MSG_WAITALL;
 	return flags;
+}
+
+/* Whether a receive made with receive_flags() stopped short of len. */
+static bool wants_rest(ssize_t r, size_t len, int op_flags)
+{
+	return r > 0 && (size_t)r < len && (op_flags & MSG_WAITALL);
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -438,7 +437,7 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = receive_flags(fd, flags);
 	ssize_t r = zio__op_run(&op, deadline);
-	if (!wants_rest(fd, r, op.u.rw.len, flags))
+	if (!wants_rest(r, op.u.rw.len, op.u.rw.flags))
 		return r;
 	struct iovec iov = { buf, op.u.rw.len };
 	return (ssize_t)recv_rest(fd, &iov, 1, (size_t)r, flags, deadline);
@@ -464,7 +463,7 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 	 * fds would have nowhere to go. */
 	bool control = msg->msg_controllen > 0;
 	ssize_t r = zio__op_run(&op, deadline);
-	if (control || !msg->msg_iov || !wants_rest(fd, r, iov_total(msg->msg_iov, msg->msg_iovlen), flags))
+	if (control || !msg->msg_iov || !wants_rest(r, iov_total(msg->msg_iov, msg->msg_iovlen), op.u.msg.flags))
 		return r;
 	return (ssize_t)recv_rest(fd, msg->msg_iov, msg->msg_iovlen, (size_t)r, flags, deadline);
 }
