@@ -365,8 +365,8 @@ struct zio__job {
 };
 /* Adds fd to j->fds (at most two); -errno if fd can have no entry. */
 int zio__job_watch_fd(struct zio__job *j, int fd);
-/* zio_blocking_call() for a job whose fn names in_fd and out_fd (regular
- * files) by number. */
+/* zio_blocking_call() for a job whose fn names in_fd and out_fd (a file,
+ * and a file, socket or pipe) by number. */
 long zio__blocking_call_on_files(long (*fn)(void *), void *arg, int64_t deadline, int in_fd,
 				 int out_fd);
 /* Queues j and waits for it until deadline; returns 0 if it ran, else the

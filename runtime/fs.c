@@ -20,7 +20,9 @@
  * between files (on the pool, like any disk I/O, in 64 MiB pieces so a
  * cancel or close waits for one piece), sendfile(2) from a file into a
  * non-blocking socket or pipe (waiting for room on EAGAIN; yielding and
- * looking at the deadline between 1 MiB calls). Everything else (a socket
+ * looking at the deadline between 1 MiB calls). A piece of the file not
+ * all in the page cache is sent by a pool thread, which waits for the
+ * disk. Everything else (a socket
  * or pipe as input, an output in blocking mode, an O_APPEND file) goes
  * through a buffer with zio's reads and writes.
  */
@@ -28,6 +30,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
@@ -295,6 +298,52 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
  * which the task yields and looks at its deadline. */
 #define SEND_PIECE (1u << 20)
 
+/* Whether sendfile(2) of [off, off + len) from fd, size bytes long, finds
+ * every page read in and so cannot wait for the disk. mincore(2) of a
+ * mapping that is never touched says so page by page, pages still being
+ * read in being not yet there (cachestat(2) would count those, and is
+ * Linux 6.5's). A file that cannot be mapped is taken to be cold. */
+static bool in_page_cache(int fd, off_t off, size_t len, off_t size)
+{
+	if (off >= size)
+		return true; /* nothing to read: sendfile says 0 */
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	off_t first = off - off % (off_t)page;
+	off_t end = size - off < (off_t)len ? size : off + (off_t)len;
+	size_t span = (size_t)(end - first), pages = (span + page - 1) / page;
+	unsigned char vec[SEND_PIECE / 4096 + 1];
+	if (pages > sizeof(vec))
+		return false;
+	void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, first);
+	if (m == MAP_FAILED)
+		return false;
+	bool all = mincore(m, span, vec) == 0;
+	for (size_t i = 0; all && i < pages; i++)
+		all = vec[i] & 1;
+	munmap(m, span);
+	return all;
+}
+
+static long send_piece(void *arg)
+{
+	struct copy_args *c = arg;
+	ssize_t r = sendfile(c->out_fd, c->in_fd, c->offset, c->count);
+	return r < 0 ? -errno : r;
+}
+
+/* One sendfile(2) of up to len bytes at pos into a non-blocking output:
+ * in place when the page cache holds them, else on the pool, whose thread
+ * then waits for the disk only (a job that started is waited for, so what
+ * it sent is counted). Deadline 0 is one try, in place, and a plain
+ * thread (no fiber) may wait for its disk itself. */
+static ssize_t send_once(struct copy_args *c, off_t pos, off_t size, int64_t deadline)
+{
+	if (deadline == 0 || !zio__fiber_current() ||
+	    in_page_cache(c->in_fd, pos, c->count, size))
+		return send_piece(c);
+	return zio__blocking_call_on_files(send_piece, c, deadline, c->in_fd, c->out_fd);
+}
+
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline)
 {
@@ -340,34 +389,39 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	struct zio__fiber *f = zio__fiber_current();
 	if (f)
 		deadline = zio__effective_deadline(f, deadline);
-	/* The calls below are made in place: a cancel or a deadline already
-	 * past is seen first, as every other op sees it. */
+	/* Pieces sent in place do not look at them: a cancel or a deadline
+	 * already past is seen first, as every other op sees it. */
 	if (f && f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
 		return -ECANCELED;
 	if (deadline != ZIO_FOREVER && deadline != 0 && zio_now() >= deadline)
 		return -ETIMEDOUT;
+	/* Where the pieces start, to ask the page cache about them. */
+	struct stat st;
+	off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
+	if (fstat(in_fd, &st) < 0 || pos < 0)
+		return -errno;
 	while (done < count) {
 		size_t chunk = count - done > SEND_PIECE ? SEND_PIECE : count - done;
-		ssize_t r = sendfile(out_fd, in_fd, offset, chunk);
-		if (r < 0) {
-			int e = errno;
-			if (e == EAGAIN) {
-				int w = zio_wait_fd(out_fd, POLLOUT, deadline);
-				if (w < 0)
-					return done ? (ssize_t)done : w;
-				continue;
-			}
-			if (e == EINVAL || e == ENOSYS) {
-				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
-				return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);
-			}
-			if (e == EINTR)
-				continue;
-			return done ? (ssize_t)done : -e;
+		ssize_t r = send_once(&(struct copy_args){ out_fd, in_fd, offset, chunk }, pos,
+				      st.st_size, deadline);
+		if (r == -EAGAIN) {
+			int w = zio_wait_fd(out_fd, POLLOUT, deadline);
+			if (w < 0)
+				return done ? (ssize_t)done : w;
+			continue;
 		}
+		if (r == -EINVAL || r == -ENOSYS) {
+			ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
+			return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);
+		}
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return done ? (ssize_t)done : r;
 		if (r == 0)
 			break;
 		done += (size_t)r;
+		pos += r;
 		/* A reader that keeps up never makes us wait: see to the
 		 * deadline, a cancel and the executor's other tasks here. */
 		if (done < count) {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -669,6 +670,107 @@ static void *sendfile_when_cancelled(void *arg)
 Test(fs, sendfile_sees_a_pending_cancel, .timeout = 20)
 {
 	run_in_runtime(1, sendfile_when_cancelled, NULL);
+}
+
+/* Bytes this thread has had read from storage (task I/O accounting). */
+static long long thread_read_bytes(void)
+{
+	FILE *f = fopen("/proc/thread-self/io", "r");
+	cr_assert_not_null(f);
+	long long v = -1;
+	char line[128];
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "read_bytes: %lld", &v) == 1)
+			break;
+	fclose(f);
+	cr_assert_geq(v, 0);
+	return v;
+}
+
+/* Pages of fd's first len bytes in the page cache. */
+static size_t resident_pages(int fd, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t n = (len + (size_t)page - 1) / (size_t)page, in = 0;
+	void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	unsigned char *vec = malloc(n);
+	cr_assert_eq(mincore(m, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	munmap(m, len);
+	return in;
+}
+
+struct received {
+	int fd;
+	char *buf;
+	size_t cap, got;
+};
+
+/* Reads rx->fd to its end into rx->buf. */
+static void *receive_all(void *arg)
+{
+	struct received *rx = arg;
+	ssize_t n;
+	while (rx->got < rx->cap &&
+	       (n = zio_read(rx->fd, rx->buf + rx->got, rx->cap - rx->got,
+			     zio_deadline_after(ZIO_SEC(10)))) > 0)
+		rx->got += (size_t)n;
+	return NULL;
+}
+
+/* A file not in the page cache is read from the disk by a pool thread,
+ * not by the executor on its way into a socket (sendfile(2) in place
+ * waited for the disk and every task of the executor with it). The file
+ * lives in the working directory: /tmp may be a tmpfs, whose pages cannot
+ * be dropped. */
+static void *sendfile_of_a_cold_file(void *arg)
+{
+	(void)arg;
+	char path[64];
+	snprintf(path, sizeof(path), "zio-cold-%d", getpid());
+	size_t len = 4 << 20;
+	int fd = zio_file_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	char *data = malloc(len);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (char)(i * 7 + i / 4096);
+	cr_assert_eq(zio_file_write_all(fd, data, len, 0, ZIO_FOREVER), (ssize_t)len);
+	cr_assert_eq(zio_file_sync(fd, ZIO_FOREVER), 0);
+	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	/* No readahead: a read waits for the pages it needs and reads no
+	 * others, so the disk reads each thread makes are exactly its. */
+	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+	cr_assert_lt(resident_pages(fd, len), 16, "the file's pages stayed in the page cache");
+
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	struct received rx = { .fd = sv[1], .buf = malloc(len), .cap = len };
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, receive_all, &rx, NULL), 0);
+	long long before = thread_read_bytes();
+	off_t off = 0;
+	cr_assert_eq(zio_sendfile(sv[0], fd, &off, len, ZIO_FOREVER), (ssize_t)len);
+	long long on_executor = thread_read_bytes() - before;
+	zio_shutdown(sv[0], SHUT_WR);
+	zio_task_join(t, NULL);
+	cr_assert_eq(rx.got, len);
+	cr_assert_eq(memcmp(rx.buf, data, len), 0);
+	cr_assert_eq(on_executor, 0, "the executor read %lld bytes from the disk", on_executor);
+	free(rx.buf);
+	free(data);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	zio_close(fd);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, sendfile_of_a_cold_file_reads_the_disk_on_the_pool, .timeout = 30)
+{
+	run_in_runtime(1, sendfile_of_a_cold_file, NULL);
 }
 
 /* Many rounds of: a task's pwrite starts, its fd is zio_close()d after a
