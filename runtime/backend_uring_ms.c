@@ -14,8 +14,9 @@
  * What is served here (io.c asks, through the backend's multishot()):
  *  - ACCEPT on a listener zio made: the accepted fds, in order. The peer
  *    address, which a multishot accept cannot report per connection, comes
- *    from getpeername() when the caller wants it; a connection reset
- *    before that is -ECONNABORTED, as accept4() itself may say.
+ *    from getpeername() when the caller wants it (from SO_PEERNAME for a
+ *    TCP connection reset since, which accept4() still returns; a Unix
+ *    one's peer gone is -ECONNABORTED, as accept4() says).
  *  - reads (read, recv, readv, recvmsg) on a TCP socket zio made: bytes
  *    copied out of the provided buffers, each buffer going back to the
  *    ring once read to its end. A plain recv into a buffer starts the
@@ -63,6 +64,7 @@
  */
 #include "backend_uring.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/un.h>
@@ -630,6 +632,30 @@ void zio__uring_ms_stop(struct uring_loop *l)
 
 /* ----------------------------------------------------------------- serving */
 
+/* The peer address of an accepted connection, as accept4() reports it.
+ * getpeername() refuses a TCP connection reset since it was queued, whose
+ * address SO_PEERNAME still gives (it asks as accept4() does), for exactly
+ * the length of its family's address. */
+static bool peer_name(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	if (getpeername(fd, addr, len) == 0)
+		return true;
+	if (errno != ENOTCONN)
+		return false;
+	struct sockaddr_storage ss;
+	socklen_t n = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &n) != 0)
+		return false;
+	n = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	  : ss.ss_family == AF_INET  ? sizeof(struct sockaddr_in)
+				     : 0;
+	if (!n || getsockopt(fd, SOL_SOCKET, SO_PEERNAME, &ss, &n) != 0)
+		return false;
+	memcpy(addr, &ss, n < *len ? n : *len);
+	*len = n;
+	return true;
+}
+
 /* The iovec an op reads into (recv: one), or NULL if it is not a read this
  * file serves. */
 static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *n, int *flags)
@@ -838,8 +864,8 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 		if (call == CALL_ACCEPT) {
 			if (st->fhead < st->fn) {
 				int fd = st->fds[st->fhead++];
-				if (op->u.sa.addr && getpeername(fd, op->u.sa.addr, op->u.sa.addrlen) != 0) {
-					close(fd); /* reset before we got to it */
+				if (op->u.sa.addr && !peer_name(fd, op->u.sa.addr, op->u.sa.addrlen)) {
+					close(fd);
 					r = -ECONNABORTED;
 					break;
 				}

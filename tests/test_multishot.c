@@ -544,6 +544,45 @@ Test(multishot, accept_backlog_in_order_no_leak, .timeout = 30)
 	run_in_runtime(2, accept_backlog, NULL);
 }
 
+/* A connection reset while it waited in the backlog is still accepted,
+ * with its peer's address, as accept4() does (io_uring's multishot accept
+ * asked getpeername(), which refuses a reset connection, and said
+ * -ECONNABORTED). */
+static void *accept_a_reset_connection(void *arg)
+{
+	(void)arg;
+	zio_addr a, peer;
+	int lfd = listen_any(&a);
+	/* a wait first: on io_uring the multishot accept is then armed and
+	 * takes the connection as it arrives, before the reset */
+	cr_assert_eq(zio_tcp_accept(lfd, NULL, zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(c, &a.sa, a.len), 0);
+	zio_addr mine;
+	mine.len = sizeof(mine.ss);
+	cr_assert_eq(getsockname(c, &mine.sa, &mine.len), 0);
+	struct linger abort_on_close = { 1, 0 };
+	cr_assert_eq(setsockopt(c, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close)), 0);
+	zio_sleep(ZIO_MSEC(20));
+	close(c); /* RST */
+	int s = zio_tcp_accept(lfd, &peer, SOON);
+	cr_assert_geq(s, 0, "accept of a reset connection: %d", s);
+	char want[ZIO_ADDR_STRLEN], got[ZIO_ADDR_STRLEN];
+	cr_assert_gt(zio_addr_format(&mine, want, sizeof(want)), 0);
+	cr_assert_gt(zio_addr_format(&peer, got, sizeof(got)), 0);
+	cr_assert_str_eq(got, want);
+	char b;
+	cr_assert_eq(zio_read(s, &b, 1, SOON), -ECONNRESET);
+	zio_close(s);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, accept_a_connection_reset_in_the_backlog, .timeout = 20)
+{
+	run_in_runtime(1, accept_a_reset_connection, NULL);
+}
+
 /* --------------------------------------------------------- try once */
 
 /* A caller that only ever tries once (deadline 0) and naps in between,
