@@ -915,7 +915,8 @@ fail:
  * whatever arrives after by its sender, see remote_deliver); its backend
  * lets go of fds it serves for everyone (epoll registrations, idle
  * multishot requests). Tasks that must stay here wait for the next run, as
- * do timers and I/O of tasks suspended here. */
+ * do timers and I/O of tasks suspended here. With one executor only the
+ * backend's part applies. */
 static void stop_exec0(struct zio__exec *e)
 {
 	if (e->loop->ops->stop)
@@ -960,6 +961,8 @@ ZIO_API int zio_runtime_run(zio_runtime *rt, zio_task_fn fn, void *arg, void **r
 	run_timers_and_io(e, false, main_finished);
 	if (rt->n_exec > 1)
 		stop_exec0(e);
+	else if (e->loop->ops->stop)
+		e->loop->ops->stop(e->loop);
 	exec_leave(e);
 	tls_idle_serial = rt->serial;
 	/* The main task is done; collect it without blocking. */

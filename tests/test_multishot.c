@@ -1129,15 +1129,26 @@ Test(multishot, another_runtimes_reader_cancelled_loses_nothing, .timeout = 60)
 }
 
 /* A task of one runtime reads a socket another runtime's ring serves, whose
- * executor 0 has stopped with the request there: it waits for that runtime
- * to run again, which serves it (it stopped zio on a check that a task
- * moves only within its runtime). */
+ * executor 0 has stopped with input queued there: it waits for that
+ * runtime to run again, which serves it (it stopped zio on a check that a
+ * task moves only within its runtime). */
 static void *read_first_byte(void *arg)
 {
 	struct pair *p = arg;
 	tcp_pair(p);
 	char c;
 	cr_assert_eq(zio_write_all(p->client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p->server, &c, 1, SOON), 1);
+	return NULL;
+}
+
+/* The same, leaving "x" behind (on io_uring, in the multishot queue). */
+static void *read_first_of_two(void *arg)
+{
+	struct pair *p = arg;
+	tcp_pair(p);
+	char c;
+	cr_assert_eq(zio_write_all(p->client, "1x", 2, SOON), 2);
 	cr_assert_eq(zio_read(p->server, &c, 1, SOON), 1);
 	return NULL;
 }
@@ -1175,13 +1186,49 @@ Test(multishot, a_task_of_another_runtime_reads, .timeout = 20)
 {
 	zio_runtime *a = runtime_with(1);
 	struct b_reads br = { 0 };
-	cr_assert_eq(zio_runtime_run(a, read_first_byte, &br.p, NULL), 0);
+	cr_assert_eq(zio_runtime_run(a, read_first_of_two, &br.p, NULL), 0);
 	pthread_t b;
 	cr_assert_eq(pthread_create(&b, NULL, runtime_b_reads, &br), 0);
-	cr_assert_eq(write(br.p.client, "xy", 2), 2);
 	usleep(50000);
 	cr_assert_eq(zio_runtime_run(a, run_until_read, &br, NULL), 0); /* serves it */
 	pthread_join(b, NULL);
+	cr_assert(atomic_load(&br.done));
+	close_pair(&br.p);
+	zio_runtime_destroy(a);
+}
+
+/* Once a one-executor runtime's zio_runtime_run() has returned, a socket
+ * its task read is the rest of the program's: a plain thread's read and
+ * another runtime's task's read see what arrives next, with the runtime
+ * never run again (io_uring kept its idle multishot request armed, epoll
+ * its registration, so both waited for a run that never came). */
+static void *plain_read_of_the_pair(void *arg)
+{
+	struct b_reads *br = arg;
+	char buf[8];
+	ssize_t r = zio_read(br->p.server, buf, sizeof(buf), SOON);
+	cr_assert(r >= 1 && buf[0] == 'x', "plain thread's read: %zd", r);
+	atomic_store(&br->done, 1);
+	return NULL;
+}
+
+Test(multishot, a_socket_outlives_a_one_executor_run, .timeout = 20)
+{
+	zio_runtime *a = runtime_with(1);
+	struct b_reads br = { 0 };
+	cr_assert_eq(zio_runtime_run(a, read_first_byte, &br.p, NULL), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, plain_read_of_the_pair, &br), 0);
+	usleep(50000);
+	cr_assert_eq(write(br.p.client, "x", 1), 1);
+	pthread_join(t, NULL);
+	cr_assert(atomic_load(&br.done));
+
+	atomic_store(&br.done, 0);
+	cr_assert_eq(pthread_create(&t, NULL, runtime_b_reads, &br), 0);
+	usleep(50000);
+	cr_assert_eq(write(br.p.client, "x", 1), 1);
+	pthread_join(t, NULL);
 	cr_assert(atomic_load(&br.done));
 	close_pair(&br.p);
 	zio_runtime_destroy(a);

@@ -90,9 +90,11 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 /* Runs fn(arg) as a task on the calling thread (executor 0) and returns when
  * it has returned, storing its result in *result if result is non-NULL.
  * Other tasks keep running on the other executors: runnable tasks, tasks
- * spawned from other threads and fds executor 0 was serving go to them
- * (but on io_uring, a socket whose input executor 0's ring has already
- * taken in, bytes, EOF or connections, is read there, when it runs again).
+ * spawned from other threads and fds executor 0 was serving go to them,
+ * and with one executor too, its fds are served to plain threads and
+ * other runtimes without it (but on io_uring, a socket whose input
+ * executor 0's ring has already taken in, bytes, EOF or connections, is
+ * read there, when it runs again).
  * Tasks suspended on executor 0 in a wait with a deadline, pinned to it, or
  * in an I/O call its io_uring ring holds, continue on the next
  * zio_runtime_run() or zio_runtime_destroy(), which must come from the same
