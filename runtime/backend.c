@@ -142,6 +142,35 @@ void zio__loop_wake(struct zio__exec *e)
 
 static struct zio__fd *_Atomic fd_chunks[FD_CHUNKS];
 
+/* fork(): the child's table is a copy naming the parent's loops, which are
+ * the parent's still: its epoll instances (shared with the child: a
+ * zio_close() there deleted the parent's registration of the file, whose
+ * waiters then never woke), its rings and their multishot states (a
+ * child's own runtime waited for the parent's executor to serve it). The
+ * child forgets them all; kinds and incarnations stay true. Nobody waits
+ * in the child yet, and a lock some other thread held is nobody's. */
+static void fd_table_forked(void)
+{
+	for (unsigned i = 0; i < FD_CHUNKS; i++) {
+		struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_relaxed);
+		for (unsigned k = 0; c && k < FD_CHUNK; k++) {
+			struct zio__fd *ent = &c[k];
+			zio__spin_unlock(&ent->lock);
+			ent->waiters[0] = ent->waiters[1] = NULL;
+			ent->owner_epfd = ZIO__EPFD_NONE;
+			ent->ep_out = 0;
+			atomic_store_explicit(&ent->rd_empty, 0, memory_order_relaxed);
+			atomic_store_explicit(&ent->execs, 0, memory_order_relaxed);
+			atomic_store_explicit(&ent->ms, NULL, memory_order_relaxed);
+		}
+	}
+}
+
+static void fd_table_init(void)
+{
+	pthread_atfork(NULL, NULL, fd_table_forked);
+}
+
 int zio__fd_get_error(int fd)
 {
 	return fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS ? -EBADF : -ENOMEM;
@@ -163,6 +192,8 @@ struct zio__fd *zio__fd_get(int fd)
 	unsigned i = (unsigned)fd >> FD_CHUNK_SHIFT;
 	struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_acquire);
 	if (zio__unlikely(!c)) {
+		static pthread_once_t once = PTHREAD_ONCE_INIT;
+		pthread_once(&once, fd_table_init);
 		struct zio__fd *n = aligned_alloc(ZIO__CACHELINE, FD_CHUNK * sizeof(*n));
 		if (!n)
 			return NULL;

@@ -55,6 +55,33 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static zio__runtime *live_head;
 static uint64_t live_serial;
 
+/* fork(): in the child the forking thread runs no executor (a task that
+ * forked is, in the child, a plain thread on the task's stack) and no
+ * runtime of the parent's is idle here: zio calls there are a plain
+ * thread's and leave the parent's loops alone. The list is held across the
+ * fork so that the child's copy is whole. */
+static void live_fork_prepare(void)
+{
+	pthread_mutex_lock(&live_lock);
+}
+
+static void live_fork_parent(void)
+{
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_fork_child(void)
+{
+	pthread_mutex_unlock(&live_lock);
+	tls_exec = NULL;
+	tls_idle_serial = 0;
+}
+
+static void live_init(void)
+{
+	pthread_atfork(live_fork_prepare, live_fork_parent, live_fork_child);
+}
+
 /* Not inlined, and opaque to the optimiser: a fiber that called this before
  * a switch may be on another thread after it, and GCC otherwise keeps the
  * thread pointer for the whole function. */
@@ -889,6 +916,8 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 			goto fail;
 		}
 	}
+	static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+	pthread_once(&live_once, live_init);
 	pthread_mutex_lock(&live_lock);
 	rt->serial = ++live_serial;
 	rt->pid = getpid();

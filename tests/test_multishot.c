@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SOON zio_deadline_after(ZIO_SEC(5))
@@ -1855,4 +1856,104 @@ static void *pinned_reader_comes_back(void *arg)
 Test(multishot, pinned_reader_returns_home, .timeout = 20)
 {
 	run_in_runtime(2, pinned_reader_comes_back, NULL);
+}
+
+/* -------------------------------------------------------------- fork */
+
+static int child_status(pid_t pid)
+{
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "the child was killed by signal %d", WTERMSIG(st));
+	return WEXITSTATUS(st);
+}
+
+/* A task forks while another waits on a socket; the child closes its copy
+ * with zio_close() and exits. The parent's wait is untouched: on epoll the
+ * child deleted the registration from the instance both share (the wait
+ * never woke), on io_uring it cancelled on the parent's ring. */
+struct forked_close {
+	struct pair p;
+	ssize_t r;
+	char c;
+};
+
+static void *wait_for_a_byte(void *arg)
+{
+	struct forked_close *fc = arg;
+	fc->r = zio_read(fc->p.server, &fc->c, 1, SOON);
+	return NULL;
+}
+
+static void *fork_beside_a_waiter(void *arg)
+{
+	(void)arg;
+	struct forked_close fc = { .r = LONG_MIN };
+	tcp_pair(&fc.p);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, wait_for_a_byte, &fc, NULL), 0);
+	zio_sleep(ZIO_MSEC(20)); /* it waits */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(zio_close(fc.p.server) == 0 && zio_close(fc.p.client) == 0 ? 0 : 1);
+	cr_assert_geq(pid, 0);
+	cr_assert_eq(child_status(pid), 0, "the child's zio_close failed");
+	cr_assert_eq(zio_write_all(fc.p.client, "x", 1, SOON), 1);
+	zio_task_join(t, NULL);
+	cr_assert_eq(fc.r, 1, "the parent's read: %zd", fc.r);
+	cr_assert_eq(fc.c, 'x');
+	close_pair(&fc.p);
+	return NULL;
+}
+
+Test(multishot, a_forked_child_closes_what_the_parent_waits_on, .timeout = 20)
+{
+	run_in_runtime(1, fork_beside_a_waiter, NULL);
+}
+
+/* The child of a program whose idle runtime's ring still holds input on a
+ * socket (io_uring: "x" in its multishot queue; epoll: "x" in the socket)
+ * makes a runtime of its own and reads the socket: it gets what arrives
+ * after the parent let go (it waited for the parent's executor, which the
+ * child does not have). */
+static void *read_up_to_y(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char c = 0;
+	while (zio_read(fd, &c, 1, zio_deadline_after(ZIO_SEC(3))) == 1)
+		if (c == 'y')
+			return (void *)0;
+	return (void *)1;
+}
+
+Test(multishot, a_forked_childs_runtime_reads_an_inherited_socket, .timeout = 20)
+{
+	zio_runtime *a = runtime_with(1);
+	struct pair p;
+	cr_assert_eq(zio_runtime_run(a, read_first_of_two, &p, NULL), 0);
+	int sv[2]; /* the parent's go-ahead: it has let go of the socket */
+	cr_assert_eq(pipe(sv), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* this thread ran the parent's runtime: its zio_close() is a
+		 * plain thread's in the child (it polled the parent's ring) */
+		if (zio_close(p.client) != 0)
+			_exit(4);
+		char go;
+		zio_runtime *rt;
+		void *res = (void *)3;
+		if (read(sv[0], &go, 1) == 1 && zio_runtime_create(&rt, NULL) == 0)
+			zio_runtime_run(rt, read_up_to_y, (void *)(intptr_t)p.server, &res);
+		_exit((int)(intptr_t)res);
+	}
+	cr_assert_geq(pid, 0);
+	cr_assert_eq(zio_close(p.server), 0); /* the child's copy stays open */
+	cr_assert_eq(write(sv[1], "g", 1), 1);
+	cr_assert_eq(write(p.client, "y", 1), 1);
+	int st = child_status(pid);
+	cr_assert_eq(st, 0, "the child's %s failed", st == 4 ? "zio_close" : "read");
+	close(sv[0]);
+	close(sv[1]);
+	zio_close(p.client);
+	zio_runtime_destroy(a);
 }

@@ -85,7 +85,11 @@ struct zio_runtime_options {
 /* A runtime belongs to the process that made it: a child of fork() does not
  * have its executor threads and shares its io_uring rings and epoll
  * instances with the parent, so it must not run it (zio stops with a
- * message if the kernel refuses). The child makes a runtime of its own. */
+ * message if the kernel refuses). The child makes a runtime of its own;
+ * until then its zio calls are a plain thread's (also in a task that
+ * forked, which in the child must not return), and none of them touches
+ * the parent's rings or epoll registrations: zio_close() of an inherited
+ * fd closes the child's. */
 ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_options *opts);
 /* Runs fn(arg) as a task on the calling thread (executor 0) and returns when
  * it has returned, storing its result in *result if result is non-NULL.
