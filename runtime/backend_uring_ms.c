@@ -29,9 +29,10 @@
  *    a provided buffer.
  *  - POLLIN waits on such a socket or listener: ready while something is
  *    queued (with POLLERR|POLLHUP for a queued error, POLLRDHUP for EOF,
- *    and the other events asked for as poll(2) sees them then). A wait
- *    for more than input, with nothing queued, stops the request first,
- *    then asks the kernel, so no input is taken from under it.
+ *    and the other events asked for as poll(2) sees them then). With
+ *    nothing queued a wait stops the request first, then asks the kernel,
+ *    so no input is taken from under it: what comes next is in the
+ *    socket for a read(2) of the caller's own.
  *  - EOF and errors are delivered in order, after the bytes before them.
  *  - zio_close() (from a task or a plain thread) ends it: callers waiting
  *    get -EBADF, and none arms a new request for a closed fd (the fd
@@ -907,16 +908,18 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 					r |= other.revents & ~(POLLIN | POLLRDNORM | POLLNVAL);
 				break;
 			}
-			if (events & ~(POLLIN | POLLRDNORM)) {
-				/* More than input: the kernel's poll answers, once
-				 * no request of ours can take the input it would
-				 * see. Stop ours and wait for its last CQE. */
-				if (!st->armed) {
-					r = -EOPNOTSUPP;
-					break;
-				}
-				ms_stop(st);
+			/* Nothing queued: the kernel's poll answers, once no
+			 * request of ours can take the input it would see (a
+			 * caller that waits for readiness may read with
+			 * read(2) itself, and must find the bytes in the
+			 * socket; and a recv armed for it here would report a
+			 * listener's or an unconnected socket's recv error as
+			 * POLLERR). Stop ours and wait for its last CQE. */
+			if (!st->armed) {
+				r = -EOPNOTSUPP;
+				break;
 			}
+			ms_stop(st);
 		} else {
 			if (want == 0 && (op->opcode == ZIO__OP_READV || st->qhead >= 0 ||
 					  st->result != NO_RESULT)) {

@@ -278,6 +278,49 @@ Test(multishot, readable_while_queued, .timeout = 20)
 	run_in_runtime(1, ready_while_queued, NULL);
 }
 
+/* Code that waits with zio_wait_fd() and reads with recv(2) itself, on a
+ * socket zio_read() was used on: what arrives is in the socket for it (on
+ * io_uring the multishot request took it into zio's queue, and the wait
+ * said POLLIN for bytes recv(2) never saw: a loop of them spun). And a
+ * listener read by mistake is not readable until a connection comes (the
+ * wait armed a recv on it, whose ENOTCONN it said was POLLERR|POLLHUP). */
+static void *wait_then_recv_myself(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	char buf[8];
+	cr_assert_eq(zio_write_all(p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(p.server, buf, sizeof(buf), SOON), 1);
+	for (int round = 0; round < 3; round++) {
+		cr_assert_eq(zio_write_all(p.client, "abc", 3, SOON), 3);
+		int ev = zio_wait_fd(p.server, POLLIN, SOON);
+		cr_assert(ev > 0 && (ev & POLLIN), "wait_fd: %d", ev);
+		ssize_t r = recv(p.server, buf, sizeof(buf), MSG_DONTWAIT);
+		cr_assert_eq(r, 3, "round %d: recv(2) after POLLIN: %zd", round, r);
+	}
+	close_pair(&p);
+
+	zio_addr a;
+	int lfd = listen_any(&a);
+	cr_assert_eq(zio_read(lfd, buf, sizeof(buf), SOON), -ENOTCONN);
+	cr_assert_eq(zio_wait_fd(lfd, POLLIN, zio_deadline_after(ZIO_MSEC(50))), -ETIMEDOUT);
+	int c = zio_tcp_connect(&a, SOON);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(zio_wait_fd(lfd, POLLIN, SOON), POLLIN);
+	int s = zio_tcp_accept(lfd, NULL, SOON);
+	cr_assert_geq(s, 0);
+	zio_close(s);
+	zio_close(c);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(multishot, wait_then_read_it_myself, .timeout = 20)
+{
+	run_in_runtime(1, wait_then_recv_myself, NULL);
+}
+
 /* ------------------------------------------- timeouts, cancel, close */
 
 struct reader {

@@ -13,6 +13,13 @@
  * O_NONBLOCK flag is never changed). Close every fd you use with zio calls
  * through zio_close(): it wakes other tasks waiting on it (they get -EBADF)
  * and drops the backend's registration before the number can be reused.
+ * On io_uring a TCP socket or listener that zio_read() or zio_accept()
+ * served keeps a request armed that takes input in ahead of the next call
+ * (README, multishot): what it took is read only by zio calls on that fd
+ * number, not by read(2) of the same file (a dup, a TLS library, another
+ * process). A zio_wait_fd() for input lets go of the socket while nothing
+ * is queued, so that what comes next stays in the socket for such reads;
+ * $ZIO_URING_MULTISHOT=0 turns the requests off.
  *
  * Cancellation of a call in flight really cancels it (io_uring
  * ASYNC_CANCEL, or the readiness wait is removed) and returns -ECANCELED;
