@@ -1129,16 +1129,14 @@ static void forget_fd(int fd)
 rings:;
 	struct zio__fiber *f = zio__fiber_current();
 	zio__runtime *rt = f ? f->rt : zio__runtime_idle_here();
-	if (!f) {
-		/* A plain thread may know no runtime, but a multishot request
-		 * on fd names its loop, and would keep the socket open.
-		 * (Single requests on fd in a ring of a runtime this thread
-		 * does not run stay: nothing names their loop.) */
-		void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
-		struct zio__loop *owner = ms ? *(struct zio__loop *const *)ms : NULL;
-		if (owner && owner->exec->rt != rt)
-			owner->ops->close_fd(owner, fd);
-	}
+	/* A multishot request on fd names its loop, which may be another
+	 * runtime's (or, for a plain thread, any), and would keep the socket
+	 * open and its waiters waiting. (Single requests on fd in a ring of
+	 * a runtime other than the caller's stay: nothing names their loop.) */
+	void *ms = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
+	struct zio__loop *owner = ms ? *(struct zio__loop *const *)ms : NULL;
+	if (owner && owner->exec->rt != rt)
+		owner->ops->close_fd(owner, fd);
 	if (!rt)
 		return;
 	if (!rt->exec[0]->loop->ops->close_fd)

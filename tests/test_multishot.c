@@ -1901,6 +1901,73 @@ Test(multishot, pinned_reader_returns_home, .timeout = 20)
 	run_in_runtime(2, pinned_reader_comes_back, NULL);
 }
 
+/* A task of one runtime zio_close()s a socket a task of another runtime
+ * is reading: the reader gets -EBADF and the peer sees the end at once
+ * (io_uring's multishot request, in the other runtime's ring, was left
+ * armed: the reader waited for its deadline and the connection stayed
+ * open). On io_uring without multishot the reader's single recv in the
+ * other ring is out of the closer's reach (io.h): it ends at its deadline,
+ * and the connection with it. */
+struct cross_close {
+	struct pair p;
+	atomic_int waiting;
+	bool reachable;
+	ssize_t r;
+	int64_t took;
+};
+
+static void *read_until_closed(void *arg)
+{
+	struct cross_close *cc = arg;
+	char buf[8];
+	cr_assert_eq(zio_write_all(cc->p.client, "1", 1, SOON), 1);
+	cr_assert_eq(zio_read(cc->p.server, buf, 1, SOON), 1);
+	cc->reachable = strcmp(zio_runtime_backend(zio_runtime_current()), "uring") != 0 ||
+			expect_multishot();
+	atomic_store(&cc->waiting, 1);
+	int64_t t0 = zio_now();
+	cc->r = zio_read(cc->p.server, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(3)));
+	cc->took = zio_now() - t0;
+	return NULL;
+}
+
+static void *runtime_a_reads(void *arg)
+{
+	run_in_runtime(1, read_until_closed, arg);
+	return NULL;
+}
+
+static void *close_from_runtime_b(void *arg)
+{
+	struct cross_close *cc = arg;
+	while (!atomic_load(&cc->waiting))
+		zio_sleep(ZIO_MSEC(1));
+	zio_sleep(ZIO_MSEC(20)); /* it waits */
+	cr_assert_eq(zio_close(cc->p.server), 0);
+	char c;
+	ssize_t e = zio_read(cc->p.client, &c, 1, zio_deadline_after(ZIO_SEC(cc->reachable ? 1 : 6)));
+	cr_assert(e == 0 || e == -ECONNRESET, "the peer after the close: %zd", e);
+	return NULL;
+}
+
+Test(multishot, a_task_of_another_runtime_closes, .timeout = 20)
+{
+	struct cross_close cc = { .r = LONG_MIN };
+	tcp_pair(&cc.p); /* (from this plain thread) */
+	pthread_t a;
+	cr_assert_eq(pthread_create(&a, NULL, runtime_a_reads, &cc), 0);
+	run_in_runtime(1, close_from_runtime_b, &cc);
+	pthread_join(a, NULL);
+	if (cc.reachable) {
+		cr_assert_eq(cc.r, -EBADF, "the reader: %zd", cc.r);
+		cr_assert_lt(cc.took, ZIO_SEC(1), "the reader waited %lld ms",
+			     (long long)(cc.took / 1000000));
+	} else {
+		cr_assert_eq(cc.r, -ETIMEDOUT, "the reader: %zd", cc.r);
+	}
+	zio_close(cc.p.client);
+}
+
 /* -------------------------------------------------------------- fork */
 
 static int child_status(pid_t pid)

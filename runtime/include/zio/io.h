@@ -187,9 +187,10 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * has cancelled). A busy executor polls when it next yields; executor 0,
  * after zio_runtime_run() has returned, at once if zio_close is called on
  * the thread that ran it, else at the next run or destroy. Call it from a
- * task, or from the thread that runs the runtime: another plain thread
- * cannot reach the single io_uring requests tasks have in flight on fd
- * (multishot requests excepted), which then end only with their tasks.
+ * task, or from the thread that runs the runtime: another plain thread,
+ * or a task of another runtime, cannot reach the single io_uring requests
+ * tasks have in flight on fd (multishot requests excepted), which then end
+ * only with their tasks.
  * File work zio does on the blocking pool (file and path ops on epoll and
  * poll, reads and writes at a file's position on io_uring too, zio_sendfile
  * between files everywhere) that names fd by number is
