@@ -278,14 +278,16 @@ static ssize_t try_op(struct zio__op *op, int kind)
 				op->state = CONNECT_BACKLOG_FULL;
 			return r;
 		}
-		/* In progress: done once writable, and SO_ERROR says how. */
+		/* In progress: done once writable, and connect(2) again says
+		 * how, as io_uring's connect asks: 0 (the socket is connected
+		 * from then on, and a third call says EISCONN, as after a
+		 * blocking connect) or the error that ended it. (SO_ERROR
+		 * said 0 to the second of two callers after a refusal, and
+		 * left a later connect(2) saying 0 once more.) */
 		if (!poll_now(op->fd, POLLOUT))
 			return -EAGAIN;
-		int err = 0;
-		socklen_t len = sizeof(err);
-		if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			return -errno;
-		return -err;
+		ssize_t r = zio__op_syscall(op);
+		return r == -EISCONN ? 0 : r == -EALREADY ? -EAGAIN : r;
 	}
 	if (kind == ZIO__FD_SOCKET) {
 		/* A blocking socket: MSG_DONTWAIT makes this one call

@@ -71,6 +71,11 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 {
 	if (!addr)
 		return -EINVAL;
+	/* The waits below are no op's: a zio_close() of fd meanwhile shows
+	 * in its entry's incarnation (and the number may name another
+	 * socket by then, which must not be connected instead). */
+	struct zio__fd *ent = zio__fd_get(fd);
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 	int64_t pause = ZIO_MSEC(1);
 	for (;;) {
 		struct zio__op op = { .opcode = ZIO__OP_CONNECT, .fd = fd };
@@ -81,15 +86,14 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 			/* A connect of fd is under way already (a try-once call
 			 * left it so, or a ring's connect was cut short by the
 			 * close of a dup): wait for it, as connect(2) does, and
-			 * take its outcome. */
+			 * take its outcome, which connect(2) again tells. */
 			int ev = zio_wait_fd(fd, POLLOUT, deadline);
 			if (ev < 0)
 				return ev;
-			int err = 0;
-			socklen_t len = sizeof(err);
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-				return -errno;
-			return -err;
+			if (ent && zio__fd_replaced(ent, incarnation))
+				return -EBADF;
+			r = connect(fd, &addr->sa, addr->len) < 0 ? -errno : 0;
+			return r == -EISCONN ? 0 : r;
 		}
 		/* A Unix listener with a full backlog: connect(2) on a blocking
 		 * socket sleeps until it accepts, but a non-blocking one gets
@@ -100,6 +104,8 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 		int w = zio__backoff(&pause, ZIO_MSEC(50), deadline);
 		if (w < 0)
 			return w;
+		if (ent && zio__fd_replaced(ent, incarnation))
+			return -EBADF;
 	}
 }
 

@@ -986,6 +986,127 @@ Test(net, unix_connect_backlog_full, .timeout = 20)
 	run_in_runtime(1, unix_backlog_full, NULL);
 }
 
+/* The same wait, with the socket zio_close()d meanwhile and its number
+ * taken by a new socket: the connect ends with -EBADF (its retry after
+ * the pause connected the new socket instead). */
+struct backlog_connect {
+	zio_addr a;
+	int fd, r;
+};
+
+static void *connect_into_a_full_backlog(void *arg)
+{
+	struct backlog_connect *bc = arg;
+	bc->r = zio_connect(bc->fd, &bc->a, zio_deadline_after(ZIO_SEC(3)));
+	return NULL;
+}
+
+static void *number_reused_during_backlog_wait(void *arg)
+{
+	(void)arg;
+	struct backlog_connect bc = { .r = 1 };
+	char path[108];
+	snprintf(path, sizeof(path), "@zio-backlog-reuse-%d", getpid());
+	cr_assert_eq(zio_addr_unix(&bc.a, path), 0);
+	int lfd = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(zio_bind(lfd, &bc.a), 0);
+	cr_assert_eq(zio_listen(lfd, 0), 0);
+	int fill[8], nfill = 0, r;
+	do {
+		cr_assert_lt(nfill, 8, "the backlog never filled");
+		fill[nfill] = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+		r = zio_connect(fill[nfill++], &bc.a, 0);
+	} while (r == 0);
+	bc.fd = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, connect_into_a_full_backlog, &bc, NULL), 0);
+	zio_sleep(ZIO_MSEC(20)); /* it pauses between tries */
+	cr_assert_eq(zio_close(bc.fd), 0);
+	int reused = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(reused, bc.fd, "the number was not reused: the test needs it");
+	int c = zio_accept(lfd, NULL, zio_deadline_after(ZIO_SEC(1))); /* room in the backlog */
+	cr_assert_geq(c, 0);
+	zio_close(c);
+	zio_task_join(t, NULL);
+	cr_assert_eq(bc.r, -EBADF, "the closed socket's connect: %d", bc.r);
+	zio_addr peer;
+	cr_assert_eq(zio_peer_addr(reused, &peer), -ENOTCONN, "the new socket was connected");
+	zio_close(reused);
+	for (int i = 0; i < nfill; i++)
+		zio_close(fill[i]);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(net, connect_in_a_full_backlog_then_closed, .timeout = 20)
+{
+	run_in_runtime(1, number_reused_during_backlog_wait, NULL);
+}
+
+/* zio_connect says what connect(2) on a blocking socket says: once
+ * connected, a second call is -EISCONN (on epoll and poll it said 0, as a
+ * non-blocking socket's second connect(2) does). Two tasks connecting one
+ * socket that is refused both get an error (the second read SO_ERROR
+ * after the first had taken it, and said 0 on a socket not connected). */
+struct refused_connect {
+	zio_addr a;
+	int fd, r;
+};
+
+static void *connect_refused(void *arg)
+{
+	struct refused_connect *rc = arg;
+	rc->r = zio_connect(rc->fd, &rc->a, zio_deadline_after(ZIO_SEC(8)));
+	return NULL;
+}
+
+static void *connect_twice(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	int lfd = listen_any(AF_INET, &a);
+	int c = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(zio_connect(c, &a, zio_deadline_after(ZIO_SEC(5))), 0);
+	cr_assert_eq(zio_connect(c, &a, zio_deadline_after(ZIO_SEC(5))), -EISCONN);
+	zio_close(c);
+	zio_close(lfd);
+
+	/* A backlog of 0 holds one connection; the next SYN is dropped, and
+	 * its retransmission (a second on) finds the listener gone. (A
+	 * listener nobody accepts on: io_uring's multishot accept would
+	 * empty the backlog.) */
+	lfd = zio_socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	cr_assert_eq(zio_bind(lfd, &a), 0);
+	cr_assert_eq(zio_listen(lfd, 0), 0);
+	cr_assert_eq(zio_local_addr(lfd, &a), 0);
+	int first = zio_tcp_connect(&a, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(first, 0);
+	struct refused_connect x = { .a = a, .r = 1 }, y;
+	x.fd = zio_socket(AF_INET, SOCK_STREAM, 0);
+	y = x;
+	zio_task *tx, *ty;
+	cr_assert_eq(zio_spawn(NULL, &tx, connect_refused, &x, NULL), 0);
+	zio_sleep(ZIO_MSEC(20));
+	cr_assert_eq(zio_spawn(NULL, &ty, connect_refused, &y, NULL), 0);
+	zio_sleep(ZIO_MSEC(20));
+	zio_close(lfd);
+	zio_close(first);
+	zio_task_join(tx, NULL);
+	zio_task_join(ty, NULL);
+	zio_addr peer;
+	bool connected = zio_peer_addr(x.fd, &peer) == 0;
+	cr_assert(x.r < 0 && y.r < 0, "connects of a refused socket: %d and %d (connected: %d)", x.r,
+		  y.r, connected);
+	zio_close(x.fd);
+	return NULL;
+}
+
+Test(net, connect_says_what_blocking_connect_says, .timeout = 30)
+{
+	run_in_runtime(1, connect_twice, NULL);
+}
+
 Test(net, short_reads_that_are_not_empty, .timeout = 20)
 {
 	run_in_runtime(1, short_reads_not_empty, NULL);
