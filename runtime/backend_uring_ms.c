@@ -941,7 +941,10 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				break;
 			}
 		}
-		if (deadline == 0 || (flags & MSG_DONTWAIT)) {
+		/* A deadline already past is a try, as everywhere: what is
+		 * here is returned, and only then does time run out. */
+		bool past = deadline != 0 && deadline != ZIO_FOREVER && zio_now() >= deadline;
+		if (deadline == 0 || past || (flags & MSG_DONTWAIT)) {
 			/* Try once. What the request has taken from the socket
 			 * but not posted yet (deferred task work runs when the
 			 * ring is entered), or posted and not reaped, is there
@@ -953,7 +956,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				zio__loop_poll(l->base.exec, 0);
 				continue; /* the state may have changed, or gone */
 			}
-			r = got ? (ssize_t)got : st->armed ? -EAGAIN : -EOPNOTSUPP;
+			r = got ? (ssize_t)got : !st->armed ? -EOPNOTSUPP : past ? -ETIMEDOUT : -EAGAIN;
 			break;
 		}
 		if (!st->armed && zio__uring_closed_since(l, ent, incarnation)) {

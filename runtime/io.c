@@ -683,8 +683,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	/* On epoll (edge-triggered, seq bumped per reaped edge), a byte stream
 	 * seen empty at the current seq need not be read again before its
 	 * next edge: this saves the EAGAIN read an echo-style loop pays after
-	 * every write. Never for a try-once call (deadline 0), which must
-	 * look. */
+	 * every write. Never for a try (deadline 0, or one already past),
+	 * which must look. */
 	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll &&
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM) &&
 			  drains(op);
@@ -708,7 +708,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
 		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
 					  (1ull << 32 | op->seq) &&
-		    !__atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED)) {
+		    !__atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED) &&
+		    (deadline == ZIO_FOREVER || zio_now() < deadline)) {
 			r = -EAGAIN;
 		} else {
 			r = try_op(op, kind);
