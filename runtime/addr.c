@@ -90,8 +90,12 @@ static int parse_ip6(zio_addr *out, const char *s, size_t n, uint16_t port)
 				return -EINVAL;
 			scope = (uint32_t)v;
 		} else {
+			/* The name must be the interface's own: if_nametoindex
+			 * also takes an alias label ("eth0:8080"), which
+			 * would hide a port given without brackets. */
+			char back[IF_NAMESIZE];
 			scope = if_nametoindex(pct);
-			if (scope == 0)
+			if (scope == 0 || !if_indextoname(scope, back) || strcmp(back, pct) != 0)
 				return -EINVAL;
 		}
 	}
@@ -234,8 +238,11 @@ ZIO_API int zio_addr_from_sockaddr(zio_addr *out, const struct sockaddr *sa, soc
 		len = sizeof(struct sockaddr_in6);
 		break;
 	case AF_UNIX:
-		if (len < SUN_OFF || len > sizeof(struct sockaddr_un))
+		/* One more is the kernel's NUL after a full sun_path. */
+		if (len < SUN_OFF || len > sizeof(struct sockaddr_un) + 1)
 			return -EINVAL;
+		if (len > sizeof(struct sockaddr_un))
+			len = sizeof(struct sockaddr_un);
 		break;
 	default:
 		return -EINVAL;

@@ -40,6 +40,19 @@ ZIO_API int zio_listen(int fd, int backlog)
 	return listen(fd, backlog) < 0 ? -errno : 0;
 }
 
+/* The length to keep of an address the kernel reported in ss: a Unix
+ * path that fills sun_path is reported one byte longer than struct
+ * sockaddr_un (the NUL the kernel adds beyond it), which no call takes
+ * back (zio_connect said -EINVAL to zio_local_addr's answer). */
+static socklen_t reported_len(const struct sockaddr_storage *ss, socklen_t len)
+{
+	if (len > sizeof(*ss))
+		len = sizeof(*ss);
+	if (ss->ss_family == AF_UNIX && len > sizeof(struct sockaddr_un))
+		len = sizeof(struct sockaddr_un);
+	return len;
+}
+
 ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 {
 	struct sockaddr_storage ss;
@@ -59,10 +72,8 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline)
 	zio__fd_created(r, ZIO__FD_SOCK | inherited);
 	if (peer) {
 		memset(peer, 0, sizeof(*peer));
-		if (len > sizeof(ss))
-			len = sizeof(ss);
-		memcpy(&peer->ss, &ss, len);
-		peer->len = len;
+		peer->len = reported_len(&ss, len);
+		memcpy(&peer->ss, &ss, peer->len);
 	}
 	return r;
 }
@@ -137,7 +148,7 @@ static int name_of(int fd, zio_addr *out, int peer)
 	int r = peer ? getpeername(fd, &out->sa, &len) : getsockname(fd, &out->sa, &len);
 	if (r < 0)
 		return -errno;
-	out->len = len;
+	out->len = reported_len(&out->ss, len);
 	return 0;
 }
 
@@ -497,8 +508,8 @@ ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr 
 	ssize_t r = zio_recvmsg(fd, &m, flags, deadline);
 	if (r >= 0 && from) {
 		memset(from, 0, sizeof(*from));
-		memcpy(&from->ss, &ss, m.msg_namelen <= sizeof(ss) ? m.msg_namelen : sizeof(ss));
-		from->len = m.msg_namelen;
+		from->len = reported_len(&ss, m.msg_namelen);
+		memcpy(&from->ss, &ss, from->len);
 		/* An unbound Unix sender has no name (length 0): it is the
 		 * unnamed Unix address, "unix:", not no address at all. */
 		struct sockaddr_storage own;

@@ -143,6 +143,9 @@ Test(addr, invalid_forms, .timeout = 10)
 		"localhost:80", "unix:@a\\", "unix:@\\x4", "unix:@\\xg0",
 		"/a\\q", "unix:/a\\x00b", "unix:/\\x00", "[::1]]:80", "1.2.3.4:80:80", "[:::1]:1",
 		"abc", "[::1%lo%lo]:1",
+		/* an alias label is no interface name: "lo:80" would take the
+		 * port of an address written without brackets */
+		"fe80::1%lo:8080", "[fe80::1%lo:junk]:9", "[fe80::1%lo ]:9",
 	};
 	zio_addr a;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -159,6 +162,27 @@ Test(addr, invalid_forms, .timeout = 10)
 	cr_assert_eq(zio_addr_unix(&a, longpath), 0);
 	cr_assert_eq(zio_addr_parse(NULL, "1.2.3.4"), -EINVAL);
 	cr_assert_eq(zio_addr_parse(&a, NULL), -EINVAL);
+	cr_assert_eq(zio_addr_ip(&a, "fe80::1%lo:1", 9), -EINVAL);
+	cr_assert_eq(zio_addr_ip(&a, "fe80::1%lo", 9), 0);
+}
+
+/* A path that fills sun_path has no NUL in it: the kernel reports it one
+ * byte longer than struct sockaddr_un (with the NUL it adds), and that is
+ * the address of the socket, not an error. */
+Test(addr, full_sun_path_from_the_kernel, .timeout = 10)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	char reported[sizeof(un) + 1];
+	memset(un.sun_path, 'p', sizeof(un.sun_path));
+	un.sun_path[0] = '/';
+	memcpy(reported, &un, sizeof(un));
+	reported[sizeof(un)] = 0;
+	zio_addr a;
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)reported, sizeof(reported)), 0);
+	cr_assert_eq(a.len, sizeof(un));
+	cr_assert_eq(memcmp(a.un.sun_path, un.sun_path, sizeof(un.sun_path)), 0);
+	cr_assert_eq(zio_addr_from_sockaddr(&a, (struct sockaddr *)reported, sizeof(reported) + 1),
+		     -EINVAL);
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;

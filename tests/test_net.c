@@ -1435,6 +1435,49 @@ Test(net, unix_stream_abstract, .timeout = 10)
 	run_in_runtime(1, unix_stream, "@");
 }
 
+/* A listener bound to a path that fills sun_path (108 bytes, no NUL):
+ * its zio_local_addr() and an accepted peer's address are usable (the
+ * kernel's length, one more than struct sockaddr_un, made zio_connect say
+ * -EINVAL). */
+static void *full_sun_path(void *arg)
+{
+	(void)arg;
+	struct sockaddr_un un;
+	char path[sizeof(un.sun_path) + 1];
+	int n = snprintf(path, sizeof(path), "/tmp/zio-full-sun-path-%d-", getpid());
+	memset(path + n, 'p', sizeof(un.sun_path) - (size_t)n);
+	path[sizeof(un.sun_path)] = 0;
+	unlink(path);
+	zio_addr a = { .un.sun_family = AF_UNIX };
+	memcpy(a.un.sun_path, path, sizeof(un.sun_path));
+	a.len = sizeof(un);
+	int lfd = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(zio_bind(lfd, &a), 0);
+	cr_assert_eq(zio_listen(lfd, 4), 0);
+	zio_addr bound;
+	cr_assert_eq(zio_local_addr(lfd, &bound), 0);
+	cr_assert_eq(bound.len, sizeof(un));
+	int c = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(zio_connect(c, &bound, zio_deadline_after(ZIO_SEC(5))), 0);
+	int s = zio_accept(lfd, NULL, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_geq(s, 0);
+	zio_addr peer;
+	cr_assert_eq(zio_peer_addr(c, &peer), 0);
+	cr_assert_eq(peer.len, sizeof(un));
+	char text[ZIO_ADDR_STRLEN];
+	cr_assert_gt(zio_addr_format(&peer, text, sizeof(text)), 0);
+	zio_close(s);
+	zio_close(c);
+	zio_close(lfd);
+	unlink(path);
+	return NULL;
+}
+
+Test(net, unix_path_filling_sun_path, .timeout = 10)
+{
+	run_in_runtime(1, full_sun_path, NULL);
+}
+
 static void *unix_dgram(void *arg)
 {
 	zio_addr a, b;
