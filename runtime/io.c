@@ -475,9 +475,10 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 		}
 		struct timespec ts, *tsp = NULL;
 		if (deadline != ZIO_FOREVER) {
-			int64_t left = deadline - zio__now();
-			if (left <= 0)
+			int64_t now = zio__now();
+			if (deadline <= now) /* (before subtracting: INT64_MIN) */
 				return -ETIMEDOUT;
+			int64_t left = deadline - now;
 			ts.tv_sec = left / 1000000000;
 			ts.tv_nsec = left % 1000000000;
 			tsp = &ts;

@@ -305,7 +305,10 @@ static int64_t attempt_deadline(int64_t deadline, int left)
 {
 	if (deadline == ZIO_FOREVER || left <= 1)
 		return deadline;
-	int64_t now = zio_now(), share = (deadline - now) / left;
+	int64_t now = zio_now();
+	if (deadline <= now)
+		return deadline;
+	int64_t share = (deadline - now) / left;
 	if (share < ATTEMPT_MIN)
 		share = ATTEMPT_MIN;
 	return now + share < deadline ? now + share : deadline;

@@ -2066,3 +2066,24 @@ Test(net, plain_thread_write_to_a_closed_peer_is_epipe, .timeout = 10)
 	cr_assert(WIFEXITED(st), "killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 	cr_assert_eq(WEXITSTATUS(st), 0);
 }
+
+/* The most negative deadline is long past, also on a plain thread, whose
+ * poll timeout was deadline - now: it overflowed into a wait of centuries. */
+Test(net, plain_thread_deadline_int64_min, .timeout = 10)
+{
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	char c;
+	cr_assert_eq(zio_read(sv[0], &c, 1, INT64_MIN), -ETIMEDOUT);
+	cr_assert_eq(zio_wait_fd(sv[0], POLLIN, INT64_MIN), -ETIMEDOUT);
+	zio_addr a;
+	int lfd = listen_any(AF_INET, &a);
+	zio_addr two[2] = { a, a };
+	int r = zio_tcp_connect_addrs(two, 2, INT64_MIN);
+	cr_assert(r == -ETIMEDOUT || r >= 0, "connect_addrs: %d", r);
+	if (r >= 0)
+		zio_close(r);
+	zio_close(lfd);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+}
