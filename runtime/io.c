@@ -458,7 +458,12 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 	bool woke = false;
 	unsigned refused = 0, pause_after = dgram_send(op, ent) ? 1 : 2;
 	int64_t pause = ZIO_USEC(50);
+	/* As in ready_run(): a zio_close() of fd during a wait, and a new
+	 * file under its number, must not get the retry. */
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 	for (;;) {
+		if (ent && zio__fd_replaced(ent, incarnation))
+			return -EBADF;
 		ssize_t r = try_op(op, kind);
 		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			return r;

@@ -2087,3 +2087,41 @@ Test(net, plain_thread_deadline_int64_min, .timeout = 10)
 	zio_close(sv[0]);
 	zio_close(sv[1]);
 }
+
+/* A plain thread waits to read a socket that another thread zio_closes;
+ * the number is taken by a new socket with a byte to read. The wait ends
+ * with -EBADF, not with the new socket's byte (it tried the number again
+ * after its poll). */
+struct plain_waiter {
+	int fd;
+	ssize_t r;
+	char c;
+};
+
+static void *plain_wait_to_read(void *arg)
+{
+	struct plain_waiter *w = arg;
+	w->r = zio_read(w->fd, &w->c, 1, zio_deadline_after(ZIO_MSEC(300)));
+	return NULL;
+}
+
+Test(net, plain_thread_read_of_a_reused_number, .timeout = 10)
+{
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	struct plain_waiter w = { .fd = sv[0] };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, plain_wait_to_read, &w), 0);
+	usleep(50000); /* it polls */
+	cr_assert_eq(zio_close(sv[0]), 0);
+	int nv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, nv), 0);
+	cr_assert(nv[0] == w.fd || nv[1] == w.fd, "the number was not reused: the test needs it");
+	cr_assert_eq(write(nv[0], "n", 1), 1);
+	cr_assert_eq(write(nv[1], "n", 1), 1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.r, -EBADF, "the closed socket's read: %zd", w.r);
+	zio_close(nv[0]);
+	zio_close(nv[1]);
+	zio_close(sv[1]);
+}
