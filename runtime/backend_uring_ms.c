@@ -941,10 +941,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				break;
 			}
 		}
-		/* A deadline already past is a try, as everywhere: what is
-		 * here is returned, and only then does time run out. */
-		bool past = deadline != 0 && deadline != ZIO_FOREVER && zio_now() >= deadline;
-		if (deadline == 0 || past || (flags & MSG_DONTWAIT)) {
+		if (deadline == 0 || (flags & MSG_DONTWAIT)) {
 			/* Try once. What the request has taken from the socket
 			 * but not posted yet (deferred task work runs when the
 			 * ring is entered), or posted and not reaped, is there
@@ -956,7 +953,7 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				zio__loop_poll(l->base.exec, 0);
 				continue; /* the state may have changed, or gone */
 			}
-			r = got ? (ssize_t)got : !st->armed ? -EOPNOTSUPP : past ? -ETIMEDOUT : -EAGAIN;
+			r = got ? (ssize_t)got : st->armed ? -EAGAIN : -EOPNOTSUPP;
 			break;
 		}
 		if (!st->armed && zio__uring_closed_since(l, ent, incarnation)) {
@@ -992,6 +989,15 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				zio__waitq_remove(&st->waiters, &w);
 			else if (st->waiter == &f->park && st->waiter_gen == gen)
 				st->waiter = NULL;
+			/* Time ran out (perhaps before the call: a deadline
+			 * already past is a try, as everywhere): what the
+			 * ring took in and this loop has not reaped is here
+			 * all the same, as for deadline 0. */
+			if (woke == -ETIMEDOUT && !got && !looked) {
+				looked = true;
+				zio__loop_poll(l->base.exec, 0);
+				continue;
+			}
 			/* Bytes already copied are the caller's: return them,
 			 * and a cancel stays pending for the next call. */
 			r = got ? (ssize_t)got : woke;

@@ -689,8 +689,9 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	/* On epoll (edge-triggered, seq bumped per reaped edge), a byte stream
 	 * seen empty at the current seq need not be read again before its
 	 * next edge: this saves the EAGAIN read an echo-style loop pays after
-	 * every write. Never for a try (deadline 0, or one already past),
-	 * which must look. */
+	 * every write. Never for a try-once call (deadline 0), which must
+	 * look; a deadline that passes (perhaps before the call) looks once
+	 * more before it says so. */
 	bool empty_hint = deadline != 0 && l->ops == &zio__backend_epoll &&
 			  (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_STREAM) &&
 			  drains(op);
@@ -710,12 +711,14 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	int64_t pause = ZIO_USEC(50);
 	unsigned refused = 0,
 		 pause_after = dgram_send(op, ent) ? 1 : l->ops == &zio__backend_epoll ? UINT_MAX : 2;
+	bool hinted = false;
 	for (;;) {
 		op->seq = __atomic_load_n(&ent->seq[op->dir], __ATOMIC_ACQUIRE);
-		if (empty_hint && atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
-					  (1ull << 32 | op->seq) &&
-		    !__atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED) &&
-		    (deadline == ZIO_FOREVER || zio_now() < deadline)) {
+		hinted = empty_hint &&
+			 atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) ==
+				 (1ull << 32 | op->seq) &&
+			 !__atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED);
+		if (hinted) {
 			r = -EAGAIN;
 		} else {
 			r = try_op(op, kind);
@@ -762,6 +765,14 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			if ((r = zio__poll_result(op, (unsigned)w)))
 				break;
 			continue;
+		}
+		if (w == -ETIMEDOUT && hinted) {
+			/* The hint skipped the look, and the edge of what
+			 * came since may not be reaped yet. */
+			r = try_op(op, kind);
+			if (r == -EAGAIN)
+				r = w;
+			break;
 		}
 		if (w != 0) {
 			r = w;
