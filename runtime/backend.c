@@ -2,11 +2,13 @@
  * backend.c - choosing a backend, the executor-side glue, and the
  * process-wide fd table.
  *
- * The choice is made once per name: an explicit name must work (an error
- * otherwise, so a typo is not silently ignored), while the automatic choice
- * falls back from io_uring to epoll to poll and says so once, because a
+ * An explicit name must work (its error otherwise, so a typo or a
+ * forbidden io_uring is not silently ignored), while the automatic choice
+ * falls back from io_uring to epoll to poll and says why, because a
  * missing io_uring (old kernel, seccomp, kernel.io_uring_disabled) is a
- * normal condition, not a failure.
+ * normal condition, not a failure. The automatic choice is kept for the
+ * process once made, unless what ruled a backend out may pass (out of
+ * descriptors or memory): then the next runtime asks again.
  *
  * The fd table is a two-level array (chunks of 1024 entries, allocated on
  * first use and never freed), so a lookup is two loads and no lock, and an
@@ -39,38 +41,59 @@ static const struct zio__backend *by_name(const char *name)
 	return NULL;
 }
 
-const struct zio__backend *zio__backend_choose(const char *name)
+int zio__backend_choose(const char *name, const struct zio__backend **out, bool *automatic)
 {
 	if (!name || !*name)
 		name = getenv("ZIO_BACKEND");
-	if (name && *name && strcmp(name, "auto") != 0) {
+	*automatic = !name || !*name || strcmp(name, "auto") == 0;
+	if (!*automatic) {
 		const struct zio__backend *b = by_name(name);
 		if (!b) {
 			zio__log(1, "unknown backend \"%s\" (have: uring, epoll, poll)", name);
-			return NULL;
+			return -EINVAL;
 		}
 		int err = b->probe();
 		if (err) {
 			zio__log(1, "backend \"%s\" is not usable here: %s", name, strerror(-err));
-			return NULL;
+			return err;
 		}
-		return b;
+		*out = b;
+		return 0;
 	}
 	const struct zio__backend *b = atomic_load(&auto_choice);
-	if (b)
-		return b;
-	for (size_t i = 0; i < N_BACKENDS; i++) {
-		int err = all_backends[i]->probe();
+	if (b) {
+		*out = b;
+		return 0;
+	}
+	int err = -ENOSYS;
+	bool for_now = false;
+	for (size_t i = 0; i < N_BACKENDS && !b; i++) {
+		err = all_backends[i]->probe();
 		if (!err) {
 			b = all_backends[i];
 			break;
 		}
-		zio__log(1, "backend %s unavailable (%s), falling back",
-			 all_backends[i]->name, strerror(-err));
+		for_now |= zio__err_transient(err);
+		zio__log(1, "backend %s unavailable (%s), falling back", all_backends[i]->name,
+			 strerror(-err));
 	}
-	if (b)
+	if (!b)
+		return err;
+	if (!for_now)
 		atomic_store(&auto_choice, b);
-	return b;
+	*out = b;
+	return 0;
+}
+
+const struct zio__backend *zio__backend_after(const struct zio__backend *b)
+{
+	size_t i = 0;
+	while (i < N_BACKENDS && all_backends[i] != b)
+		i++;
+	for (i++; i < N_BACKENDS; i++)
+		if (all_backends[i]->probe() == 0)
+			return all_backends[i];
+	return NULL;
 }
 
 /* A write to a socket whose peer is gone must return -EPIPE, not kill the
@@ -122,6 +145,10 @@ void zio__loop_poll(struct zio__exec *e, int64_t timeout_ns)
 		zio__panic("a runtime used in a child of fork(): its rings and epoll instances "
 			   "are the parent's, and so are its executor threads (in the child, "
 			   "make a runtime of its own, or exec)");
+	if (r == -EINVAL && e->loop->ops == &zio__backend_poll)
+		zio__panic("poll backend: poll failed: %s (it waits on more descriptors than "
+			   "RLIMIT_NOFILE, ulimit -n, now allows)",
+			   strerror(-r));
 	if (r < 0 && r != -EINTR)
 		zio__panic("%s backend: poll failed: %s", e->loop->ops->name, strerror(-r));
 }

@@ -132,11 +132,11 @@ static int enable_ring(struct io_uring *ring)
  * (Linux 5.19), which zio_close() needs, and multishot POLL_ADD (5.13), on
  * which wake() relies. On an enabled ring: a multishot poll on an eventfd
  * that nothing writes, then a cancel of everything on that fd. */
-static bool requests_work(struct io_uring *ring)
+static int requests_work(struct io_uring *ring)
 {
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (efd < 0)
-		return false;
+		return -errno; /* out of descriptors: not an answer */
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	io_uring_prep_poll_multishot(sqe, efd, POLLIN);
 	io_uring_sqe_set_data64(sqe, 1);
@@ -170,7 +170,7 @@ static bool requests_work(struct io_uring *ring)
 		}
 	}
 	close(efd);
-	return ok && poll_done && cancel_done;
+	return ok && poll_done && cancel_done ? 0 : -ENOSYS;
 }
 
 static int do_probe(void)
@@ -196,12 +196,20 @@ static int do_probe(void)
 		      native_op[ZIO__OP_POLL] && native_op[ZIO__OP_CANCEL_FD] &&
 		      (ring.features & IORING_FEAT_NODROP) && (ring.features & IORING_FEAT_EXT_ARG);
 	usable = usable && (!(used & IORING_SETUP_R_DISABLED) || enable_ring(&ring) == 0);
-	if (usable && !requests_work(&ring)) {
-		zio__log(0, "io_uring: no cancel by fd or no multishot poll (Linux < 5.19)");
+	if (usable && (err = requests_work(&ring)) != 0) {
+		if (err == -ENOSYS)
+			zio__log(0, "io_uring: no cancel by fd or no multishot poll (Linux < 5.19)");
 		usable = false;
 	}
 	if (usable && native_op[ZIO__OP_RECV] && native_op[ZIO__OP_ACCEPT])
-		zio__uring_ms_probe(&ring);
+		err = zio__uring_ms_probe(&ring);
+	if (zio__err_transient(err)) {
+		/* Out of descriptors or memory for a probe's socket: ask
+		 * again next time rather than judge io_uring by it. */
+		io_uring_free_probe(pr);
+		io_uring_queue_exit(&ring);
+		return err;
+	}
 	zio__log(0,
 		 "io_uring: setup flags %#x (single_issuer %d, defer_taskrun %d), features %#x: "
 		 "ext_arg %d fast_poll %d nodrop %d; ops: send/recv %d accept %d connect %d "
@@ -229,7 +237,8 @@ static int ur_probe(void)
 	if (!p) {
 		int err = do_probe();
 		p = err ? err : 1;
-		atomic_store(&probed, p);
+		if (!zio__err_transient(err))
+			atomic_store(&probed, p); /* the kernel's answer, for good */
 	}
 	pthread_mutex_unlock(&probe_lock);
 	return p > 0 ? 0 : p;

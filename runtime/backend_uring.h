@@ -75,8 +75,10 @@ static inline bool zio__uring_closed_since(struct uring_loop *l, const struct zi
 
 /* backend_uring_ms.c */
 /* Whether the kernel does multishot accept, multishot recv and provided
- * buffer rings, tested on ring (enabled, owned by the calling thread). */
-void zio__uring_ms_probe(struct io_uring *ring);
+ * buffer rings, tested on ring (enabled, owned by the calling thread).
+ * Returns 0, or -errno if the tests could not be made (out of descriptors
+ * or memory): then nothing is known yet. */
+int zio__uring_ms_probe(struct io_uring *ring);
 /* For warm_batch: starts loading what st's next completion reads and
  * returns the parker it would wake (NULL if none). */
 struct zio__parker *zio__uring_ms_warm(struct uring_ms *st);

@@ -150,14 +150,16 @@ static void probe_end(struct io_uring *ring)
 		io_uring_cqe_seen(ring, cqe);
 }
 
-static bool probe_recv(struct io_uring *ring)
+/* The probes: 1 if the kernel serves the request, 0 if not, or -errno if
+ * what they need could not be had (a descriptor, memory): no answer. */
+static int probe_recv(struct io_uring *ring)
 {
 	struct io_uring_buf_ring *br = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (br == MAP_FAILED)
-		return false;
+		return -errno;
 	char buf[64];
-	bool ok = false;
+	int ok = 0;
 	int sv[2] = { -1, -1 };
 	io_uring_buf_ring_init(br);
 	struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)br, .ring_entries = 1,
@@ -166,8 +168,10 @@ static bool probe_recv(struct io_uring *ring)
 		goto out_unmap;
 	io_uring_buf_ring_add(br, buf, sizeof(buf), 0, io_uring_buf_ring_mask(1), 0);
 	io_uring_buf_ring_advance(br, 1);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		ok = -errno;
 		goto out_unreg;
+	}
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -194,14 +198,18 @@ out_unmap:
 	return ok;
 }
 
-static bool probe_accept(struct io_uring *ring)
+static int probe_accept(struct io_uring *ring)
 {
-	bool ok = false;
+	int ok = 0;
 	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int cfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	socklen_t len = sizeof(sa_family_t); /* autobind an abstract name */
-	if (lfd < 0 || cfd < 0 || bind(lfd, (struct sockaddr *)&sa, len) != 0 || listen(lfd, 4) != 0)
+	if (lfd < 0 || cfd < 0) {
+		ok = -errno;
+		goto out;
+	}
+	if (bind(lfd, (struct sockaddr *)&sa, len) != 0 || listen(lfd, 4) != 0)
 		goto out;
 	len = sizeof(sa);
 	if (getsockname(lfd, (struct sockaddr *)&sa, &len) != 0)
@@ -228,17 +236,21 @@ out:
 	return ok;
 }
 
-void zio__uring_ms_probe(struct io_uring *ring)
+int zio__uring_ms_probe(struct io_uring *ring)
 {
 	const char *env = getenv("ZIO_URING_MULTISHOT");
 	if (env && strcmp(env, "0") == 0) {
 		zio__log(0, "io_uring: multishot accept/recv off (ZIO_URING_MULTISHOT=0)");
-		return;
+		return 0;
 	}
-	atomic_store(&ms_recv_ok, probe_recv(ring));
-	atomic_store(&ms_accept_ok, probe_accept(ring));
+	int recv = probe_recv(ring), accept = recv < 0 ? recv : probe_accept(ring);
+	if (recv < 0 || accept < 0)
+		return recv < 0 ? recv : accept;
+	atomic_store(&ms_recv_ok, recv == 1);
+	atomic_store(&ms_accept_ok, accept == 1);
 	zio__log(0, "io_uring: multishot recv with provided buffers %d, multishot accept %d",
-		 atomic_load(&ms_recv_ok), atomic_load(&ms_accept_ok));
+		 recv, accept);
+	return 0;
 }
 
 bool zio__uring_multishot_on(void)

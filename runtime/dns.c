@@ -26,6 +26,10 @@ struct dns_job {
 
 static int gai_errno(int rc, int sys_errno)
 {
+	/* glibc says "no such name" when it could not open what it reads
+	 * (/etc/hosts, a socket to the resolver): errno tells. */
+	if (rc == EAI_NONAME && (sys_errno == EMFILE || sys_errno == ENFILE || sys_errno == ENOMEM))
+		return -sys_errno;
 	switch (rc) {
 	case 0:
 		return 0;

@@ -441,7 +441,20 @@ void zio__cancel_all(zio__runtime *rt);
 void zio__group_task_done(struct zio__fiber *f, int rc);
 
 /* ----------------------------------------------------------------- backends */
-const struct zio__backend *zio__backend_choose(const char *name);
+/* The backend called name (NULL or "": $ZIO_BACKEND; NULL, "" or "auto"
+ * there: the best that works, *automatic set), or -errno: -EINVAL for an
+ * unknown name, else why the named one cannot work here. */
+int zio__backend_choose(const char *name, const struct zio__backend **out, bool *automatic);
+/* The first backend after b in the automatic order that works here, or
+ * NULL: where a runtime's loops of b could not be made after all. */
+const struct zio__backend *zio__backend_after(const struct zio__backend *b);
+/* Errors that say "not now" rather than "not here": out of descriptors or
+ * memory. A probe that met one is asked again next time. */
+static inline bool zio__err_transient(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOMEM || err == -ENOBUFS ||
+	       err == -EAGAIN;
+}
 int zio__loop_create(struct zio__exec *e, const struct zio__backend *b);
 void zio__loop_destroy(struct zio__exec *e);
 /* Waits up to timeout_ns (-1: forever) for I/O or a wake(). */

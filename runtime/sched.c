@@ -851,6 +851,20 @@ static void exec_free(struct zio__exec *e)
 	free(e);
 }
 
+/* A loop of backend b for each executor, or none and -errno. */
+static int create_loops(zio_runtime *rt, const struct zio__backend *b)
+{
+	for (unsigned i = 0; i < rt->n_exec; i++) {
+		int err = zio__loop_create(rt->exec[i], b);
+		if (err) {
+			while (i-- > 0)
+				zio__loop_destroy(rt->exec[i]);
+			return err;
+		}
+	}
+	return 0;
+}
+
 ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_options *opts)
 {
 	if (!out)
@@ -864,15 +878,22 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 		n = (unsigned)env_size("ZIO_EXECUTORS", 1);
 	if (n == ZIO_EXECUTORS_AUTO || n == 0)
 		n = cpu_count();
-	if (n > 256)
+	if (n > 256) {
+		zio__log(1, "%u executors asked for: at most 256", n);
 		return -EINVAL;
+	}
 	size_t stack = o.stack_size ? o.stack_size : env_size("ZIO_STACK_SIZE", ZIO__STACK_DEFAULT);
-	if (stack < ZIO__STACK_MIN || stack > ((size_t)1 << 36))
+	if (stack < ZIO__STACK_MIN || stack > ((size_t)1 << 36)) {
+		zio__log(1, "a stack size of %zu bytes asked for: from %zu to 64 GiB", stack,
+			 (size_t)ZIO__STACK_MIN);
 		return -EINVAL;
+	}
 
-	const struct zio__backend *backend = zio__backend_choose(o.backend);
-	if (!backend)
-		return -EINVAL;
+	const struct zio__backend *backend;
+	bool automatic;
+	int err = zio__backend_choose(o.backend, &backend, &automatic);
+	if (err)
+		return err;
 
 	zio_runtime *rt = calloc(1, sizeof(*rt));
 	if (!rt)
@@ -880,9 +901,8 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 	rt->n_exec = n;
 	rt->stack_size = stack;
 	rt->stack_cache = o.stack_cache ? o.stack_cache : 1024;
-	rt->backend = backend;
 	atomic_init(&rt->next_id, 1);
-	int err = -ENOMEM;
+	err = -ENOMEM;
 	rt->exec = calloc(n, sizeof(*rt->exec));
 	if (!rt->exec)
 		goto fail;
@@ -899,10 +919,26 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 		e->id = i;
 		e->rng = 0x9E3779B97F4A7C15ULL * (i + 1);
 		rt->exec[i] = e;
-		err = zio__loop_create(e, backend);
-		if (err)
-			goto fail;
 	}
+	while ((err = create_loops(rt, backend)) != 0) {
+		/* A backend chosen automatically may still not make this
+		 * runtime's loops: io_uring's rings count against the
+		 * unprivileged user's RLIMIT_MEMLOCK, and a sysctl may
+		 * forbid them since the probe. The next one may. (Not out
+		 * of descriptors: every backend needs them.) */
+		bool fds = err == -EMFILE || err == -ENFILE;
+		const struct zio__backend *next = automatic && !fds ? zio__backend_after(backend) : NULL;
+		if (!next)
+			goto fail;
+		zio__log(1, "%s backend: cannot make this runtime's loops (%s%s), falling back to %s",
+			 backend->name, strerror(-err),
+			 err == -ENOMEM && strcmp(backend->name, "uring") == 0
+				 ? "; io_uring's memory counts against ulimit -l"
+				 : "",
+			 next->name);
+		backend = next;
+	}
+	rt->backend = backend;
 	zio__guard_handler_install();
 	for (unsigned i = 1; i < n; i++) {
 		err = -pthread_create(&rt->exec[i]->thread, NULL, worker_main, rt->exec[i]);

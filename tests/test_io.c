@@ -1696,3 +1696,47 @@ Test(io, sandbox_refusing_new_syscalls, .timeout = 30)
 	cr_assert_eq(st, 0, "status %d without io_uring", st);
 	cr_assert_str_eq(got, "epoll");
 }
+
+/* Out of descriptors when the process makes its first runtime: that
+ * creation fails with -EMFILE, and once descriptors are free the next one
+ * gets the backend a fresh process gets (io_uring's probe took the
+ * shortage for the kernel's answer, for good: the process stayed on
+ * epoll or poll, with a warning that said "Function not implemented"). */
+Test(io, out_of_descriptors_at_the_first_runtime_is_not_for_good, .timeout = 20)
+{
+	struct zio_runtime_options automatic = { .backend = "auto" };
+	int name[2];
+	cr_assert_eq(pipe(name), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		zio_runtime *rt;
+		if (zio_runtime_create(&rt, &automatic) != 0)
+			_exit(1);
+		const char *b = zio_runtime_backend(rt);
+		_exit(write(name[1], b, strlen(b)) == (ssize_t)strlen(b) ? 0 : 1);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char fresh[16] = "";
+	cr_assert_gt(read(name[0], fresh, sizeof(fresh) - 1), 0);
+	close(name[0]);
+	close(name[1]);
+
+	/* No runtime yet in this process (each test runs in its own). */
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int lowest = dup(0);
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	struct rlimit none = { (rlim_t)lowest, old.rlim_max };
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+	zio_runtime *rt;
+	int r = zio_runtime_create(&rt, &automatic);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(r, -EMFILE, "with no descriptor free: %d", r);
+	cr_assert_eq(zio_runtime_create(&rt, &automatic), 0);
+	cr_assert_str_eq(zio_runtime_backend(rt), fresh);
+	zio_runtime_destroy(rt);
+}

@@ -2125,3 +2125,23 @@ Test(net, plain_thread_read_of_a_reused_number, .timeout = 10)
 	zio_close(nv[1]);
 	zio_close(sv[1]);
 }
+
+/* Out of descriptors, a name lookup says so (-EMFILE): glibc's "no such
+ * name" then only means it could not open /etc/hosts or a socket, and
+ * zio passed it on as -ENOENT, "unknown host". */
+Test(net, dns_out_of_descriptors, .timeout = 20)
+{
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int lowest = dup(0);
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	struct rlimit none = { (rlim_t)lowest, old.rlim_max };
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+	zio_addr out[4];
+	int r = zio_dns_resolve("localhost", 80, AF_UNSPEC, out, 4, zio_deadline_after(ZIO_SEC(5)));
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(r, -EMFILE, "lookup with no descriptor free: %d", r);
+	cr_assert_gt(zio_dns_resolve("localhost", 80, AF_UNSPEC, out, 4, zio_deadline_after(ZIO_SEC(5))),
+		     0);
+}

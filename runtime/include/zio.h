@@ -77,8 +77,10 @@ struct zio_runtime_options {
 	 * costs no syscall and no page fault. Stacks returned beyond this get
 	 * their pages handed back to the kernel (default 1024). */
 	unsigned stack_cache;
-	/* I/O backend: "uring", "epoll", "poll" or NULL for $ZIO_BACKEND, else
-	 * the best that works here. */
+	/* I/O backend: "uring", "epoll", "poll", or NULL for $ZIO_BACKEND;
+	 * "auto" or unset: the best that works here (a fallback is logged).
+	 * A named backend that cannot work here is zio_runtime_create()'s
+	 * error (-EPERM: forbidden, -ENOSYS: missing, -EMFILE, ...). */
 	const char *backend;
 };
 
