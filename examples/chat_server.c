@@ -10,6 +10,14 @@
  * is held) and pokes each recipient's eventfd, which its writer waits on
  * with zio_read. A slow recipient never holds up the sender; one whose
  * outbox passes 1 MiB is disconnected.
+ *
+ * A line is at most MAX_LINE (1024) bytes, its newline included; a last
+ * line without one gets one, so a line carries up to 1023 bytes of text.
+ * A longer line is dropped whole, nobody hears it, and its sender gets
+ * "* line too long (max 1023 bytes), not sent". A client that closes
+ * its sending side has left: what is still queued for it is dropped.
+ * SIGINT or SIGTERM stop the server (the listener is closed, clients are
+ * cut off; exit status 0).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,9 +28,12 @@
 #include <unistd.h>
 #include <zio.h>
 
-#include "example_args.h"
+#include "example_util.h"
 
 #define OUTBOX_MAX (1 << 20)
+#define MAX_LINE 1024 /* newline included */
+
+static const char too_long[] = "* line too long (max 1023 bytes), not sent\n";
 
 struct msg {
 	struct msg *next;
@@ -130,7 +141,9 @@ static ssize_t drop_line(zio_reader *r)
 static void *session(void *arg)
 {
 	struct client *c = arg;
-	char line[1024], out[1100], rb[2048];
+	/* rb is larger than a line: a line too long for `line` is then
+	 * refused before any of it is consumed, and can be dropped whole. */
+	char line[MAX_LINE], out[MAX_LINE + 32], rb[2 * MAX_LINE];
 	zio_task *w;
 	if (zio_spawn(NULL, &w, writer, c, NULL)) {
 		zio_close(c->fd);
@@ -154,17 +167,24 @@ static void *session(void *arg)
 	zio_reader r;
 	zio_reader_init_fd(&r, c->fd, rb, sizeof(rb));
 	ssize_t len;
-	/* One byte short of line: room for the newline a last line may lack. */
-	while ((len = zio_reader_take_delim(&r, '\n', true, line, sizeof(line) - 1)) != 0) {
+	while ((len = zio_reader_take_delim(&r, '\n', true, line, sizeof(line))) != 0) {
+		if (len > 0 && line[len - 1] != '\n') {
+			/* The last line, cut by EOF: it gets a newline if it fits. */
+			if (len == sizeof(line))
+				len = -EMSGSIZE;
+			else
+				line[len++] = '\n';
+		}
 		if (len == -EMSGSIZE) {
-			if (drop_line(&r) <= 0) /* overlong: nobody hears it */
+			pthread_mutex_lock(&lock);
+			enqueue(c, too_long, sizeof(too_long) - 1);
+			pthread_mutex_unlock(&lock);
+			if (drop_line(&r) <= 0)
 				break;
 			continue;
 		}
 		if (len < 0)
 			break;
-		if (line[len - 1] != '\n')
-			line[len++] = '\n';
 		/* By length, not %s: a line may hold NUL bytes. */
 		k = snprintf(out, sizeof(out), "[#%u] ", c->id);
 		memcpy(out + k, line, (size_t)len);
@@ -195,40 +215,30 @@ static void *session(void *arg)
 	return NULL;
 }
 
-struct opts {
-	const char *host;
-	int port;
-};
-
+/* Serves on the address arg points to until cancelled. */
 static void *serve(void *arg)
 {
-	struct opts *o = arg;
-	zio_addr addr;
-	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
-		fprintf(stderr, "chat_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
-		return (void *)1;
-	}
+	zio_addr addr = *(zio_addr *)arg;
+	char txt[ZIO_ADDR_STRLEN];
 	int lfd = zio_tcp_listen(&addr, NULL);
 	if (lfd < 0) {
-		fprintf(stderr, "chat_server: listen on %s port %d: %s\n", o->host, o->port,
-			strerror(-lfd));
+		zio_addr_format(&addr, txt, sizeof(txt));
+		fprintf(stderr, "chat_server: listen on %s: %s\n", txt, strerror(-lfd));
 		return (void *)1;
 	}
 	zio_local_addr(lfd, &addr);
-	char txt[ZIO_ADDR_STRLEN];
 	zio_addr_format(&addr, txt, sizeof(txt));
+	zio_runtime *rt = zio_runtime_current();
 	fprintf(stderr, "chat_server: listening on %s (%s backend, %u executor%s)\n", txt,
-		zio_runtime_backend(zio_runtime_current()),
-		zio_runtime_executors(zio_runtime_current()),
-		zio_runtime_executors(zio_runtime_current()) == 1 ? "" : "s");
+		zio_runtime_backend(rt), zio_runtime_executors(rt),
+		zio_runtime_executors(rt) == 1 ? "" : "s");
+	int fd;
 	for (;;) {
-		int fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
+		fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
 		if (fd < 0) {
 			if (accept_goes_on(fd))
 				continue;
-			fprintf(stderr, "chat_server: accept: %s\n", strerror(-fd));
-			zio_close(lfd);
-			return (void *)1;
+			break;
 		}
 		struct client *c = calloc(1, sizeof(*c));
 		int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -247,34 +257,50 @@ static void *serve(void *arg)
 			free(c);
 		}
 	}
+	zio_close(lfd);
+	if (fd == -ECANCELED)
+		return NULL; /* SIGINT or SIGTERM (run_stoppable) */
+	fprintf(stderr, "chat_server: accept: %s\n", strerror(-fd));
+	return (void *)1;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { "127.0.0.1", 8080 };
-	int ch;
+	if (!std_fds_open())
+		return 1;
+	const char *host = "127.0.0.1";
+	int port = 8080, ch;
+	bool bad = false;
 	while ((ch = getopt(argc, argv, "p:h:")) != -1) {
 		if (ch == 'p')
-			o.port = port_arg(optarg);
+			port = port_arg(optarg);
 		else if (ch == 'h')
-			o.host = optarg;
-		else {
-			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
-			return 2;
-		}
+			host = optarg;
+		else
+			bad = true;
 	}
-	if (o.port < 0) {
-		fprintf(stderr, "chat_server: PORT must be a number from 0 to 65535\n");
+	if (bad || optind != argc) {
+		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
 		return 2;
 	}
+	zio_addr addr;
+	int err = listen_addr(&addr, "chat_server", host, port);
+	if (err)
+		return err;
+	struct stoppable s = { .prog = "chat_server", .fn = serve, .arg = &addr,
+			       .sigfd = stop_signals_block() };
+	if (s.sigfd < 0) {
+		fprintf(stderr, "chat_server: signals: %s\n", strerror(-s.sigfd));
+		return 1;
+	}
 	zio_runtime *rt;
-	int err = zio_runtime_create(&rt, NULL);
+	err = zio_runtime_create(&rt, NULL);
 	if (err) {
 		fprintf(stderr, "chat_server: runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;
-	zio_runtime_run(rt, serve, &o, &res);
+	zio_runtime_run(rt, run_stoppable, &s, &res);
 	zio_runtime_destroy(rt);
 	return res ? 1 : 0;
 }

@@ -9,7 +9,8 @@
  * buffered writer sends it back and flushes. Either way a line-based client
  * gets its lines back. -p 0 picks a free port; the one-line banner on
  * stderr says which. ZIO_EXECUTORS and ZIO_BACKEND come from the
- * environment.
+ * environment. SIGINT or SIGTERM stop it: the listener is closed, open
+ * connections are cut, and it exits 0 (example_util.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 #include <unistd.h>
 #include <zio.h>
 
-#include "example_args.h"
+#include "example_util.h"
 
 static bool line_mode;
 
@@ -50,27 +51,18 @@ static void *handle_client(void *arg)
 	return NULL;
 }
 
-struct opts {
-	const char *host;
-	int port;
-};
-
+/* Serves on the address arg points to until cancelled. */
 static void *serve(void *arg)
 {
-	struct opts *o = arg;
-	zio_addr addr;
-	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
-		fprintf(stderr, "echo_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
-		return (void *)1;
-	}
+	zio_addr addr = *(zio_addr *)arg;
+	char txt[ZIO_ADDR_STRLEN];
 	int lfd = zio_tcp_listen(&addr, NULL);
 	if (lfd < 0) {
-		fprintf(stderr, "echo_server: listen on %s port %d: %s\n", o->host, o->port,
-			strerror(-lfd));
+		zio_addr_format(&addr, txt, sizeof(txt));
+		fprintf(stderr, "echo_server: listen on %s: %s\n", txt, strerror(-lfd));
 		return (void *)1;
 	}
 	zio_local_addr(lfd, &addr);
-	char txt[ZIO_ADDR_STRLEN];
 	zio_addr_format(&addr, txt, sizeof(txt));
 	zio_runtime *rt = zio_runtime_current();
 	fprintf(stderr, "echo_server: listening on %s (%s backend, %u executor%s, %s mode)\n", txt,
@@ -79,53 +71,69 @@ static void *serve(void *arg)
 	/* A 4 KiB buffer and shallow calls: 64 KiB of stack is plenty, so
 	 * 10,000 connections reserve 640 MiB of address space, not 80 GiB. */
 	struct zio_spawn_options so = { .stack_size = 64 << 10 };
+	int fd;
 	for (;;) {
-		int fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
+		fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
 		if (fd < 0) {
 			if (accept_goes_on(fd))
 				continue;
-			fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
-			zio_close(lfd);
-			return (void *)1;
+			break;
 		}
 		zio_socket_set_nodelay(fd, true);
 		if (zio_spawn(NULL, NULL, handle_client, (void *)(intptr_t)fd, &so) < 0)
 			zio_close(fd);
 	}
+	zio_close(lfd);
+	if (fd == -ECANCELED)
+		return NULL; /* SIGINT or SIGTERM (run_stoppable) */
+	fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
+	return (void *)1;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { "127.0.0.1", 8080 };
-	int c;
+	if (!std_fds_open())
+		return 1;
+	const char *host = "127.0.0.1";
+	int port = 8080, c;
+	bool bad = false;
 	while ((c = getopt(argc, argv, "p:h:l")) != -1) {
 		switch (c) {
 		case 'p':
-			o.port = port_arg(optarg);
+			port = port_arg(optarg);
 			break;
 		case 'h':
-			o.host = optarg;
+			host = optarg;
 			break;
 		case 'l':
 			line_mode = true;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-l]\n", argv[0]);
-			return 2;
+			bad = true;
 		}
 	}
-	if (o.port < 0) {
-		fprintf(stderr, "echo_server: PORT must be a number from 0 to 65535\n");
+	if (bad || optind != argc) {
+		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-l]\n", argv[0]);
 		return 2;
 	}
+	zio_addr addr;
+	int err = listen_addr(&addr, "echo_server", host, port);
+	if (err)
+		return err;
+	struct stoppable s = { .prog = "echo_server", .fn = serve, .arg = &addr,
+			       .sigfd = stop_signals_block() };
+	if (s.sigfd < 0) {
+		fprintf(stderr, "echo_server: signals: %s\n", strerror(-s.sigfd));
+		return 1;
+	}
 	zio_runtime *rt;
-	int err = zio_runtime_create(&rt, NULL);
+	err = zio_runtime_create(&rt, NULL);
 	if (err) {
 		fprintf(stderr, "echo_server: runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;
-	zio_runtime_run(rt, serve, &o, &res);
+	zio_runtime_run(rt, run_stoppable, &s, &res);
 	zio_runtime_destroy(rt);
 	return res ? 1 : 0;
 }

@@ -12,10 +12,20 @@
  * which the answer then confirms. Anything that does not parse gets a 400
  * (a body over MAX_BODY a 413) and the connection is closed.
  *
+ * Empty lines before a request line are skipped (RFC 9112 2.2: some
+ * clients send a CRLF after a body). When the server ends a connection
+ * itself (an error answer, "Connection: close") it shuts down its sending
+ * side first and reads what the client still sends for a moment, so the
+ * kernel does not answer unread input with a reset that can destroy the
+ * answer on its way.
+ *
  * Timeouts: a connection may sit idle between requests for IDLE_TIMEOUT;
  * a request, once its first byte is in, must arrive whole (head and body)
  * within -t seconds (default 10), so a client trickling bytes cannot hold
- * its task for ever.
+ * its task for ever. Each pipelined request has its own -t.
+ *
+ * SIGINT or SIGTERM stop the server (the listener is closed, connections
+ * are cut; exit status 0).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,7 +35,7 @@
 #include <unistd.h>
 #include <zio.h>
 
-#include "example_args.h"
+#include "example_util.h"
 
 #define BODY "Hello, World!"
 #define HEADERS "Server: zio\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
@@ -43,6 +53,7 @@ static const char reply_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 #define BUF 8192               /* a request head must fit */
 #define MAX_BODY (1u << 20)    /* bodies are skipped, but not without end */
 #define IDLE_TIMEOUT ZIO_SEC(60)
+#define LINGER ZIO_SEC(1)      /* reading on after the server's last answer */
 
 static int64_t request_timeout = ZIO_SEC(10);
 
@@ -212,6 +223,31 @@ static bool skip_body(int fd, size_t n, int64_t deadline)
 	return true;
 }
 
+/* Closes a connection the server ends while the client may still be
+ * sending: a close() with input unread sends a reset, and a reset that
+ * reaches the client before it has read the answer destroys the answer.
+ * So: end our side (the client sees EOF after the answer), read and drop
+ * what still comes for up to LINGER, then close. */
+static void close_gently(int fd)
+{
+	char skip[1024];
+	int64_t deadline = zio_deadline_after(LINGER);
+	zio_shutdown(fd, SHUT_WR);
+	while (zio_read(fd, skip, sizeof(skip), deadline) > 0)
+		;
+	zio_close(fd);
+}
+
+/* Empty lines (CRLF or a bare LF) at the start of [p, p + n): how many
+ * bytes they take. */
+static size_t empty_lines(const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (p[i] == '\n' || (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')))
+		i += p[i] == '\n' ? 1 : 2;
+	return i;
+}
+
 static void *handle(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -230,6 +266,11 @@ static void *handle(void *arg)
 		size_t pos = 0, olen = 0;
 		/* Answer every complete request in the buffer. */
 		for (;;) {
+			pos += empty_lines(in + pos, have - pos);
+			/* A request that starts after another in this read
+			 * began with this read: its time starts now. */
+			if (pos > 0)
+				request_deadline = zio_deadline_after(request_timeout);
 			char *start = in + pos;
 			char *hend = find_head_end(start, have - pos);
 			if (!hend)
@@ -274,44 +315,35 @@ static void *handle(void *arg)
 			break;
 		if (!open)
 			break;
-		/* Keep the partial request, if any, at the front: a new request
-		 * that started in this read gets its own time. */
-		if (pos > 0 && pos < have)
-			request_deadline = zio_deadline_after(request_timeout);
+		/* Keep the partial request, if any, at the front. */
 		memmove(in, in + pos, have - pos);
 		have -= pos;
 		if (have == sizeof(in)) {
 			/* A head larger than our buffer. */
 			zio_write_all(fd, reply_400, sizeof(reply_400) - 1, zio_deadline_after(ZIO_SEC(5)));
-			break;
+			open = false;
 		}
 	}
 done:
-	zio_close(fd);
+	if (open)
+		zio_close(fd); /* the client left, broke off or ran out of time */
+	else
+		close_gently(fd);
 	return NULL;
 }
 
-struct opts {
-	const char *host;
-	int port;
-};
-
+/* Serves on the address arg points to until cancelled. */
 static void *serve(void *arg)
 {
-	struct opts *o = arg;
-	zio_addr addr;
-	if (zio_addr_ip(&addr, o->host, (uint16_t)o->port)) {
-		fprintf(stderr, "http_server: bad address %s (a numeric IPv4 or IPv6 address)\n", o->host);
-		return (void *)1;
-	}
+	zio_addr addr = *(zio_addr *)arg;
+	char txt[ZIO_ADDR_STRLEN];
 	int lfd = zio_tcp_listen(&addr, NULL);
 	if (lfd < 0) {
-		fprintf(stderr, "http_server: listen on %s port %d: %s\n", o->host, o->port,
-			strerror(-lfd));
+		zio_addr_format(&addr, txt, sizeof(txt));
+		fprintf(stderr, "http_server: listen on %s: %s\n", txt, strerror(-lfd));
 		return (void *)1;
 	}
 	zio_local_addr(lfd, &addr);
-	char txt[ZIO_ADDR_STRLEN];
 	zio_addr_format(&addr, txt, sizeof(txt));
 	zio_runtime *rt = zio_runtime_current();
 	fprintf(stderr, "http_server: listening on %s (%s backend, %u executor%s)\n", txt,
@@ -320,33 +352,40 @@ static void *serve(void *arg)
 	/* Two 8 KiB buffers and shallow calls: 128 KiB of stack is plenty,
 	 * and 10,000 connections then reserve 1.3 GiB, not 80. */
 	struct zio_spawn_options so = { .stack_size = 128 << 10 };
+	int fd;
 	for (;;) {
-		int fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
+		fd = zio_tcp_accept(lfd, NULL, ZIO_FOREVER);
 		if (fd < 0) {
 			if (accept_goes_on(fd))
 				continue;
-			fprintf(stderr, "http_server: accept: %s\n", strerror(-fd));
-			zio_close(lfd);
-			return (void *)1;
+			break;
 		}
 		zio_socket_set_nodelay(fd, true);
 		if (zio_spawn(NULL, NULL, handle, (void *)(intptr_t)fd, &so) < 0)
 			zio_close(fd);
 	}
+	zio_close(lfd);
+	if (fd == -ECANCELED)
+		return NULL; /* SIGINT or SIGTERM (run_stoppable) */
+	fprintf(stderr, "http_server: accept: %s\n", strerror(-fd));
+	return (void *)1;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { "127.0.0.1", 8080 };
-	int c;
+	if (!std_fds_open())
+		return 1;
+	const char *host = "127.0.0.1";
+	int port = 8080, c;
 	long secs;
+	bool bad = false;
 	while ((c = getopt(argc, argv, "p:h:t:")) != -1) {
 		switch (c) {
 		case 'p':
-			o.port = port_arg(optarg);
+			port = port_arg(optarg);
 			break;
 		case 'h':
-			o.host = optarg;
+			host = optarg;
 			break;
 		case 't':
 			if ((secs = num_arg(optarg, 1, 3600)) < 0) {
@@ -356,22 +395,31 @@ int main(int argc, char **argv)
 			request_timeout = ZIO_SEC(secs);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-t SECONDS]\n", argv[0]);
-			return 2;
+			bad = true;
 		}
 	}
-	if (o.port < 0) {
-		fprintf(stderr, "http_server: PORT must be a number from 0 to 65535\n");
+	if (bad || optind != argc) {
+		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-t SECONDS]\n", argv[0]);
 		return 2;
 	}
+	zio_addr addr;
+	int err = listen_addr(&addr, "http_server", host, port);
+	if (err)
+		return err;
+	struct stoppable s = { .prog = "http_server", .fn = serve, .arg = &addr,
+			       .sigfd = stop_signals_block() };
+	if (s.sigfd < 0) {
+		fprintf(stderr, "http_server: signals: %s\n", strerror(-s.sigfd));
+		return 1;
+	}
 	zio_runtime *rt;
-	int err = zio_runtime_create(&rt, NULL);
+	err = zio_runtime_create(&rt, NULL);
 	if (err) {
 		fprintf(stderr, "http_server: runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;
-	zio_runtime_run(rt, serve, &o, &res);
+	zio_runtime_run(rt, run_stoppable, &s, &res);
 	zio_runtime_destroy(rt);
 	return res ? 1 : 0;
 }

@@ -4,9 +4,10 @@
  *
  *   tcp_client [-t TIMEOUT_MS] HOST PORT
  *
- * Exit status: 0 on success (stdin ended), 1 on a connection error or
- * timeout, with the reason on stderr. stdin is read through zio too, so a
- * slow producer never blocks the executor.
+ * Exit status: 0 on success (stdin ended), 1 on a connection error, a
+ * timeout or a failed write to stdout (a full disk, a reader that went
+ * away), with the reason on stderr; 2 for a usage error. stdin is read
+ * through zio too, so a slow producer never blocks the executor.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include <unistd.h>
 #include <zio.h>
 
-#include "example_args.h"
+#include "example_util.h"
 
 struct opts {
 	const char *host;
@@ -57,8 +58,14 @@ static void *client(void *arg)
 			rc = 1;
 			break;
 		}
-		zio_writer_write(&out, line, (size_t)r);
-		zio_writer_flush(&out);
+		ssize_t put = zio_writer_write(&out, line, (size_t)r);
+		if (put >= 0)
+			put = zio_writer_flush(&out);
+		if (put < 0) {
+			fprintf(stderr, "tcp_client: stdout: %s\n", strerror((int)-put));
+			rc = 1;
+			break;
+		}
 	}
 	if (n < 0 && rc == 0) {
 		fprintf(stderr, "tcp_client: stdin: %s\n", strerror((int)-n));
@@ -70,6 +77,8 @@ static void *client(void *arg)
 
 int main(int argc, char **argv)
 {
+	if (!std_fds_open())
+		return 1;
 	struct opts o = { .timeout = ZIO_SEC(5) };
 	int c;
 	while ((c = getopt(argc, argv, "t:")) != -1) {

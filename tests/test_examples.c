@@ -2,8 +2,10 @@
  * test_examples.c - runs every program in examples/ under each backend and
  * drives it as a user would: servers are started on port 0 and the port is
  * read from their one-line banner on stderr, clients are fed on stdin. The
- * driver side is plain POSIX with socket timeouts, independent of zio.
- * Every child dies with the test (PR_SET_PDEATHSIG) and is killed at the end.
+ * driver side is plain POSIX with socket timeouts, independent of zio;
+ * only accept_goes_on() from examples/example_util.h, which no test can
+ * make the kernel return errors to, is called directly. Every child dies
+ * with the test (PR_SET_PDEATHSIG) and is killed at the end.
  */
 /* ZIO_TEST_BACKENDS */
 /* ZIO_TEST_LABELS: io examples */
@@ -18,12 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "examples/example_util.h"
 
 #define EX ZIO_BINARY_DIR "/examples/"
 
@@ -35,23 +41,35 @@ struct child {
 	int port;
 };
 
-static void spawn(struct child *c, char *const argv[], const char *env_extra, bool pipes)
+/* What a child's fd 0 or 1 is: the test's own, a pipe to the test
+ * (c->in_fd, c->out_fd), none, or (>= 0) that fd of the test's. */
+enum { STDIO_KEEP = -1, STDIO_PIPE = -2, STDIO_CLOSED = -3 };
+
+static void child_stdio(int fd, int how, int pipe_end)
+{
+	if (how == STDIO_PIPE)
+		dup2(pipe_end, fd);
+	else if (how == STDIO_CLOSED)
+		close(fd);
+	else if (how >= 0)
+		dup2(how, fd);
+}
+
+static void spawn_io(struct child *c, char *const argv[], const char *env_extra, int in, int out)
 {
 	int e[2], i[2] = { -1, -1 }, o[2] = { -1, -1 };
 	cr_assert_eq(pipe2(e, O_CLOEXEC), 0);
-	if (pipes) {
+	if (in == STDIO_PIPE)
 		cr_assert_eq(pipe2(i, O_CLOEXEC), 0);
+	if (out == STDIO_PIPE)
 		cr_assert_eq(pipe2(o, O_CLOEXEC), 0);
-	}
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(e[1], 2);
-		if (pipes) {
-			dup2(i[0], 0);
-			dup2(o[1], 1);
-		}
+		child_stdio(0, in, i[0]);
+		child_stdio(1, out, o[1]);
 		if (env_extra)
 			putenv((char *)env_extra);
 		execv(argv[0], argv);
@@ -60,13 +78,20 @@ static void spawn(struct child *c, char *const argv[], const char *env_extra, bo
 	close(e[1]);
 	c->pid = pid;
 	c->err_fd = e[0];
-	c->in_fd = pipes ? i[1] : -1;
-	c->out_fd = pipes ? o[0] : -1;
-	if (pipes) {
+	c->in_fd = i[1];
+	c->out_fd = o[0];
+	if (i[0] >= 0)
 		close(i[0]);
+	if (o[1] >= 0)
 		close(o[1]);
-	}
 	c->port = 0;
+}
+
+/* pipes: stdin and stdout are pipes to the test, else the test's own. */
+static void spawn(struct child *c, char *const argv[], const char *env_extra, bool pipes)
+{
+	int how = pipes ? STDIO_PIPE : STDIO_KEEP;
+	spawn_io(c, argv, env_extra, how, how);
 }
 
 /* Reads stderr until the banner line and takes the port after the last ':'. */
@@ -94,10 +119,14 @@ static void read_banner(struct child *c)
 	}
 }
 
+/* Kills the child, unless exit_status() has already reaped it (pid -1:
+ * kill(-1) would signal every process we may). */
 static void stop(struct child *c)
 {
-	kill(c->pid, SIGKILL);
-	waitpid(c->pid, NULL, 0);
+	if (c->pid > 0) {
+		kill(c->pid, SIGKILL);
+		waitpid(c->pid, NULL, 0);
+	}
 	close(c->err_fd);
 	if (c->in_fd >= 0)
 		close(c->in_fd);
@@ -111,6 +140,36 @@ static int exit_status(struct child *c)
 	cr_assert_eq(waitpid(c->pid, &st, 0), c->pid);
 	c->pid = -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* exit_status(), for a child that should be on its way out: one still
+ * running after secs seconds is killed and fails the test. */
+static int exit_status_within(struct child *c, double secs)
+{
+	for (int ms = 0; ms < secs * 1000; ms += 5) {
+		int st;
+		pid_t r = waitpid(c->pid, &st, WNOHANG);
+		cr_assert_geq(r, 0);
+		if (r == c->pid) {
+			c->pid = -1;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		usleep(5000);
+	}
+	kill(c->pid, SIGKILL);
+	waitpid(c->pid, NULL, 0);
+	cr_assert_fail("still running after %.1f s", secs);
+	return -1;
+}
+
+/* Everything the child wrote to stderr until it closed it. */
+static void read_stderr(struct child *c, char *buf, size_t size)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < size && (r = read(c->err_fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
 }
 
 static int dial(int port, int type)
@@ -386,6 +445,84 @@ Test(examples, http_server_edges, .timeout = 60)
 	stop(&s);
 }
 
+/* Each pipelined request has its own -t: B's head came in the read that
+ * completed A, 0.65 s into A's 1 s; B's body, 0.65 s later, is past A's
+ * time but within B's (B was cut off when A's time ran out). */
+Test(examples, http_server_pipelined_deadline, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", "-t", "1", NULL }, NULL, false);
+	read_banner(&s);
+	int fd = dial(s.port, SOCK_STREAM);
+	const char *a = "GET /a HTTP/1.1\r\nHost: x\r\n";
+	const char *a_end_b = "\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+	send_all(fd, a, strlen(a));
+	usleep(650000);
+	send_all(fd, a_end_b, strlen(a_end_b));
+	usleep(650000);
+	send_all(fd, "hello", 5);
+	const size_t ok = sizeof(ok_reply) - 1;
+	char buf[2 * sizeof(ok_reply)];
+	recv_exact(fd, buf, 2 * ok);
+	cr_assert_eq(memcmp(buf + ok, ok_reply, ok), 0);
+	close(fd);
+	stop(&s);
+}
+
+/* Empty lines before a request line are skipped (RFC 9112 2.2), CRLF or
+ * a bare LF, also one split over two reads, or sent after a body. */
+Test(examples, http_server_empty_lines, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	int fd = dial(s.port, SOCK_STREAM);
+	const size_t ok = sizeof(ok_reply) - 1;
+	char buf[2 * sizeof(ok_reply)];
+	const char *reqs[] = { "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			       "\n\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			       "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\n" };
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		send_all(fd, reqs[i], strlen(reqs[i]));
+		recv_exact(fd, buf, ok);
+		cr_assert_eq(memcmp(buf, ok_reply, ok), 0, "request %zu: %.*s", i, (int)ok, buf);
+	}
+	/* a CRLF split over two reads */
+	send_all(fd, "\r", 1);
+	usleep(20000);
+	const char *get = "\nGET / HTTP/1.1\r\n\r\n";
+	send_all(fd, get, strlen(get));
+	recv_exact(fd, buf, ok);
+	cr_assert_eq(memcmp(buf, ok_reply, ok), 0, "%.*s", (int)ok, buf);
+	close(fd);
+	stop(&s);
+}
+
+/* When the server ends a connection with input unread (an error answer,
+ * or "Connection: close" with more behind it), the client gets the
+ * answer and then EOF, not a reset, which could destroy the answer. */
+Test(examples, http_server_closes_without_reset, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	static char body[64 << 10];
+	memset(body, 'x', sizeof(body));
+	const char *heads[] = { "POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",
+				"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" };
+	const char *answers[] = { "HTTP/1.1 413", "HTTP/1.1 200" };
+	for (int i = 0; i < 2; i++) {
+		int fd = dial(s.port, SOCK_STREAM);
+		send_all(fd, heads[i], strlen(heads[i]));
+		send_all(fd, body, sizeof(body));
+		char buf[1024];
+		read_to_eof(fd, buf, sizeof(buf));
+		cr_assert(strncmp(buf, answers[i], 12) == 0, "%s", buf);
+		close(fd);
+	}
+	stop(&s);
+}
+
 /* ------------------------------------------------------------ tcp_client */
 
 /* An echo server, and a tcp_client to it with stdin piped. */
@@ -486,6 +623,76 @@ Test(examples, tcp_client_errors, .timeout = 30)
 	close(l);
 }
 
+/* A test's own TCP listener on a free loopback port, written to port. */
+static int listener(char port[16])
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 8), 0);
+	socklen_t al = sizeof(a);
+	getsockname(l, (struct sockaddr *)&a, &al);
+	snprintf(port, 16, "%d", ntohs(a.sin_port));
+	return l;
+}
+
+/* stdout cannot take the replies (a full disk here, a reader gone
+ * elsewhere): said so, exit status 1, and nothing more is sent. */
+Test(examples, tcp_client_stdout_error, .timeout = 30)
+{
+	char port[16];
+	int l = listener(port);
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(full, 0);
+	struct child c;
+	spawn_io(&c, (char *[]){ EX "tcp_client", "-t", "5000", "127.0.0.1", port, NULL }, NULL,
+		 STDIO_PIPE, full);
+	close(full);
+	cr_assert_eq(write(c.in_fd, "a\nb\nc\n", 6), 6);
+	close(c.in_fd);
+	c.in_fd = -1;
+	/* An echo server of our own, which sees everything that is sent. */
+	int fd = accept(l, NULL, NULL);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char got[64];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(got) - 1 && (r = read(fd, got + n, sizeof(got) - 1 - n)) > 0) {
+		send_all(fd, got + n, (size_t)r);
+		n += (size_t)r;
+	}
+	got[n] = 0;
+	cr_assert_str_eq(got, "a\n");
+	cr_assert_eq(exit_status_within(&c, 10), 1);
+	char err[256];
+	read_stderr(&c, err, sizeof(err));
+	cr_assert_str_eq(err, "tcp_client: stdout: No space left on device\n");
+	close(fd);
+	close(l);
+	stop(&c);
+}
+
+/* Started with stdin closed: it reads nothing (the io_uring ring took
+ * fd 0 and the client read it as stdin, for ever). */
+Test(examples, tcp_client_stdin_closed, .timeout = 30)
+{
+	struct child s, c;
+	spawn(&s, (char *[]){ EX "echo_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", s.port);
+	spawn_io(&c, (char *[]){ EX "tcp_client", "127.0.0.1", port, NULL }, NULL, STDIO_CLOSED,
+		 STDIO_PIPE);
+	cr_assert_eq(exit_status_within(&c, 10), 0);
+	char out[64];
+	cr_assert_eq(read(c.out_fd, out, sizeof(out)), 0);
+	stop(&c);
+	stop(&s);
+}
+
 /* Bad arguments: said so, exit status 2 (a port of 70000 listened on 4464). */
 Test(examples, bad_arguments, .timeout = 30)
 {
@@ -533,10 +740,11 @@ Test(examples, bad_arguments, .timeout = 30)
 	cr_assert_eq(exit_status(&c), 2);
 	close(c.err_fd);
 	close(c.out_fd);
+	/* -h takes a numeric address: a name is a usage error too. */
 	spawn(&c, (char *[]){ EX "chat_server", "-p", "0", "-h", "nosuchhost", NULL }, NULL, true);
 	close(c.in_fd);
 	c.in_fd = -1;
-	cr_assert_eq(exit_status(&c), 1);
+	cr_assert_eq(exit_status(&c), 2);
 	char err[256] = { 0 };
 	cr_assert_gt(read(c.err_fd, err, sizeof(err) - 1), 0);
 	cr_assert(strstr(err, "bad address nosuchhost"), "%s", err);
@@ -561,6 +769,83 @@ Test(examples, udp_echo, .timeout = 30)
 	}
 	close(fd);
 	stop(&s);
+}
+
+/* ------------------------------------------------------------ every server */
+
+static const char *const servers[] = { "echo_server", "http_server", "chat_server", "udp_echo" };
+
+/* Starts server prog on port (0: any), with a client connected (TCP)
+ * or answered once (UDP), then stops it with sig: it says so and exits
+ * 0. Returns the port it served on. */
+static int start_and_signal(const char *prog, int port, int sig)
+{
+	char path[256], port_text[16];
+	snprintf(path, sizeof(path), EX "%s", prog);
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	struct child s;
+	spawn(&s, (char *[]){ path, "-p", port_text, NULL }, NULL, false);
+	read_banner(&s);
+	cr_assert(port == 0 || s.port == port, "%s on %d, not %d", prog, s.port, port);
+	bool udp = strcmp(prog, "udp_echo") == 0;
+	int client = dial(s.port, udp ? SOCK_DGRAM : SOCK_STREAM);
+	if (udp) {
+		char back[8];
+		cr_assert_eq(send(client, "ping", 4, 0), 4);
+		cr_assert_eq(recv(client, back, sizeof(back), 0), 4);
+	}
+	cr_assert_eq(kill(s.pid, sig), 0);
+	int st = exit_status_within(&s, 10);
+	cr_assert_eq(st, 0, "%s: exit status %d after %s", prog, st, strsignal(sig));
+	char err[512], want[64];
+	read_stderr(&s, err, sizeof(err));
+	snprintf(want, sizeof(want), "%s: stopped by %s\n", prog, sig == SIGINT ? "SIGINT" : "SIGTERM");
+	cr_assert_str_eq(err, want);
+	close(client);
+	stop(&s);
+	return s.port;
+}
+
+/* SIGTERM and SIGINT stop a server cleanly, and its port is free at once:
+ * a restart on it works (on io_uring a killed server's ring held the port
+ * for a moment after the process was gone: EADDRINUSE). */
+Test(examples, servers_stop_on_signal, .timeout = 60)
+{
+	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+		int port = start_and_signal(servers[i], 0, SIGTERM);
+		start_and_signal(servers[i], port, SIGINT);
+		start_and_signal(servers[i], port, SIGTERM);
+	}
+}
+
+/* A server takes no arguments beyond its options (`echo_server 9000`
+ * served on 8080). */
+Test(examples, servers_reject_extra_arguments, .timeout = 60)
+{
+	for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+		char path[256];
+		snprintf(path, sizeof(path), EX "%s", servers[i]);
+		struct child c;
+		spawn(&c, (char *[]){ path, "-p", "0", "extra", NULL }, NULL, false);
+		cr_assert_eq(exit_status_within(&c, 5), 2, "%s -p 0 extra", servers[i]);
+		char err[256];
+		read_stderr(&c, err, sizeof(err));
+		cr_assert(strncmp(err, "usage: ", 7) == 0, "%s: %s", servers[i], err);
+		stop(&c);
+	}
+}
+
+/* The errors accept(2) says to retry (network errors of the new
+ * connection, a firewall's EPERM) do not end a server. */
+Test(examples, accept_goes_on)
+{
+	static const int retry[] = { ECONNABORTED, EINTR, ENETDOWN, EPROTO, ENOPROTOOPT, EHOSTDOWN,
+				     ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, EPERM, EMFILE };
+	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+		cr_assert(accept_goes_on(-retry[i]), "%s", strerror(retry[i]));
+	cr_assert_not(accept_goes_on(-ECANCELED));
+	cr_assert_not(accept_goes_on(-EBADF));
+	cr_assert_not(accept_goes_on(-EINVAL));
 }
 
 /* ------------------------------------------------------------ file_copy */
@@ -626,7 +911,189 @@ Test(examples, file_copy, .timeout = 30)
 	close(c.out_fd);
 }
 
+/* A directory of the test's own, for file_copy's files. */
+static void scratch_dir(char dir[64])
+{
+	snprintf(dir, 64, "/tmp/zio-fc-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* argv for file_copy [-b] src dst. */
+static void copy_argv(char *argv[5], bool buffered, const char *src, const char *dst)
+{
+	int k = 0;
+	argv[k++] = EX "file_copy";
+	if (buffered)
+		argv[k++] = "-b";
+	argv[k++] = (char *)src;
+	argv[k++] = (char *)dst;
+	argv[k] = NULL;
+}
+
+/* file_copy [-b] src dst, with stdout to out (STDIO_PIPE: a pipe nobody
+ * reads): its exit status, and what it wrote to stderr in err. */
+static int run_copy(bool buffered, const char *src, const char *dst, int out, char err[512])
+{
+	struct child c;
+	char *argv[5];
+	copy_argv(argv, buffered, src, dst);
+	spawn_io(&c, argv, NULL, STDIO_CLOSED, out);
+	int st = exit_status_within(&c, 10);
+	read_stderr(&c, err, 512);
+	stop(&c);
+	return st;
+}
+
+/* A DST that is not a regular file is written in place, as cp does: a
+ * FIFO gets the data (it was replaced by a regular file), so does a
+ * symlink's target (the link was replaced), and so does a device (as
+ * root, /dev/null became a regular file). */
+Test(examples, file_copy_in_place, .timeout = 30)
+{
+	char dir[64], src[128], dst[128], target[128], err[512];
+	struct stat st;
+	scratch_dir(dir);
+	snprintf(src, sizeof(src), "%s/src", dir);
+	write_file(src, "new data\n");
+	snprintf(dst, sizeof(dst), "%s/fifo", dir);
+	for (int buffered = 0; buffered < 2; buffered++) {
+		cr_assert_eq(mkfifo(dst, 0600), 0);
+		int reader = open(dst, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		cr_assert_geq(reader, 0);
+		cr_assert_eq(run_copy(buffered, src, dst, STDIO_PIPE, err), 0, "%s", err);
+		char got[64] = { 0 };
+		cr_assert_eq(read(reader, got, sizeof(got) - 1), 9);
+		cr_assert_str_eq(got, "new data\n");
+		close(reader);
+		cr_assert_eq(lstat(dst, &st), 0);
+		cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced");
+		unlink(dst);
+	}
+	/* (From here on one mode each: what differs between them is
+	 * covered above.) */
+	snprintf(dst, sizeof(dst), "%s/link", dir);
+	snprintf(target, sizeof(target), "%s/target", dir);
+	write_file(target, "old\n");
+	cr_assert_eq(symlink("target", dst), 0);
+	cr_assert_eq(run_copy(true, src, dst, STDIO_PIPE, err), 0, "%s", err);
+	cr_assert_eq(lstat(dst, &st), 0);
+	cr_assert(S_ISLNK(st.st_mode), "the symlink was replaced");
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "cmp -s %s %s", src, target);
+	cr_assert_eq(system(cmd), 0, "the target was not written");
+	/* ...but not onto SRC itself through a link: O_TRUNC would empty it
+	 * before it is read. */
+	unlink(dst);
+	cr_assert_eq(symlink("src", dst), 0);
+	cr_assert_eq(run_copy(false, src, dst, STDIO_PIPE, err), 1);
+	cr_assert(strstr(err, "are the same file"), "%s", err);
+	cr_assert_eq(stat(src, &st), 0);
+	cr_assert_eq(st.st_size, 9);
+	/* A device node of our own (mknod needs root). */
+	snprintf(dst, sizeof(dst), "%s/null", dir);
+	if (mknod(dst, S_IFCHR | 0600, makedev(1, 3)) == 0) {
+		cr_assert_eq(run_copy(false, src, dst, STDIO_PIPE, err), 0, "%s", err);
+		cr_assert_eq(lstat(dst, &st), 0);
+		cr_assert(S_ISCHR(st.st_mode), "the device node was replaced");
+	}
+	remove_dir(dir);
+}
+
+/* SIGTERM in the middle of a copy: it stops, says so, and leaves no
+ * temporary file behind (DST.tmp-PID was left). */
+Test(examples, file_copy_stopped, .timeout = 30)
+{
+	char dir[64], dst[128];
+	scratch_dir(dir);
+	snprintf(dst, sizeof(dst), "%s/dst", dir);
+	for (int buffered = 0; buffered < 2; buffered++) {
+		struct child c;
+		char *argv[5];
+		copy_argv(argv, buffered, "/dev/stdin", dst);
+		spawn_io(&c, argv, NULL, STDIO_PIPE, STDIO_PIPE);
+		/* Once the pipe is read empty, the copy is under way. */
+		cr_assert_eq(write(c.in_fd, "start\n", 6), 6);
+		int left = 6;
+		for (int ms = 0; ms < 10000 && left > 0; ms++) {
+			usleep(1000);
+			cr_assert_eq(ioctl(c.in_fd, FIONREAD, &left), 0);
+		}
+		cr_assert_eq(left, 0, "file_copy did not read its input");
+		kill(c.pid, SIGTERM);
+		cr_assert_eq(exit_status_within(&c, 10), 1);
+		char err[512];
+		read_stderr(&c, err, sizeof(err));
+		cr_assert_str_eq(err, "file_copy: stopped by SIGTERM\n");
+		stop(&c);
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", dir);
+		cr_assert_eq(system(cmd), 0, "files left in %s", dir);
+	}
+	remove_dir(dir);
+}
+
+/* Errors name the file the user gave, SRC or DST, never a temporary one;
+ * a directory SRC is refused as such; a full stdout is an error too. */
+Test(examples, file_copy_messages, .timeout = 30)
+{
+	char dir[64], src[128], dst[160], want[256], err[512];
+	scratch_dir(dir);
+	snprintf(src, sizeof(src), "%s/src", dir);
+	write_file(src, "data\n");
+	snprintf(want, sizeof(want), "file_copy: read %s: Is a directory\n", dir);
+	for (int buffered = 0; buffered < 2; buffered++) {
+		cr_assert_eq(run_copy(buffered, dir, src, STDIO_PIPE, err), 1);
+		cr_assert_str_eq(err, want);
+	}
+	snprintf(dst, sizeof(dst), "%s/nodir/x", dir);
+	cr_assert_eq(run_copy(false, src, dst, STDIO_PIPE, err), 1);
+	snprintf(want, sizeof(want), "file_copy: create %s: No such file or directory\n", dst);
+	cr_assert_str_eq(err, want);
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	snprintf(dst, sizeof(dst), "%s/dst", dir);
+	cr_assert_eq(run_copy(false, src, dst, full, err), 1);
+	close(full);
+	cr_assert_str_eq(err, "file_copy: stdout: No space left on device\n");
+	remove_dir(dir);
+}
+
+/* A DST name of 251 bytes, within NAME_MAX (255), but not with
+ * ".tmp-PID" after it. */
+Test(examples, file_copy_long_name, .timeout = 30)
+{
+	char dir[64], src[128], dst[512], err[512];
+	scratch_dir(dir);
+	snprintf(src, sizeof(src), "%s/src", dir);
+	write_file(src, "data\n");
+	int n = snprintf(dst, sizeof(dst), "%s/x", dir);
+	memset(dst + n, 'n', 250);
+	dst[n + 250] = 0;
+	cr_assert_eq(run_copy(false, src, dst, STDIO_PIPE, err), 0, "%s", err);
+	struct stat st;
+	cr_assert_eq(stat(dst, &st), 0);
+	cr_assert_eq(st.st_size, 5);
+	remove_dir(dir);
+}
+
 /* ------------------------------------------------------------ chat */
+
+/* What the chat server tells the sender of a line it drops. */
+static const char too_long[] = "* line too long (max 1023 bytes), not sent\n";
 
 /* Reads lines until one contains want. */
 static void expect_line(int fd, const char *want)
@@ -681,7 +1148,8 @@ static void chat_check(const char *env)
 	recv_exact(c, line, 13);
 	cr_assert_eq(memcmp(line, "[#1] one\0two\n", 13), 0);
 	expect_line(c, "[#1] next");
-	/* An overlong line is dropped whole; the next one arrives. */
+	/* An overlong line is dropped whole, its sender told; the next
+	 * one arrives. */
 	static char big[3001];
 	memset(big, 'X', 3000);
 	big[3000] = '\n';
@@ -689,14 +1157,17 @@ static void chat_check(const char *env)
 	send_all(a, "short\n", 6);
 	recv_line(c, line, sizeof(line));
 	cr_assert_str_eq(line, "[#1] short\n");
+	recv_line(a, line, sizeof(line));
+	cr_assert_str_eq(line, too_long);
 	/* A last line without newline filling the server's line buffer,
 	 * then EOF: the server stays up (it wrote one byte past the
-	 * buffer) and says the client left. */
+	 * buffer), drops the line and says the client left. */
 	static char full[1024];
 	memset(full, 'B', sizeof(full));
 	send_all(a, full, sizeof(full));
 	shutdown(a, SHUT_WR);
-	expect_line(c, "#1 left");
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "* #1 left\n");
 	send_all(c, "still here\n", 11);
 	close(a);
 	int d = dial(s.port, SOCK_STREAM);
@@ -710,4 +1181,66 @@ Test(examples, chat_server, .timeout = 30)
 {
 	chat_check(NULL);
 	chat_check("ZIO_EXECUTORS=2");
+}
+
+/* Lines at the limit, 1024 bytes with the newline: exactly what the
+ * others receive next. One byte more and the line is dropped, and its
+ * sender told; a last line without newline counts the newline it gets. */
+Test(examples, chat_server_line_limit, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "chat_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	static char text[1100], line[1200], want[1200];
+	int a = dial(s.port, SOCK_STREAM);
+	recv_line(a, line, sizeof(line));
+	cr_assert_str_eq(line, "* you are #1, 1 online\n");
+	int c = dial(s.port, SOCK_STREAM);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "* you are #2, 2 online\n");
+	recv_line(a, line, sizeof(line));
+	cr_assert_str_eq(line, "* #2 joined\n");
+
+	/* 1023 bytes and a newline: forwarded whole. */
+	memset(text, 'X', 1023);
+	text[1023] = '\n';
+	send_all(a, text, 1024);
+	snprintf(want, sizeof(want), "[#1] %.1024s", text);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, want);
+	/* 1024 and a newline: dropped, the sender told, the next line heard. */
+	memset(text, 'Y', 1024);
+	text[1024] = '\n';
+	send_all(a, text, 1025);
+	send_all(a, "short\n", 6);
+	recv_line(a, line, sizeof(line));
+	cr_assert_str_eq(line, too_long);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "[#1] short\n");
+
+	/* A last line of 1023 bytes without newline, then EOF: forwarded
+	 * with a newline, then its sender has left. */
+	int b = dial(s.port, SOCK_STREAM);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "* #3 joined\n");
+	memset(text, 'Z', 1023);
+	send_all(b, text, 1023);
+	shutdown(b, SHUT_WR);
+	text[1023] = '\n';
+	snprintf(want, sizeof(want), "[#3] %.1024s", text);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, want);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "* #3 left\n");
+	/* 1024 bytes without newline, then EOF: too long once it has its
+	 * newline, so dropped; the next thing heard is that the sender left. */
+	memset(text, 'B', 1024);
+	send_all(a, text, 1024);
+	shutdown(a, SHUT_WR);
+	recv_line(c, line, sizeof(line));
+	cr_assert_str_eq(line, "* #1 left\n");
+	close(a);
+	close(b);
+	close(c);
+	stop(&s);
 }
