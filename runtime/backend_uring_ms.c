@@ -42,7 +42,9 @@
  * wait, and cancels it when its queue grows past a bound (32 KiB of data
  * or 16 buffers, 64 connections) with nobody taking from it; the kernel
  * then keeps the rest in the socket or the listen backlog, as without
- * multishot. The ring
+ * multishot. The bound is soft: what the kernel posted before the cancel
+ * took effect (a burst of connections: a few hundred) joins the queue,
+ * and queued connections hold descriptors. The ring
  * of provided buffers (256 x 2 KiB per loop, mapped on first use) can run
  * dry: the kernel ends the starved requests with -ENOBUFS, and a reader
  * that finds fewer than 1/8 of the buffers free reads with a plain RECV
