@@ -544,11 +544,23 @@ static void ms_detach(struct uring_ms *st)
 		ms_stop(st); /* also if the request names no file we can */
 }
 
+/* Whether st, read from the fd table, is one of l's states. Asked by
+ * address, not of st->loop: another loop's state may be freed meanwhile
+ * (its runtime destroyed once the zio_close() that reached it woke its
+ * waiters). */
+static bool ms_of(const struct uring_loop *l, const struct uring_ms *st)
+{
+	for (const struct uring_ms_chunk *c = l->ms_chunks; c && st; c = c->next)
+		if (st >= c->states && st < c->states + CHUNK_STATES)
+			return true;
+	return false;
+}
+
 void zio__uring_ms_detach(struct uring_loop *l, int fd)
 {
 	struct zio__fd *ent = zio__fd_peek(fd);
 	struct uring_ms *st = ent ? atomic_load_explicit(&ent->ms, memory_order_acquire) : NULL;
-	if (st && st->loop == l)
+	if (ms_of(l, st))
 		ms_detach(st);
 }
 
@@ -556,7 +568,7 @@ void zio__uring_ms_detach(struct uring_loop *l, int fd)
  * closed since (zio_close bumped the incarnation). */
 static bool serves_closed_file(struct uring_loop *l, struct uring_ms *st, struct zio__fd *ent)
 {
-	return st && st->loop == l && st->in_use && !st->detached && st->ent == ent &&
+	return ms_of(l, st) && st->in_use && !st->detached && st->ent == ent &&
 	       st->incarnation != __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
 }
 
