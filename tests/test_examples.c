@@ -446,20 +446,21 @@ Test(examples, http_server_edges, .timeout = 60)
 }
 
 /* Each pipelined request has its own -t: B's head came in the read that
- * completed A, 0.65 s into A's 1 s; B's body, 0.65 s later, is past A's
- * time but within B's (B was cut off when A's time ran out). */
+ * completed A, 1.3 s into A's 2 s; B's body, 1.3 s later, is past A's
+ * time but within B's (B was cut off when A's time ran out). Margins of
+ * 0.6 s or more either way, for a loaded machine. */
 Test(examples, http_server_pipelined_deadline, .timeout = 30)
 {
 	struct child s;
-	spawn(&s, (char *[]){ EX "http_server", "-p", "0", "-t", "1", NULL }, NULL, false);
+	spawn(&s, (char *[]){ EX "http_server", "-p", "0", "-t", "2", NULL }, NULL, false);
 	read_banner(&s);
 	int fd = dial(s.port, SOCK_STREAM);
 	const char *a = "GET /a HTTP/1.1\r\nHost: x\r\n";
 	const char *a_end_b = "\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
 	send_all(fd, a, strlen(a));
-	usleep(650000);
+	usleep(1300000);
 	send_all(fd, a_end_b, strlen(a_end_b));
-	usleep(650000);
+	usleep(1300000);
 	send_all(fd, "hello", 5);
 	const size_t ok = sizeof(ok_reply) - 1;
 	char buf[2 * sizeof(ok_reply)];

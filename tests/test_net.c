@@ -2094,6 +2094,7 @@ Test(net, plain_thread_deadline_int64_min, .timeout = 10)
  * after its poll). */
 struct plain_waiter {
 	int fd;
+	atomic_int reading;
 	ssize_t r;
 	char c;
 };
@@ -2101,6 +2102,7 @@ struct plain_waiter {
 static void *plain_wait_to_read(void *arg)
 {
 	struct plain_waiter *w = arg;
+	atomic_store(&w->reading, 1);
 	w->r = zio_read(w->fd, &w->c, 1, zio_deadline_after(ZIO_MSEC(300)));
 	return NULL;
 }
@@ -2112,6 +2114,8 @@ Test(net, plain_thread_read_of_a_reused_number, .timeout = 10)
 	struct plain_waiter w = { .fd = sv[0] };
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, plain_wait_to_read, &w), 0);
+	while (!atomic_load(&w.reading))
+		usleep(1000);
 	usleep(50000); /* it polls */
 	cr_assert_eq(zio_close(sv[0]), 0);
 	int nv[2];

@@ -5,9 +5,9 @@
  * Included by zio.h. The conventions of zio.h hold: -errno results, and
  * every call that may wait takes an absolute deadline (ZIO_FOREVER, a
  * zio_deadline_after() value, or 0 = try once: a stream call that would
- * have to wait returns -EAGAIN; a deadline already past tries once too,
- * then says -ETIMEDOUT) and honours deadline scopes and
- * cancellation. While a call waits, the executor runs other tasks.
+ * have to wait returns -EAGAIN; with a deadline already past it still
+ * takes what is ready, then says -ETIMEDOUT) and honours deadline scopes
+ * and cancellation. While a call waits, the executor runs other tasks.
  *
  * Descriptors are plain ints. Sockets and pipes made here are non-blocking
  * and close-on-exec. fds made elsewhere work too, blocking or not (their
