@@ -137,11 +137,20 @@ static void pool_init(void)
 	pool_cond_init();
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	const char *v = getenv("ZIO_BLOCKING_THREADS");
-	long n = v ? strtol(v, NULL, 10) : 0;
-	max_threads = n > 0 && n <= 4096 ? (unsigned)n : 64;
+	char *end;
+	long n = v && *v ? strtol(v, &end, 10) : 64;
+	if (v && *v && (*end || n < 1 || n > 4096)) {
+		zio__log(1, "ZIO_BLOCKING_THREADS=%s: not a number from 1 to 4096; using 64", v);
+		n = 64;
+	}
+	max_threads = (unsigned)n;
 	v = getenv("ZIO_BLOCKING_IDLE_MS");
-	n = v ? strtol(v, NULL, 10) : 0;
-	idle_ns = (n > 0 ? n : 10000) * 1000000LL;
+	n = v && *v ? strtol(v, &end, 10) : 10000;
+	if (v && *v && (*end || n < 1)) {
+		zio__log(1, "ZIO_BLOCKING_IDLE_MS=%s: not a number of milliseconds; using 10000", v);
+		n = 10000;
+	}
+	idle_ns = n * 1000000LL;
 }
 
 void zio__job_unref(struct zio__job *j)
@@ -339,6 +348,19 @@ static void abort_connect(struct zio__job *j)
 	shutdown(oj->op->fd, SHUT_RDWR);
 }
 
+/* The pool has no thread and cannot start one (RLIMIT_NPROC, out of
+ * memory): its work is done on the calling thread, which it may hold (an
+ * executor's other tasks wait), rather than fail with an EAGAIN a caller
+ * would take for "try again". Said once. */
+static void no_thread_at_all(int err)
+{
+	static atomic_bool said;
+	if (!atomic_exchange(&said, true))
+		zio__log(1, "blocking pool: cannot start a thread (%s); blocking work runs on the "
+			    "calling thread",
+			 strerror(-err));
+}
+
 /* Runs j (on the caller's stack) and waits as described at the top. */
 static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 {
@@ -374,10 +396,14 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	int err = enqueue(j);
 	pthread_mutex_unlock(&pool_lock);
 	if (err) {
-		/* Armed but nobody will claim it: claim it ourselves. */
+		/* Armed but nobody will claim it: claim it ourselves, and do
+		 * the work here, as a pool thread would have. */
 		zio__unpark(p, j->gen, 0);
 		zio__park(p, ZIO_FOREVER);
-		return err;
+		no_thread_at_all(err);
+		j->run(j);
+		*ran = true;
+		return j->result;
 	}
 	int w = zio__park(p, deadline);
 	bool aborted = false;
@@ -590,7 +616,9 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 		zio__unpark(p, j->gen, 0);
 		zio__park(p, ZIO_FOREVER);
 		atomic_store(&j->refs, 1);
-		return err;
+		no_thread_at_all(err);
+		j->run(j);
+		return 0;
 	}
 	int w = zio__park(p, deadline);
 	pthread_mutex_lock(&pool_lock);

@@ -1740,3 +1740,42 @@ Test(io, out_of_descriptors_at_the_first_runtime_is_not_for_good, .timeout = 20)
 	cr_assert_str_eq(zio_runtime_backend(rt), fresh);
 	zio_runtime_destroy(rt);
 }
+
+/* No pool thread can be started (RLIMIT_NPROC for an unprivileged user):
+ * blocking work runs on the calling thread, its result the caller's (it
+ * said -EAGAIN, which a caller takes for "try again"). In a child that
+ * becomes nobody, whom RLIMIT_NPROC binds (root it does not). */
+static long doubled(void *arg)
+{
+	return 2 * (long)(intptr_t)arg;
+}
+
+static void *blocking_call_without_threads(void *arg)
+{
+	(void)arg;
+	long r = zio_blocking_call(doubled, (void *)21, ZIO_FOREVER);
+	return (void *)(intptr_t)(r == 42 ? 0 : r == -EAGAIN ? 2 : 3);
+}
+
+Test(io, blocking_pool_without_threads, .timeout = 20)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		zio_runtime *rt;
+		if (zio_runtime_create(&rt, &(struct zio_runtime_options){ .executors = 1 }) != 0)
+			_exit(4);
+		struct rlimit one = { 1, 1 };
+		if (setgid(65534) != 0 || setuid(65534) != 0 || setrlimit(RLIMIT_NPROC, &one) != 0)
+			_exit(5);
+		void *res;
+		if (zio_runtime_run(rt, blocking_call_without_threads, NULL, &res) != 0)
+			_exit(6);
+		_exit((int)(intptr_t)res);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "the child was killed by signal %d", WTERMSIG(st));
+	cr_assert_eq(WEXITSTATUS(st), 0, "child exit %d (2: -EAGAIN; 5: could not become nobody)",
+		     WEXITSTATUS(st));
+}
