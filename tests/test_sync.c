@@ -908,6 +908,56 @@ Test(cond, destroyed_after_broadcast, .timeout = 30)
 	run_in_runtime(2, cond_free_main, NULL);
 }
 
+/* The same with a waiter whose deadline fires as the broadcast comes: the
+ * broadcast pops it but loses the claim, and the waiter still takes the
+ * condition's lock to leave. Destroy waits for it, so the memory may be
+ * reused at once (it returned 0 at once and the waiter locked freed
+ * memory: a hang on the 0xff "lock" here, a use after free under ASan). */
+struct cv_late {
+	zio_cond c;
+	zio_mutex m;
+	int64_t deadline;
+};
+
+static void *cv_late_waiter(void *arg)
+{
+	struct cv_late *o = arg;
+	zio_mutex_lock(&o->m);
+	zio_cond_wait_until(&o->c, &o->m, o->deadline);
+	zio_mutex_unlock(&o->m);
+	return NULL;
+}
+
+static void *cond_destroyed_under_a_late_waiter(void *arg)
+{
+	(void)arg;
+	int64_t end = zio_now() + ZIO_SEC(3);
+	for (int i = 0; i < 2000 && zio_now() < end; i++) {
+		struct cv_late *o = malloc(sizeof(*o));
+		cr_assert_eq(zio_cond_init(&o->c, CLOCK_MONOTONIC), 0);
+		cr_assert_eq(zio_mutex_init(&o->m, ZIO_MUTEX_NORMAL), 0);
+		o->deadline = zio_now() + ZIO_USEC(200);
+		zio_task *t = go(cv_late_waiter, o);
+		zio_sleep_until(o->deadline + (i % 7) * 1000); /* at its deadline, give or take */
+		zio_mutex_lock(&o->m);
+		zio_cond_broadcast(&o->c);
+		zio_mutex_unlock(&o->m);
+		int d = zio_cond_destroy(&o->c);
+		cr_assert(d == 0 || d == -EBUSY, "destroy: %d", d);
+		if (d == 0)
+			memset(&o->c, 0xff, sizeof(o->c)); /* reused at once */
+		join(t);
+		free(o);
+	}
+	return NULL;
+}
+
+Test(cond, destroyed_while_a_timed_out_waiter_leaves, .timeout = 30)
+{
+	run_in_runtime(1, cond_destroyed_under_a_late_waiter, NULL);
+	run_in_runtime(2, cond_destroyed_under_a_late_waiter, NULL);
+}
+
 /* =================================================================== rwlock */
 
 struct rwx {

@@ -36,7 +36,10 @@
  * cancelled waiter re-acquires the mutex without being cancellable (like
  * pthread) before it returns. broadcast wakes everyone (no requeueing onto
  * the mutex: woken tasks simply contend for it). Woken waiters never touch
- * the condition again, so it may be destroyed once broadcast returns.
+ * the condition again, so it may be destroyed once broadcast returns; a
+ * waiter that timed out or was cancelled as a signal or broadcast popped
+ * it still takes the condition's lock to leave, and is counted in
+ * `_leaving` until it has: destroy() waits for those (as the barrier's).
  */
 #include "sync_impl.h"
 
@@ -318,10 +321,22 @@ ZIO_API int zio_cond_destroy(zio_cond *c)
 {
 	if (!c)
 		return -EINVAL;
-	slock(&c->_lock);
-	bool busy = !wq_empty(&c->_q);
-	sunlock(&c->_lock);
-	return busy ? -EBUSY : 0;
+	/* Shielded: a cancelled caller's yields would return at once, and a
+	 * leaver on this executor would never get to run. */
+	zio_shield_begin();
+	int r = 0;
+	for (unsigned n = 0;; n++) {
+		slock(&c->_lock);
+		bool busy = !wq_empty(&c->_q), leaving = c->_leaving != 0;
+		sunlock(&c->_lock);
+		if (busy)
+			r = -EBUSY;
+		if (busy || !leaving)
+			break;
+		zio__pause(n); /* it is runnable: its wait ended */
+	}
+	zio_shield_end();
+	return r;
 }
 
 static int cond_wait(zio_cond *c, zio_mutex *m, int64_t deadline)
@@ -354,7 +369,8 @@ static int cond_wait(zio_cond *c, zio_mutex *m, int64_t deadline)
 		r = 0;
 	} else {
 		slock(&c->_lock);
-		wq_remove(&c->_q, &w);
+		if (!wq_remove(&c->_q, &w))
+			c->_leaving--; /* a waker popped us and counted us */
 		sunlock(&c->_lock);
 	}
 
@@ -399,7 +415,7 @@ ZIO_API int zio_cond_timedwait(zio_cond *c, zio_mutex *m, int64_t abs_ns)
 ZIO_API int zio_cond_signal(zio_cond *c)
 {
 	slock(&c->_lock);
-	struct zio__waiter *w = wq_claim_one(&c->_q, 0);
+	struct zio__waiter *w = wq_claim_one_counting(&c->_q, 0, &c->_leaving);
 	sunlock(&c->_lock);
 	if (w)
 		waiter_release(w);
@@ -409,7 +425,7 @@ ZIO_API int zio_cond_signal(zio_cond *c)
 ZIO_API int zio_cond_broadcast(zio_cond *c)
 {
 	slock(&c->_lock);
-	struct zio__waiter *list = wq_claim_all(&c->_q, 0);
+	struct zio__waiter *list = wq_claim_all_counting(&c->_q, 0, &c->_leaving);
 	sunlock(&c->_lock);
 	waiters_release(list);
 	return 0;

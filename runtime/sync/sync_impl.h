@@ -212,7 +212,8 @@ static inline struct zio__waiter *wq_pop(struct zio__wq *q)
 
 /* Pops waiters until one accepts the claim; NULL if none did. The waiter
  * comes back as a list of one (next NULL, prev still marking it unqueued). */
-static inline struct zio__waiter *wq_claim_one(struct zio__wq *q, int value)
+static inline struct zio__waiter *wq_claim_one_counting(struct zio__wq *q, int value,
+							unsigned *lost)
 {
 	struct zio__waiter *w;
 	while ((w = wq_pop(q))) {
@@ -220,8 +221,15 @@ static inline struct zio__waiter *wq_claim_one(struct zio__wq *q, int value)
 			w->next = NULL;
 			return w;
 		}
+		++*lost; /* it timed out or was cancelled, and is on its way out */
 	}
 	return NULL;
+}
+
+static inline struct zio__waiter *wq_claim_one(struct zio__wq *q, int value)
+{
+	unsigned lost = 0;
+	return wq_claim_one_counting(q, value, &lost);
 }
 
 /* As wq_claim_all, and counts in *lost the waiters popped whose claim lost:

@@ -104,10 +104,11 @@ typedef struct zio_cond {
 	unsigned _lock;
 	int _clock;          /* clockid_t for zio_cond_timedwait() */
 	struct zio__wq _q;
+	unsigned _leaving;   /* popped waiters that lost their claim, not yet gone */
 } zio_cond;
 
 /* Zero is CLOCK_REALTIME for zio_cond_timedwait(), as for pthread. */
-#define ZIO_COND_INIT { 0, 0, { 0, 0 } }
+#define ZIO_COND_INIT { 0, 0, { 0, 0 }, 0 }
 
 /* clock: CLOCK_REALTIME or CLOCK_MONOTONIC (as pthread allows; others are
  * -EINVAL): the clock zio_cond_timedwait() reads its deadline on. */
