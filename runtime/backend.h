@@ -384,6 +384,10 @@ void zio__blocking_fd_quiesce(int fd);
  * not kill the process; writev and write have no MSG_NOSIGNAL). Done by the
  * first runtime, or the first I/O call from a plain thread. */
 void zio__sigpipe_once(void);
+/* io.c: the outcome of a non-blocking connect of fd to addr that poll says
+ * is over (writable): 0, -errno, or -EAGAIN (-EINPROGRESS: a new attempt
+ * began, another caller having ended the last) if it is still under way. */
+int zio__connect_finish(int fd, const struct sockaddr *addr, socklen_t len);
 /* io.c: a descriptor zio created non-blocking, with its ZIO__FD_* traits. */
 void zio__fd_created(int fd, unsigned traits);
 /* A new file zio opened at fd, of a kind (ZIO__FD_UNKNOWN: to be learnt)

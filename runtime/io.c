@@ -264,6 +264,24 @@ static bool write_room_bound(const struct zio__op *op, struct zio__op *o, struct
 	return true;
 }
 
+int zio__connect_finish(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int err = 0;
+	socklen_t elen = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+		return -errno;
+	/* connect(2) once more leaves the socket as a blocking connect
+	 * would: connected (a later connect says EISCONN; left "connecting",
+	 * it said 0 again) or, after a failure, unconnected (a later connect
+	 * starts afresh). With the error taken (SO_ERROR), it starts nothing:
+	 * the socket is still "connecting". Without, it says how it ended:
+	 * 0, or the error another caller's SO_ERROR took (ECONNABORTED). */
+	int r = connect(fd, addr, len) < 0 ? -errno : 0;
+	if (err)
+		return -err;
+	return r == -EISCONN ? 0 : r == -EALREADY ? -EAGAIN : r;
+}
+
 /* One non-blocking attempt; -EAGAIN if it would have to wait. */
 static ssize_t try_op(struct zio__op *op, int kind)
 {
@@ -278,16 +296,11 @@ static ssize_t try_op(struct zio__op *op, int kind)
 				op->state = CONNECT_BACKLOG_FULL;
 			return r;
 		}
-		/* In progress: done once writable, and connect(2) again says
-		 * how, as io_uring's connect asks: 0 (the socket is connected
-		 * from then on, and a third call says EISCONN, as after a
-		 * blocking connect) or the error that ended it. (SO_ERROR
-		 * said 0 to the second of two callers after a refusal, and
-		 * left a later connect(2) saying 0 once more.) */
+		/* In progress: done once writable. */
 		if (!poll_now(op->fd, POLLOUT))
 			return -EAGAIN;
-		ssize_t r = zio__op_syscall(op);
-		return r == -EISCONN ? 0 : r == -EALREADY ? -EAGAIN : r;
+		int r = zio__connect_finish(op->fd, op->u.sa.addr, op->u.sa.len);
+		return r == -EINPROGRESS ? -EAGAIN : r; /* a new attempt: wait on */
 	}
 	if (kind == ZIO__FD_SOCKET) {
 		/* A blocking socket: MSG_DONTWAIT makes this one call
@@ -768,8 +781,9 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		}
 		if (w == -ETIMEDOUT && hinted) {
 			/* The hint skipped the look, and the edge of what
-			 * came since may not be reaped yet. */
-			r = try_op(op, kind);
+			 * came since may not be reaped yet: one look, at the
+			 * same file. */
+			r = zio__fd_replaced(ent, incarnation) ? -EBADF : try_op(op, kind);
 			if (r == -EAGAIN)
 				r = w;
 			break;

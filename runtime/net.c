@@ -103,8 +103,10 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 				return ev;
 			if (ent && zio__fd_replaced(ent, incarnation))
 				return -EBADF;
-			r = connect(fd, &addr->sa, addr->len) < 0 ? -errno : 0;
-			return r == -EISCONN ? 0 : r;
+			r = zio__connect_finish(fd, &addr->sa, addr->len);
+			if (r == -EAGAIN || r == -EINPROGRESS)
+				continue; /* still (or again) connecting: wait on */
+			return r;
 		}
 		/* A Unix listener with a full backlog: connect(2) on a blocking
 		 * socket sleeps until it accepts, but a non-blocking one gets

@@ -2149,3 +2149,58 @@ Test(net, dns_out_of_descriptors, .timeout = 20)
 	cr_assert_gt(zio_dns_resolve("localhost", 80, AF_UNSPEC, out, 4, zio_deadline_after(ZIO_SEC(5))),
 		     0);
 }
+
+/* A read whose deadline passes as its fd is zio_closed and the number
+ * taken by a new socket with a byte to read: -ETIMEDOUT or -EBADF, never
+ * the new socket's byte (epoll's last look after a timeout, which its
+ * empty-read hint makes, looked at whatever the number named then). */
+struct timed_read_reuse {
+	int fd, reused[2];
+	int64_t deadline;
+	ssize_t r;
+};
+
+static void *read_until_the_deadline(void *arg)
+{
+	struct timed_read_reuse *t = arg;
+	char c;
+	cr_assert_eq(zio_read(t->fd, &c, 1, zio_deadline_after(ZIO_MSEC(5))), -ETIMEDOUT);
+	t->r = zio_read(t->fd, &c, 1, t->deadline); /* the hint now says "empty" */
+	return NULL;
+}
+
+static void *close_and_reuse_at_the_deadline(void *arg)
+{
+	struct timed_read_reuse *t = arg;
+	zio_sleep_until(t->deadline + 1000); /* the same timer pass as the read's */
+	cr_assert_eq(zio_close(t->fd), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, t->reused), 0);
+	cr_assert_eq(write(t->reused[0], "N", 1), 1);
+	cr_assert_eq(write(t->reused[1], "N", 1), 1);
+	return NULL;
+}
+
+static void *deadline_meets_reuse(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 20; round++) {
+		int sv[2];
+		cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+		struct timed_read_reuse t = { .fd = sv[0], .deadline = zio_deadline_after(ZIO_MSEC(20)) };
+		zio_task *a, *b;
+		cr_assert_eq(zio_spawn(NULL, &a, read_until_the_deadline, &t, NULL), 0);
+		cr_assert_eq(zio_spawn(NULL, &b, close_and_reuse_at_the_deadline, &t, NULL), 0);
+		zio_task_join(a, NULL);
+		zio_task_join(b, NULL);
+		cr_assert(t.r == -ETIMEDOUT || t.r == -EBADF, "round %d: the read got %zd", round, t.r);
+		zio_close(sv[1]);
+		zio_close(t.reused[0]);
+		zio_close(t.reused[1]);
+	}
+	return NULL;
+}
+
+Test(net, deadline_as_the_number_is_reused, .timeout = 20)
+{
+	run_in_runtime(1, deadline_meets_reuse, NULL);
+}
