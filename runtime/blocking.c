@@ -349,15 +349,15 @@ static void abort_connect(struct zio__job *j)
 }
 
 /* The pool has no thread and cannot start one (RLIMIT_NPROC, out of
- * memory): its work is done on the calling thread, which it may hold (an
- * executor's other tasks wait), rather than fail with an EAGAIN a caller
- * would take for "try again". Said once. */
+ * memory). A plain thread does the work itself, as it may block; a task
+ * gets the error (run on its executor, the work could wait for a task
+ * behind it, for good). Said once. */
 static void no_thread_at_all(int err)
 {
 	static atomic_bool said;
 	if (!atomic_exchange(&said, true))
-		zio__log(1, "blocking pool: cannot start a thread (%s); blocking work runs on the "
-			    "calling thread",
+		zio__log(1, "blocking pool: cannot start a thread (%s): tasks' blocking work fails, "
+			    "plain threads do theirs themselves",
 			 strerror(-err));
 }
 
@@ -401,6 +401,8 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 		zio__unpark(p, j->gen, 0);
 		zio__park(p, ZIO_FOREVER);
 		no_thread_at_all(err);
+		if (f)
+			return err;
 		j->run(j);
 		*ran = true;
 		return j->result;
@@ -617,6 +619,8 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 		zio__park(p, ZIO_FOREVER);
 		atomic_store(&j->refs, 1);
 		no_thread_at_all(err);
+		if (f)
+			return err;
 		j->run(j);
 		return 0;
 	}

@@ -261,9 +261,11 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
  * ends (deadline, cancellation) before fn has started, fn never runs and
  * -ETIMEDOUT / -ECANCELED is returned; once started, fn is waited for
  * (it may use the caller's stack) and its value is returned. From a plain
- * thread fn simply runs there, and so it does where the pool has no thread
- * and cannot start one (RLIMIT_NPROC). The pool has up to 64 threads
- * ($ZIO_BLOCKING_THREADS); idle ones exit after 10 s ($ZIO_BLOCKING_IDLE_MS). */
+ * thread fn simply runs there. Where the pool has no thread and cannot
+ * start one (RLIMIT_NPROC), a task's call fails with that error (-EAGAIN,
+ * logged once) and a plain thread's pool work (DNS) runs on the thread.
+ * The pool has up to 64 threads ($ZIO_BLOCKING_THREADS); idle ones exit
+ * after 10 s ($ZIO_BLOCKING_IDLE_MS). */
 ZIO_API long zio_blocking_call(long (*fn)(void *arg), void *arg, int64_t deadline);
 
 #ifdef __cplusplus
