@@ -22,7 +22,8 @@
  * non-blocking socket or pipe (waiting for room on EAGAIN; yielding and
  * looking at the deadline between 1 MiB calls). A piece of the file not
  * all in the page cache is sent by a pool thread, which waits for the
- * disk. Everything else (a socket
+ * disk (but a try-once call, deadline 0, and a plain thread send it
+ * themselves). Everything else (a socket
  * or pipe as input, an output in blocking mode, an O_APPEND file) goes
  * through a buffer with zio's reads and writes.
  */
@@ -32,6 +33,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -298,30 +300,75 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
  * which the task yields and looks at its deadline. */
 #define SEND_PIECE (1u << 20)
 
-/* Whether sendfile(2) of [off, off + len) from fd, size bytes long, finds
- * every page read in and so cannot wait for the disk. mincore(2) of a
- * mapping that is never touched says so page by page, pages still being
- * read in being not yet there (cachestat(2) would count those, and is
- * Linux 6.5's). A file that cannot be mapped is taken to be cold. */
-static bool in_page_cache(int fd, off_t off, size_t len, off_t size)
+#ifndef SYS_cachestat
+#define SYS_cachestat 451 /* one number on every architecture (Linux 6.5) */
+#endif
+
+/* Pages of [off, end) of fd in the page cache, from cachestat(2); -1 where
+ * the kernel has none (learnt once). It counts pages still being read in
+ * too, which sendfile may then wait for: the disk read is under way. */
+static long cached_pages(int fd, off_t off, off_t end)
 {
-	if (off >= size)
-		return true; /* nothing to read: sendfile says 0 */
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	off_t first = off - off % (off_t)page;
-	off_t end = size - off < (off_t)len ? size : off + (off_t)len;
-	size_t span = (size_t)(end - first), pages = (span + page - 1) / page;
-	unsigned char vec[SEND_PIECE / 4096 + 1];
+	static atomic_bool absent;
+	if (atomic_load_explicit(&absent, memory_order_relaxed))
+		return -1;
+	struct {
+		uint64_t off, len;
+	} range = { (uint64_t)off, (uint64_t)(end - off) };
+	struct {
+		uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+	} cs;
+	if (syscall(SYS_cachestat, fd, &range, &cs, 0) == 0)
+		return (long)cs.nr_cache;
+	if (errno == ENOSYS || errno == EPERM)
+		atomic_store_explicit(&absent, true, memory_order_relaxed);
+	return -1;
+}
+
+/* Pages of [off, end) of fd in the page cache, or -1 if it cannot be
+ * told: mincore(2) on a mapping never touched (dearer than cachestat: a
+ * mapping made and unmade per piece). */
+static long resident_pages(int fd, off_t off, off_t end)
+{
+	size_t span = (size_t)(end - off), page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t pages = (span + page - 1) / page;
+	unsigned char vec[SEND_PIECE / 4096 + 2];
 	if (pages > sizeof(vec))
-		return false;
-	void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, first);
+		return -1;
+	void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, off);
 	if (m == MAP_FAILED)
-		return false;
-	bool all = mincore(m, span, vec) == 0;
-	for (size_t i = 0; all && i < pages; i++)
-		all = vec[i] & 1;
+		return -1;
+	long in = mincore(m, span, vec) == 0 ? 0 : -1;
+	for (size_t i = 0; in >= 0 && i < pages; i++)
+		in += vec[i] & 1;
 	munmap(m, span);
-	return all;
+	return in;
+}
+
+/* Whether sendfile(2) of [off, off + len) from fd finds every page in the
+ * page cache and so need not wait for the disk: asked of cachestat(2), or
+ * before Linux 6.5 of mincore(2). Pages past the end of the file count as
+ * missing, so only an answer of "no" asks for the file's size (fstat).
+ * A file that can be asked neither way is taken to be cold. */
+static bool in_page_cache(int fd, off_t off, size_t len)
+{
+	off_t page = (off_t)sysconf(_SC_PAGESIZE);
+	off_t first = off - off % page, end = off + (off_t)len;
+	long cached = cached_pages(fd, first, end);
+	if (cached < 0)
+		cached = resident_pages(fd, first, end);
+	if (cached < 0)
+		return false;
+	if ((end - first + page - 1) / page <= cached)
+		return true;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return false;
+	if (off >= st.st_size)
+		return true; /* nothing to read: sendfile says 0 */
+	if (end > st.st_size)
+		end = st.st_size;
+	return (end - first + page - 1) / page <= cached;
 }
 
 static long send_piece(void *arg)
@@ -336,10 +383,9 @@ static long send_piece(void *arg)
  * then waits for the disk only (a job that started is waited for, so what
  * it sent is counted). Deadline 0 is one try, in place, and a plain
  * thread (no fiber) may wait for its disk itself. */
-static ssize_t send_once(struct copy_args *c, off_t pos, off_t size, int64_t deadline)
+static ssize_t send_once(struct copy_args *c, off_t pos, int64_t deadline)
 {
-	if (deadline == 0 || !zio__fiber_current() ||
-	    in_page_cache(c->in_fd, pos, c->count, size))
+	if (deadline == 0 || !zio__fiber_current() || in_page_cache(c->in_fd, pos, c->count))
 		return send_piece(c);
 	return zio__blocking_call_on_files(send_piece, c, deadline, c->in_fd, c->out_fd);
 }
@@ -396,14 +442,15 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	if (deadline != ZIO_FOREVER && deadline != 0 && zio_now() >= deadline)
 		return -ETIMEDOUT;
 	/* Where the pieces start, to ask the page cache about them. */
-	struct stat st;
+	if (offset && *offset < 0)
+		return -EINVAL; /* as sendfile(2) says */
 	off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
-	if (fstat(in_fd, &st) < 0 || pos < 0)
+	if (pos < 0)
 		return -errno;
 	while (done < count) {
 		size_t chunk = count - done > SEND_PIECE ? SEND_PIECE : count - done;
 		ssize_t r = send_once(&(struct copy_args){ out_fd, in_fd, offset, chunk }, pos,
-				      st.st_size, deadline);
+				      deadline);
 		if (r == -EAGAIN) {
 			int w = zio_wait_fd(out_fd, POLLOUT, deadline);
 			if (w < 0)

@@ -114,7 +114,9 @@ static void *sendfile_task(void *arg)
 	zio_socket_set_sndbuf(sv[0], 4096);
 	zio_task *t;
 	zio_spawn(NULL, &t, sink, (void *)(intptr_t)sv[1], NULL);
-	off_t off = 0;
+	off_t off = -1;
+	cr_assert_eq(zio_sendfile(sv[0], fd, &off, len, ZIO_FOREVER), -EINVAL);
+	off = 0;
 	cr_assert_eq(zio_sendfile(sv[0], fd, &off, len, ZIO_FOREVER), (ssize_t)len);
 	cr_assert_eq(off, (off_t)len);
 	zio_shutdown(sv[0], SHUT_WR);

@@ -246,8 +246,9 @@ ZIO_API int zio_file_close(int fd);
 /* Copies up to count bytes from in_fd (at *offset, advanced, or at its
  * position if offset is NULL) to out_fd, a socket, pipe or file (O_APPEND
  * too), in the kernel where it can (sendfile/copy_file_range). What is
- * not in the page cache is read from the disk by a pool thread, never by
- * the executor (it looks with a mincore(2) per 1 MiB piece). Returns
+ * not in the page cache is read from the disk by a pool thread, not by the
+ * executor (a try-once call, deadline 0, reads it in place; it looks with
+ * cachestat(2) per 1 MiB piece, or mincore(2) before Linux 6.5). Returns
  * bytes copied, short at EOF or when an error or the deadline cut it
  * short (what was written is counted, and *offset moved by it), or -errno
  * if nothing was. */
