@@ -175,13 +175,21 @@ static struct zio__fd *_Atomic fd_chunks[FD_CHUNKS];
  * waiters then never woke), its rings and their multishot states (a
  * child's own runtime waited for the parent's executor to serve it). The
  * child forgets them all; kinds and incarnations stay true. Nobody waits
- * in the child yet, and a lock some other thread held is nobody's. */
+ * in the child yet, and a lock some other thread held is nobody's. Only
+ * entries with something to forget are written: the rest of the table's
+ * pages stay shared with the parent. */
 static void fd_table_forked(void)
 {
 	for (unsigned i = 0; i < FD_CHUNKS; i++) {
 		struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_relaxed);
 		for (unsigned k = 0; c && k < FD_CHUNK; k++) {
 			struct zio__fd *ent = &c[k];
+			if (!atomic_load_explicit(&ent->lock.locked, memory_order_relaxed) &&
+			    !ent->waiters[0] && !ent->waiters[1] && ent->owner_epfd == ZIO__EPFD_NONE &&
+			    !ent->ep_out && !atomic_load_explicit(&ent->rd_empty, memory_order_relaxed) &&
+			    !atomic_load_explicit(&ent->execs, memory_order_relaxed) &&
+			    !atomic_load_explicit(&ent->ms, memory_order_relaxed))
+				continue;
 			zio__spin_unlock(&ent->lock);
 			ent->waiters[0] = ent->waiters[1] = NULL;
 			ent->owner_epfd = ZIO__EPFD_NONE;

@@ -162,10 +162,11 @@ struct zio__backend {
 	int (*create)(struct zio__exec *e, struct zio__loop **out);
 	void (*destroy)(struct zio__loop *l);
 	/* Executor 0 stops being run until the next zio_runtime_run() (the
-	 * other executors, if any, go on): let go of what this loop serves
-	 * for anyone but its own waiting tasks, so other executors, plain
-	 * threads and other runtimes are served without it (may be NULL).
-	 * On the loop's thread. */
+	 * other executors, if any, go on): let go of what this loop serves,
+	 * so other executors, plain threads and other runtimes are served
+	 * without it (its own waiting tasks retry when it next runs; epoll
+	 * wakes them, io_uring keeps their requests). May be NULL. On the
+	 * loop's thread. */
 	void (*stop)(struct zio__loop *l);
 	/* Returns the number of completions reaped, or -errno. */
 	int (*poll)(struct zio__loop *l, int64_t timeout_ns);

@@ -18,9 +18,11 @@
  * served keeps a request armed that takes input in ahead of the next call
  * (README, multishot): what it took is read only by zio calls on that fd
  * number, not by read(2) of the same file (a dup, a TLS library, another
- * process). A zio_wait_fd() for input lets go of the socket while nothing
- * is queued, so that what comes next stays in the socket for such reads;
- * $ZIO_URING_MULTISHOT=0 turns the requests off.
+ * process). To hand such a socket on, first read what zio holds (zio_recv
+ * with MSG_DONTWAIT until -EAGAIN: a zio_wait_fd() reports those bytes as
+ * input, which read(2) never sees), then a zio_wait_fd() for input lets
+ * go of the socket while nothing is queued, so that what comes next stays
+ * in the socket; $ZIO_URING_MULTISHOT=0 turns the requests off.
  *
  * Cancellation of a call in flight really cancels it (io_uring
  * ASYNC_CANCEL, or the readiness wait is removed) and returns -ECANCELED;
