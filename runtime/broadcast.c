@@ -14,7 +14,11 @@
  *
  * Receivers copy out under the spin word; a woken receiver just tries
  * again, so a receive that times out or is cancelled has taken nothing:
- * its cursor moves only when an item is copied out.
+ * its cursor moves only when an item is copied out. Every receiver a send
+ * or close pops comes back for the lock (woken, or leaving after its wait
+ * ended): `waking` counts them until they have, and destroy() waits for
+ * them, so the channel may be destroyed once close() returns and its
+ * receivers' calls have.
  */
 #include "chan_impl.h"
 
@@ -41,14 +45,37 @@ ZIO_API int zio_bcast_destroy(zio_bcast *b)
 {
 	if (!b)
 		return -EINVAL;
-	slock(&b->lock);
-	bool busy = !wq_empty(&b->q);
-	sunlock(&b->lock);
+	/* Shielded: a cancelled caller's yields would return at once, and a
+	 * receiver on this executor would never get to come back. */
+	zio_shield_begin();
+	bool busy;
+	for (unsigned n = 0;; n++) {
+		slock(&b->lock);
+		busy = !wq_empty(&b->q);
+		bool waking = b->waking != 0;
+		sunlock(&b->lock);
+		if (busy || !waking)
+			break;
+		zio__pause(n); /* it is runnable: its wait ended */
+	}
+	zio_shield_end();
 	if (busy)
 		return -EBUSY;
 	free(b->ring);
 	free(b);
 	return 0;
+}
+
+/* Under the lock: pops every waiting receiver, counting each in `waking`
+ * (each comes back for the lock), and claims those it can. */
+static struct zio__waiter *wake_receivers(zio_bcast *b)
+{
+	unsigned lost = 0;
+	struct zio__waiter *list = wq_claim_all_counting(&b->q, 0, &lost);
+	b->waking += lost;
+	for (struct zio__waiter *w = list; w; w = w->next)
+		b->waking++;
+	return list;
 }
 
 ZIO_API int zio_bcast_send(zio_bcast *b, const void *elem)
@@ -62,7 +89,7 @@ ZIO_API int zio_bcast_send(zio_bcast *b, const void *elem)
 	}
 	memcpy(b->ring + (b->tail % b->cap) * b->esize, elem, b->esize);
 	b->tail++;
-	struct zio__waiter *list = wq_claim_all(&b->q, 0);
+	struct zio__waiter *list = wake_receivers(b);
 	sunlock(&b->lock);
 	waiters_release(list);
 	return 0;
@@ -78,7 +105,7 @@ ZIO_API int zio_bcast_close(zio_bcast *b)
 		return -EPIPE;
 	}
 	b->closed = true;
-	struct zio__waiter *list = wq_claim_all(&b->q, 0);
+	struct zio__waiter *list = wake_receivers(b);
 	sunlock(&b->lock);
 	waiters_release(list);
 	return 0;
@@ -129,13 +156,13 @@ ZIO_API int zio_bcast_recv(struct zio_bcast_rx *rx, void *elem, uint64_t *missed
 		wq_push(&b->q, &w);
 		sunlock(&b->lock);
 		r = sync_wait(&w, deadline);
+		slock(&b->lock);
+		if (r >= 0 || !wq_remove(&b->q, &w))
+			b->waking--; /* popped by a send or close: back now */
 		if (r < 0) {
-			slock(&b->lock);
-			wq_remove(&b->q, &w);
 			sunlock(&b->lock);
 			return r;
 		}
-		slock(&b->lock);
 	}
 }
 

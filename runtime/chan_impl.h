@@ -57,6 +57,7 @@ struct zio_chan {
 struct zio_bcast {
 	unsigned lock;
 	bool closed;
+	unsigned waking;  /* receivers a send or close popped, not back yet */
 	size_t esize, cap;
 	uint64_t tail;    /* items sent so far: the next item's number */
 	char *ring;

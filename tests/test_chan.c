@@ -789,3 +789,52 @@ Test(bcast, waiting_timeout_cancel, .timeout = 20)
 	run_in_runtime(1, bcast_wait_main, NULL);
 	run_in_runtime(2, bcast_wait_main, NULL);
 }
+
+/* Receivers woken by a close come back for the channel's lock: destroy()
+ * right after close() waits for them (it freed the channel under them: a
+ * use after free, which reused memory turned into a hang or a crash). */
+struct bcast_rx_arg {
+	zio_bcast *b;
+	atomic_int *waiting;
+};
+
+static void *bcast_waiting_rx(void *arg)
+{
+	struct bcast_rx_arg *a = arg;
+	struct zio_bcast_rx rx;
+	cr_assert_eq(zio_bcast_subscribe(a->b, &rx), 0);
+	atomic_fetch_add(a->waiting, 1);
+	int v;
+	return (void *)(intptr_t)zio_bcast_recv(&rx, &v, NULL, ZIO_FOREVER);
+}
+
+static void *bcast_destroy_after_close(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 500; round++) {
+		zio_bcast *b;
+		cr_assert_eq(zio_bcast_create(&b, sizeof(int), 4), 0);
+		atomic_int waiting = 0;
+		struct bcast_rx_arg a = { b, &waiting };
+		zio_task *t[4];
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(zio_spawn(NULL, &t[i], bcast_waiting_rx, &a, NULL), 0);
+		while (atomic_load(&waiting) < 4)
+			zio_yield();
+		zio_sleep(ZIO_USEC(50)); /* they wait */
+		cr_assert_eq(zio_bcast_close(b), 0);
+		cr_assert_eq(zio_bcast_destroy(b), 0);
+		for (int i = 0; i < 4; i++) {
+			void *res;
+			zio_task_join(t[i], &res);
+			cr_assert_eq((intptr_t)res, -EPIPE);
+		}
+	}
+	return NULL;
+}
+
+Test(bcast, destroyed_right_after_close, .timeout = 30)
+{
+	run_in_runtime(1, bcast_destroy_after_close, NULL);
+	run_in_runtime(2, bcast_destroy_after_close, NULL);
+}
