@@ -29,6 +29,7 @@ struct zio_group {
 	struct zio__fiber *head;
 	struct zio__waitq waiters; /* zio_group_wait() callers */
 	zio__runtime *rt;
+	bool freed_by_last; /* destroyed by a task of its own: the last one frees it */
 };
 
 ZIO_API int zio_group_create(zio_group **out, unsigned flags)
@@ -96,19 +97,32 @@ void zio__group_task_done(struct zio__fiber *f, int rc)
 			cancel_locked(g);
 		}
 	}
-	if (--g->count == 0)
+	/* At 1 too: a task of the group waits for the others (cancel). */
+	if (--g->count <= 1)
 		while (zio__waitq_wake_one(&g->waiters, 0))
 			;
+	bool last = g->count == 0 && g->freed_by_last;
 	zio__spin_unlock(&g->lock);
+	if (last)
+		free(g);
 }
 
-/* Waits until the group is empty; cancellable unless nocancel. */
+/* Whether the caller is a task of g: it cannot wait for g to empty. */
+static bool member(const zio_group *g)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	return f && f->group == g;
+}
+
+/* Waits until the group holds no task but the caller's (none, if it is
+ * not one of them); cancellable unless nocancel. */
 static int wait_empty(zio_group *g, bool nocancel)
 {
 	struct zio__parker *p = zio__parker_self();
+	unsigned self = member(g);
 	for (;;) {
 		zio__spin_lock(&g->lock);
-		if (g->count == 0) {
+		if (g->count <= self) {
 			zio__spin_unlock(&g->lock);
 			return 0;
 		}
@@ -157,6 +171,8 @@ ZIO_API int zio_group_wait(zio_group *g)
 {
 	if (!g)
 		return -EINVAL;
+	if (member(g))
+		return -EDEADLK; /* it would wait for itself */
 	int r = wait_empty(g, false);
 	if (r < 0) {
 		zio_group_cancel(g);
@@ -174,5 +190,13 @@ ZIO_API void zio_group_destroy(zio_group *g)
 	if (!g)
 		return;
 	zio_group_cancel(g);
+	if (member(g)) {
+		/* The caller is the group's last task: it frees the group
+		 * when it returns. */
+		zio__spin_lock(&g->lock);
+		g->freed_by_last = true;
+		zio__spin_unlock(&g->lock);
+		return;
+	}
 	free(g);
 }

@@ -203,3 +203,57 @@ Test(group, bad_arguments, .timeout = 10)
 	zio_group_destroy(g);
 	cr_assert_eq(zio_group_wait(NULL), -EINVAL);
 }
+
+/* A task of a group that waits for, cancels or destroys its own group:
+ * the wait is -EDEADLK, the cancel ends the others and returns, and the
+ * destroy frees the group once that task returns (each waited for itself,
+ * for good, and a runtime destroy after them too). */
+static zio_group *own_group;
+static atomic_int own_wait;
+
+static int waits_for_own_group(void *arg)
+{
+	(void)arg;
+	atomic_store(&own_wait, zio_group_wait(own_group));
+	return 0;
+}
+
+static int cancels_own_group(void *arg)
+{
+	(void)arg;
+	zio_group_cancel(own_group); /* returns once the sleepers are gone */
+	return zio_yield() == -ECANCELED ? 0 : -EIO; /* itself cancelled too */
+}
+
+static int destroys_own_group(void *arg)
+{
+	(void)arg;
+	zio_group_destroy(own_group);
+	return 0;
+}
+
+static void *own_group_main(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(zio_group_create(&own_group, 0), 0);
+	cr_assert_eq(zio_group_spawn(own_group, waits_for_own_group, NULL, NULL), 0);
+	cr_assert_eq(zio_group_wait(own_group), 0);
+	cr_assert_eq(atomic_load(&own_wait), -EDEADLK);
+
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(zio_group_spawn(own_group, sleeper, NULL, NULL), 0);
+	cr_assert_eq(zio_group_spawn(own_group, cancels_own_group, NULL, NULL), 0);
+	int r = zio_group_wait(own_group);
+	cr_assert(r == 0 || r == -ECANCELED, "after a member's cancel: %d", r);
+
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(zio_group_spawn(own_group, sleeper, NULL, NULL), 0);
+	cr_assert_eq(zio_group_spawn(own_group, destroys_own_group, NULL, NULL), 0);
+	return NULL; /* the group frees itself; the runtime's destroy finds nobody */
+}
+
+Test(group, a_task_of_the_group_waits_cancels_or_destroys_it, .timeout = 10)
+{
+	run_in_runtime(1, own_group_main, NULL);
+	run_in_runtime(2, own_group_main, NULL);
+}

@@ -218,9 +218,11 @@ ZIO_API int zio_group_spawn(zio_group *g, zio_group_fn fn, void *arg,
  * are not cancelled, and the next wait reports only their errors. */
 ZIO_API int zio_group_wait(zio_group *g);
 /* Cancels every task in the group and waits for them; the group starts
- * afresh, as after a wait. */
+ * afresh, as after a wait. (zio_group_wait from a task of the group is
+ * -EDEADLK; a task of the group that cancels it waits for the others.) */
 ZIO_API void zio_group_cancel(zio_group *g);
-/* Cancels and waits for whatever is left, then frees the group. */
+/* Cancels and waits for whatever is left, then frees the group (called
+ * by a task of the group: when that task returns). */
 ZIO_API void zio_group_destroy(zio_group *g);
 
 /* -------------------------------------------------------------- diagnostics */
