@@ -77,9 +77,11 @@ ZIO_API int zio_select(struct zio_select_case *cases, size_t n, int64_t deadline
 	if (n > ZIO_SELECT_MAX || (n && !cases))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
+		if (!cases[i].chan)
+			continue; /* disabled, whatever else it says (a zeroed case) */
 		if (cases[i].op != ZIO_SELECT_SEND && cases[i].op != ZIO_SELECT_RECV)
 			return -EINVAL;
-		if (cases[i].chan && !cases[i].elem)
+		if (!cases[i].elem)
 			return -EINVAL;
 	}
 	zio_chan *locks[ZIO_SELECT_MAX];

@@ -558,3 +558,25 @@ Test(select, randomized_conservation, .timeout = 30)
 	for (int k = 0; k < NCH; k++)
 		cr_assert_eq(zio_chan_destroy(m.ch[k]), 0);
 }
+
+/* A zeroed case (chan NULL, op 0) is a disabled one, as chan.h says of a
+ * NULL chan: it was -EINVAL for the whole select. */
+static void *zeroed_case(void *arg)
+{
+	(void)arg;
+	zio_chan *ch;
+	cr_assert_eq(zio_chan_create(&ch, sizeof(int), 1, 0), 0);
+	int v = 7, got = 0;
+	cr_assert_eq(zio_chan_send(ch, &v, ZIO_FOREVER), 0);
+	struct zio_select_case cases[2] = { { 0 }, { .chan = ch, .op = ZIO_SELECT_RECV, .elem = &got } };
+	cr_assert_eq(zio_select(cases, 2, ZIO_FOREVER), 1);
+	cr_assert_eq(got, 7);
+	cr_assert_eq(zio_select(cases, 1, 0), -EAGAIN);
+	zio_chan_destroy(ch);
+	return NULL;
+}
+
+Test(select, zeroed_case_is_disabled, .timeout = 10)
+{
+	run_in_runtime(1, zeroed_case, NULL);
+}
