@@ -1015,10 +1015,10 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 				zio__waitq_remove(&st->waiters, &w);
 			else if (st->waiter == &f->park && st->waiter_gen == gen)
 				st->waiter = NULL;
-			/* Time ran out (perhaps before the call: a deadline
-			 * already past is a try, as everywhere): what the
-			 * ring took in and this loop has not reaped is here
-			 * all the same, as for deadline 0. */
+			/* Time ran out (perhaps before the call: a stream
+			 * call with a deadline already past still takes what
+			 * is ready, io.h): what the ring took in and this
+			 * loop has not reaped is here, as for deadline 0. */
 			if (woke == -ETIMEDOUT && !got && !looked) {
 				looked = true;
 				zio__loop_poll(l->base.exec, 0);
