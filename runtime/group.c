@@ -28,7 +28,7 @@ struct zio_group {
 	int first_error;
 	struct zio__fiber *head;
 	struct zio__waitq waiters; /* zio_group_wait() callers */
-	zio__runtime *rt;
+	zio__runtime *_Atomic rt;  /* where its tasks run: a plain thread's spawns go there */
 	bool freed_by_last; /* destroyed by a task of its own: the last one frees it */
 };
 
@@ -40,6 +40,7 @@ ZIO_API int zio_group_create(zio_group **out, unsigned flags)
 	if (!g)
 		return -ENOMEM;
 	g->flags = flags;
+	atomic_init(&g->rt, zio_runtime_current()); /* NULL on a plain thread */
 	*out = g;
 	return 0;
 }
@@ -55,8 +56,16 @@ ZIO_API int zio_group_spawn(zio_group *g, zio_group_fn fn, void *arg,
 {
 	if (!g || !fn)
 		return -EINVAL;
+	/* A task's spawn runs in its runtime, which the group then knows; a
+	 * plain thread's goes to the runtime the group's tasks run in (none
+	 * known yet: -EINVAL, as zio_spawn with no runtime). */
+	zio__runtime *rt = zio_runtime_current();
+	if (rt)
+		atomic_store(&g->rt, rt);
+	else if (!(rt = atomic_load(&g->rt)))
+		return -EINVAL;
 	/* zio__fiber_spawn() links the task (zio__group_link) before it can run. */
-	return zio__fiber_spawn(NULL, NULL, (zio_task_fn)(void (*)(void))fn, arg, opts,
+	return zio__fiber_spawn(rt, NULL, (zio_task_fn)(void (*)(void))fn, arg, opts,
 				ZIO__FIBER_GROUP, g);
 }
 

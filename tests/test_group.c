@@ -2,6 +2,8 @@
  * ZIO_TEST_LABELS: sched */
 #include "helpers.h"
 
+#include <pthread.h>
+
 static atomic_int ran;
 
 static int ok_task(void *arg)
@@ -256,4 +258,51 @@ Test(group, a_task_of_the_group_waits_cancels_or_destroys_it, .timeout = 10)
 {
 	run_in_runtime(1, own_group_main, NULL);
 	run_in_runtime(2, own_group_main, NULL);
+}
+
+/* A plain thread spawns into a group a task made: the task runs in that
+ * task's runtime and the group's wait sees it (it was -EINVAL). A group
+ * made on a plain thread, with no task ever near it, has no runtime. */
+static zio_group *shared_group;
+static atomic_int thread_spawned;
+
+static int counts(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&ran, 1);
+	return 0;
+}
+
+static void *spawn_from_a_thread(void *arg)
+{
+	(void)arg;
+	atomic_store(&thread_spawned, zio_group_spawn(shared_group, counts, NULL, NULL) == 0 ? 1 : -1);
+	return NULL;
+}
+
+static void *group_fed_by_a_thread(void *arg)
+{
+	(void)arg;
+	atomic_store(&ran, 0);
+	atomic_store(&thread_spawned, 0);
+	cr_assert_eq(zio_group_create(&shared_group, 0), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, spawn_from_a_thread, NULL), 0);
+	while (!atomic_load(&thread_spawned))
+		zio_sleep(ZIO_MSEC(1));
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&thread_spawned), 1);
+	cr_assert_eq(zio_group_wait(shared_group), 0);
+	cr_assert_eq(atomic_load(&ran), 1);
+	zio_group_destroy(shared_group);
+	return NULL;
+}
+
+Test(group, a_plain_thread_spawns_into_a_tasks_group, .timeout = 10)
+{
+	run_in_runtime(1, group_fed_by_a_thread, NULL);
+	zio_group *g;
+	cr_assert_eq(zio_group_create(&g, 0), 0);
+	cr_assert_eq(zio_group_spawn(g, counts, NULL, NULL), -EINVAL);
+	zio_group_destroy(g);
 }

@@ -208,6 +208,9 @@ ZIO_API bool zio_timeout_end(struct zio_timeout *scope);
 typedef int (*zio_group_fn)(void *arg);
 #define ZIO_GROUP_FAIL_FAST 1u /* first error cancels the rest */
 
+/* A group's tasks run in the runtime of the task that made it or last
+ * spawned into it; a plain thread's zio_group_spawn starts one there
+ * (-EINVAL while no task has touched the group). */
 ZIO_API int zio_group_create(zio_group **out, unsigned flags);
 ZIO_API int zio_group_spawn(zio_group *g, zio_group_fn fn, void *arg,
 			    const struct zio_spawn_options *opts);
