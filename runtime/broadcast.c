@@ -45,22 +45,9 @@ ZIO_API int zio_bcast_destroy(zio_bcast *b)
 {
 	if (!b)
 		return -EINVAL;
-	/* Shielded: a cancelled caller's yields would return at once, and a
-	 * receiver on this executor would never get to come back. */
-	zio_shield_begin();
-	bool busy;
-	for (unsigned n = 0;; n++) {
-		slock(&b->lock);
-		busy = !wq_empty(&b->q);
-		bool waking = b->waking != 0;
-		sunlock(&b->lock);
-		if (busy || !waking)
-			break;
-		zio__pause(n); /* it is runnable: its wait ended */
-	}
-	zio_shield_end();
-	if (busy)
-		return -EBUSY;
+	int r = destroy_when_left(&b->lock, &b->q, &b->waking);
+	if (r)
+		return r;
 	free(b->ring);
 	free(b);
 	return 0;

@@ -52,22 +52,8 @@ ZIO_API int zio_barrier_destroy(zio_barrier *b)
 {
 	if (!b)
 		return -EINVAL;
-	/* Shielded: a cancelled caller's yields would return at once, and a
-	 * leaver on this executor would never get to run. */
-	zio_shield_begin();
-	int r = 0;
-	for (unsigned n = 0;; n++) {
-		slock(&b->_lock);
-		bool busy = b->_arrived != 0, leaving = b->_leaving != 0;
-		sunlock(&b->_lock);
-		if (busy)
-			r = -EBUSY;
-		if (busy || !leaving)
-			break;
-		zio__pause(n); /* it is runnable: its wait ended */
-	}
-	zio_shield_end();
-	return r;
+	/* (Waiters are queued exactly while _arrived is not 0.) */
+	return destroy_when_left(&b->_lock, &b->_q, &b->_leaving);
 }
 
 static int barrier_wait(zio_barrier *b, int64_t deadline)

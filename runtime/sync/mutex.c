@@ -321,22 +321,7 @@ ZIO_API int zio_cond_destroy(zio_cond *c)
 {
 	if (!c)
 		return -EINVAL;
-	/* Shielded: a cancelled caller's yields would return at once, and a
-	 * leaver on this executor would never get to run. */
-	zio_shield_begin();
-	int r = 0;
-	for (unsigned n = 0;; n++) {
-		slock(&c->_lock);
-		bool busy = !wq_empty(&c->_q), leaving = c->_leaving != 0;
-		sunlock(&c->_lock);
-		if (busy)
-			r = -EBUSY;
-		if (busy || !leaving)
-			break;
-		zio__pause(n); /* it is runnable: its wait ended */
-	}
-	zio_shield_end();
-	return r;
+	return destroy_when_left(&c->_lock, &c->_q, &c->_leaving);
 }
 
 static int cond_wait(zio_cond *c, zio_mutex *m, int64_t deadline)

@@ -258,6 +258,29 @@ static inline struct zio__waiter *wq_claim_all(struct zio__wq *q, int value)
 	return wq_claim_all_counting(q, value, &lost);
 }
 
+/* For destroy(): -EBUSY while waiters are queued on q; else 0 once the
+ * *leaving waiters (popped by a waker, their wait ended: each still takes
+ * *lock to leave and then decrements it) are gone. Shielded: a cancelled
+ * caller's yields would return at once, and a leaver on this executor
+ * would never get to run. */
+static inline int destroy_when_left(unsigned *lock, struct zio__wq *q, const unsigned *leaving)
+{
+	zio_shield_begin();
+	int r = 0;
+	for (unsigned n = 0;; n++) {
+		slock(lock);
+		bool busy = !wq_empty(q), left = *leaving == 0;
+		sunlock(lock);
+		if (busy)
+			r = -EBUSY;
+		if (busy || left)
+			break;
+		zio__pause(n); /* it is runnable: its wait ended */
+	}
+	zio_shield_end();
+	return r;
+}
+
 /* Step 3 of the protocol: the last access to w. Call after unlocking. */
 static inline void waiter_release(struct zio__waiter *w)
 {
