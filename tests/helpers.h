@@ -11,11 +11,48 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zio.h>
 
 /* Runs fn(arg) as the main task of a runtime made with the given options
  * and returns its result; every failure along the way fails the test. */
+/* Sets the soft RLIMIT_NOFILE to the lowest free descriptor number, so
+ * that no new descriptor can be had; returns the limits to restore. */
+static inline struct rlimit no_descriptor_free(void)
+{
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int lowest = dup(0);
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	struct rlimit none = { (rlim_t)lowest, old.rlim_max };
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+	return old;
+}
+
+/* Waits (up to 5 s) until thread tid of this process sleeps in the
+ * kernel: for a thread whose next step is a blocking call, that it is
+ * in it. */
+static inline void wait_until_asleep(pid_t tid)
+{
+	char path[64], stat[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (int i = 0; i < 5000; i++) {
+		FILE *f = fopen(path, "r");
+		cr_assert_not_null(f);
+		size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+		fclose(f);
+		stat[n] = 0;
+		const char *state = strrchr(stat, ')'); /* after "pid (comm)" */
+		if (state && state[1] == ' ' && state[2] == 'S')
+			return;
+		usleep(1000);
+	}
+	cr_assert_fail("thread %d never slept", (int)tid);
+}
+
 static inline void *run_with(const struct zio_runtime_options *o, zio_task_fn fn, void *arg)
 {
 	zio_runtime *rt;

@@ -1725,13 +1725,7 @@ Test(io, out_of_descriptors_at_the_first_runtime_is_not_for_good, .timeout = 20)
 	close(name[1]);
 
 	/* No runtime yet in this process (each test runs in its own). */
-	struct rlimit old;
-	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-	int lowest = dup(0);
-	cr_assert_geq(lowest, 0);
-	close(lowest);
-	struct rlimit none = { (rlim_t)lowest, old.rlim_max };
-	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+	struct rlimit old = no_descriptor_free();
 	zio_runtime *rt;
 	int r = zio_runtime_create(&rt, &automatic);
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Listens on 127.0.0.1 (or ::1) with a kernel-chosen port. */
@@ -2094,7 +2095,7 @@ Test(net, plain_thread_deadline_int64_min, .timeout = 10)
  * after its poll). */
 struct plain_waiter {
 	int fd;
-	atomic_int reading;
+	_Atomic pid_t tid;
 	ssize_t r;
 	char c;
 };
@@ -2102,8 +2103,8 @@ struct plain_waiter {
 static void *plain_wait_to_read(void *arg)
 {
 	struct plain_waiter *w = arg;
-	atomic_store(&w->reading, 1);
-	w->r = zio_read(w->fd, &w->c, 1, zio_deadline_after(ZIO_MSEC(300)));
+	atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+	w->r = zio_read(w->fd, &w->c, 1, zio_deadline_after(ZIO_SEC(1)));
 	return NULL;
 }
 
@@ -2114,9 +2115,9 @@ Test(net, plain_thread_read_of_a_reused_number, .timeout = 10)
 	struct plain_waiter w = { .fd = sv[0] };
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, plain_wait_to_read, &w), 0);
-	while (!atomic_load(&w.reading))
+	while (!atomic_load(&w.tid))
 		usleep(1000);
-	usleep(50000); /* it polls */
+	wait_until_asleep(atomic_load(&w.tid)); /* in its poll */
 	cr_assert_eq(zio_close(sv[0]), 0);
 	int nv[2];
 	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, nv), 0);
@@ -2135,13 +2136,7 @@ Test(net, plain_thread_read_of_a_reused_number, .timeout = 10)
  * zio passed it on as -ENOENT, "unknown host". */
 Test(net, dns_out_of_descriptors, .timeout = 20)
 {
-	struct rlimit old;
-	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-	int lowest = dup(0);
-	cr_assert_geq(lowest, 0);
-	close(lowest);
-	struct rlimit none = { (rlim_t)lowest, old.rlim_max };
-	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+	struct rlimit old = no_descriptor_free();
 	zio_addr out[4];
 	int r = zio_dns_resolve("localhost", 80, AF_UNSPEC, out, 4, zio_deadline_after(ZIO_SEC(5)));
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
