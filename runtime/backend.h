@@ -80,7 +80,6 @@ enum zio__opcode {
 	ZIO__OP_UNLINKAT, /* path: dirfd, path, flags */
 	ZIO__OP_MKDIRAT,  /* path: dirfd, path, mode */
 	ZIO__OP_CLOSE,
-	ZIO__OP_CALL,     /* call: fn(arg), blocking pool only */
 	ZIO__OP_COUNT
 };
 
@@ -137,10 +136,6 @@ struct zio__op {
 		struct {
 			bool datasync;
 		} fsync;
-		struct {
-			long (*fn)(void *);
-			void *arg;
-		} call;
 	} u;
 	/* the waiter */
 	struct zio__parker *parker;

@@ -437,9 +437,10 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	pthread_mutex_unlock(&pool_lock);
 	*ran = true;
 	/* Woken with 0 means it ran; a timeout that lost the race to the
-	 * job's completion keeps the job's result if it succeeded, unless the
-	 * job was aborted (whatever it then returned, its work is undone). */
-	if (w != 0 && (j->result < 0 || aborted))
+	 * job's completion keeps the job's result (its bytes or its own
+	 * error, as on io_uring), unless the job was aborted (whatever it then
+	 * returned, its work is undone). */
+	if (w != 0 && aborted)
 		return w;
 	/* Cut short by a zio_close() of its fd (or done on a descriptor of
 	 * its own after that close): what it did is not the caller's fd's. */

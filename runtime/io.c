@@ -8,8 +8,9 @@
  *    fiber to its executor, submit, park with the deadline. If the wait ends
  *    by timeout or cancellation, ask the kernel to cancel and wait, shielded
  *    and without a deadline, for the op's real completion: its memory is on
- *    this stack. If the op succeeded anyway its result is returned (bytes
- *    read are never lost) and the cancellation stays pending, because it is
+ *    this stack. If the op finished anyway its result is returned (bytes
+ *    read are never lost, nor an error such as a reset, which the kernel
+ *    reports once) and the cancellation stays pending, because it is
  *    sticky: the next suspension point reports it.
  *  - readiness backend (epoll, poll), or an op io_uring cannot do: try the
  *    syscall non-blocking; on EAGAIN arm a readiness wait and park; retry
@@ -131,8 +132,6 @@ ssize_t zio__op_syscall(struct zio__op *op)
 	case ZIO__OP_CLOSE:
 		r = close(fd);
 		break;
-	case ZIO__OP_CALL:
-		return op->u.call.fn(op->u.call.arg);
 	default:
 		return -EINVAL;
 	}
@@ -567,7 +566,10 @@ again:
 			f->flags |= PIN;
 		}
 		f->shield--;
-		r = op->res >= 0 ? op->res : w;
+		/* Finished anyway: its bytes, or its own error (a reset the
+		 * kernel reports once), are the answer. -ECANCELED and -EINTR
+		 * are our cancel's doing. */
+		r = op->res == -ECANCELED || op->res == -EINTR ? w : op->res;
 	}
 	f->flags = (f->flags & ~PIN) | pin;
 	return r;

@@ -438,6 +438,35 @@ Test(net, peer_reset, .timeout = 10)
 	run_in_runtime(1, peer_reset, NULL);
 }
 
+/* An error that is ready when the deadline has passed is the answer, as
+ * bytes are: on io_uring the read's request, submitted and cancelled in
+ * one go, failed with the reset before the cancel reached it, and the
+ * call said -ETIMEDOUT (the reset, reported once by the kernel, was lost:
+ * the next read said 0). Likewise a reset that races a running deadline. */
+static void *reset_at_a_past_deadline(void *arg)
+{
+	(void)arg;
+	int64_t past[] = { 1, zio_deadline_after(-ZIO_MSEC(1)) };
+	for (int i = 0; i < 2; i++) {
+		struct pair p;
+		tcp_pair(&p);
+		struct linger lg = { 1, 0 }; /* close sends RST */
+		cr_assert_eq(setsockopt(p.server, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+		zio_close(p.server);
+		usleep(10000); /* the RST is in (loopback: at once) */
+		char buf[8];
+		ssize_t r = zio_read(p.client, buf, sizeof(buf), past[i]);
+		cr_assert_eq(r, -ECONNRESET, "deadline %lld: %zd", (long long)past[i], r);
+		zio_close(p.client);
+	}
+	return NULL;
+}
+
+Test(net, a_reset_at_a_past_deadline_is_the_answer, .timeout = 10)
+{
+	run_in_runtime(1, reset_at_a_past_deadline, NULL);
+}
+
 static void *eof_mid_message(void *arg)
 {
 	struct pair p;
@@ -985,6 +1014,56 @@ static void *unix_backlog_full(void *arg)
 Test(net, unix_connect_backlog_full, .timeout = 20)
 {
 	run_in_runtime(1, unix_backlog_full, NULL);
+}
+
+/* A blocking socket zio did not make, connecting into a full backlog past
+ * its deadline: either the deadline cuts the connect short (io_uring
+ * cancels it), or, where it cannot be (the pool runs connect(2) itself and
+ * a Unix connect does not wake for shutdown), the caller waits and gets
+ * the connect's own answer, here the refusal when the listener goes (it
+ * said -ETIMEDOUT and hid it). */
+static void *close_listener_later(void *arg)
+{
+	zio_sleep(ZIO_MSEC(150));
+	zio_close((int)(intptr_t)arg);
+	return NULL;
+}
+
+static void *blocking_connect_outlives_its_deadline(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	char path[108];
+	snprintf(path, sizeof(path), "@zio-backlog-late-%d", getpid());
+	cr_assert_eq(zio_addr_unix(&a, path), 0);
+	int lfd = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+	cr_assert_eq(zio_bind(lfd, &a), 0);
+	cr_assert_eq(zio_listen(lfd, 0), 0);
+	int fill[8], nfill = 0, r;
+	do {
+		cr_assert_lt(nfill, 8, "the backlog never filled");
+		fill[nfill] = zio_socket(AF_UNIX, SOCK_STREAM, 0);
+		r = zio_connect(fill[nfill++], &a, 0);
+	} while (r == 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); /* blocking */
+	cr_assert_geq(fd, 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, close_listener_later, (void *)(intptr_t)lfd, NULL), 0);
+	int64_t t0 = zio_now();
+	r = zio_connect(fd, &a, zio_deadline_after(ZIO_MSEC(50)));
+	int64_t took = zio_now() - t0;
+	cr_assert(r == -ECONNREFUSED || (r == -ETIMEDOUT && took < ZIO_MSEC(140)),
+		  "connect: %d after %lld ms", r, (long long)(took / ZIO_MSEC(1)));
+	zio_task_join(t, NULL);
+	zio_close(fd);
+	for (int i = 0; i < nfill; i++)
+		zio_close(fill[i]);
+	return NULL;
+}
+
+Test(net, a_connect_past_its_deadline_says_its_own_answer, .timeout = 20)
+{
+	run_in_runtime(1, blocking_connect_outlives_its_deadline, NULL);
 }
 
 /* The same wait, with the socket zio_close()d meanwhile and its number

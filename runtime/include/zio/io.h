@@ -27,7 +27,9 @@
  * Cancellation of a call in flight really cancels it (io_uring
  * ASYNC_CANCEL, or the readiness wait is removed) and returns -ECANCELED;
  * if the operation completed anyway, its result is returned instead (no
- * bytes are lost) and the cancellation stays pending for the next call.
+ * bytes are lost, nor its own error, such as a reset) and the cancellation
+ * stays pending for the next call. A deadline is the same: -ETIMEDOUT only
+ * when the operation did not finish.
  *
  * Called from a thread that is not running a task, these calls block the
  * thread (poll() with the deadline), so libraries can use them anywhere.
