@@ -281,26 +281,30 @@ int zio__connect_finish(int fd, const struct sockaddr *addr, socklen_t len)
 	return r == -EISCONN ? 0 : r == -EALREADY ? -EAGAIN : r;
 }
 
-/* One non-blocking attempt; -EAGAIN if it would have to wait. */
-static ssize_t try_op(struct zio__op *op, int kind)
+/* try_op() of a connect. */
+static ssize_t try_connect(struct zio__op *op)
 {
-	if (op->opcode == ZIO__OP_CONNECT) {
-		if (op->state == 0) {
-			ssize_t r = zio__op_syscall(op);
-			if (r == -EINPROGRESS) {
-				op->state = 1;
-				return -EAGAIN;
-			}
-			if (r == -EAGAIN)
-				op->state = CONNECT_BACKLOG_FULL;
-			return r;
-		}
-		/* In progress: done once writable. */
-		if (!poll_now(op->fd, POLLOUT))
+	if (op->state == 0) {
+		ssize_t r = zio__op_syscall(op);
+		if (r == -EINPROGRESS) {
+			op->state = 1;
 			return -EAGAIN;
-		int r = zio__connect_finish(op->fd, op->u.sa.addr, op->u.sa.len);
-		return r == -EINPROGRESS ? -EAGAIN : r; /* a new attempt: wait on */
+		}
+		if (r == -EAGAIN)
+			op->state = CONNECT_BACKLOG_FULL;
+		return r;
 	}
+	/* In progress: done once writable. */
+	if (!poll_now(op->fd, POLLOUT))
+		return -EAGAIN;
+	int r = zio__connect_finish(op->fd, op->u.sa.addr, op->u.sa.len);
+	return r == -EINPROGRESS ? -EAGAIN : r; /* a new attempt: wait on */
+}
+
+/* try_op() on a blocking fd (zio did not make it, and O_NONBLOCK is not
+ * ours to set): its copies of op stay out of the frame of the usual try. */
+static __attribute__((noinline)) ssize_t try_blocking(struct zio__op *op, int kind)
+{
 	if (kind == ZIO__FD_SOCKET) {
 		/* A blocking socket: MSG_DONTWAIT makes this one call
 		 * non-blocking without touching the shared description. */
@@ -336,13 +340,24 @@ static ssize_t try_op(struct zio__op *op, int kind)
 		}
 		kind = ZIO__FD_BLOCKING;
 	}
-	if (kind == ZIO__FD_BLOCKING && op->opcode != ZIO__OP_POLL &&
+	if (op->opcode != ZIO__OP_POLL &&
 	    !poll_now(op->fd, op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT))
 		return -EAGAIN;
 	struct zio__op capped;
 	struct iovec first;
-	if (kind == ZIO__FD_BLOCKING && write_room_bound(op, &capped, &first))
+	if (write_room_bound(op, &capped, &first))
 		op = &capped;
+	ssize_t r = zio__op_syscall(op);
+	return r == -EWOULDBLOCK ? -EAGAIN : r;
+}
+
+/* One non-blocking attempt; -EAGAIN if it would have to wait. */
+static ssize_t try_op(struct zio__op *op, int kind)
+{
+	if (op->opcode == ZIO__OP_CONNECT)
+		return try_connect(op);
+	if (kind == ZIO__FD_SOCKET || kind == ZIO__FD_BLOCKING)
+		return try_blocking(op, kind);
 	ssize_t r = zio__op_syscall(op);
 	return r == -EWOULDBLOCK ? -EAGAIN : r;
 }
