@@ -91,6 +91,8 @@ ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, 
 	r->buf = buf;
 	r->cap = cap;
 	r->deadline = ZIO_FOREVER;
+	if (cap == 0)
+		r->err = -EINVAL; /* nowhere to peek or find a delimiter */
 }
 
 ZIO_API void zio_reader_init_fd(zio_reader *r, int fd, void *buf, size_t cap)
@@ -247,8 +249,8 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 			return (ssize_t)(inclusive ? len + 1 : len);
 		}
 		scanned = have;
-		if (have == r->cap)
-			return -EMSGSIZE;
+		if (have == r->cap) /* (no buffer at all: r->err says so) */
+			return r->cap ? -EMSGSIZE : r->err;
 		ssize_t k = fill(r);
 		if (k < 0)
 			return k;
@@ -256,6 +258,8 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 			/* End of input: the partial line, like fgets. */
 			base = r->buf + r->start;
 			have = r->end - r->start;
+			if (!have && !inclusive)
+				return -EPIPE; /* (0 is an empty line) */
 			*out = base;
 			r->start = r->end;
 			return (ssize_t)have;
@@ -301,6 +305,8 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			/* End of input: the partial line, like fgets. */
 			base = r->buf + r->start;
 			have = r->end - r->start;
+			if (!got && !have && !inclusive)
+				return -EPIPE; /* (0 is an empty line) */
 			if (got + have > max)
 				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 			if (have)
@@ -529,6 +535,25 @@ static ssize_t ck_read(void *c, char *buf, size_t size)
 	return n;
 }
 
+/* A write the writer's buffer cannot hold (stdio's own 8 KiB buffer, say):
+ * what is buffered goes first, then these bytes straight to the sink, and
+ * the count that went out is stdio's answer. zio_writer_write() could only
+ * end the stream when such a write was cut short by a timeout (it has no
+ * short count to give); stdio takes a short count and keeps the rest. */
+static ssize_t ck_write_through(zio_writer *w, const char *buf, size_t size)
+{
+	int e = w->err ? w->err : drain(w);
+	size_t done = e ? 0 : sink_some(w, buf, size, &e);
+	if (!e && w->vt->flush)
+		e = w->vt->flush(w->ctx, w->deadline);
+	if (e < 0 && !retryable(e))
+		w->err = e;
+	if (e)
+		errno = -e;
+	/* All out but the sink's flush failed for good: still an error. */
+	return done == size && w->err ? 0 : (ssize_t)done;
+}
+
 static ssize_t ck_write(void *c, const char *buf, size_t size)
 {
 	struct cookie *k = c;
@@ -536,6 +561,8 @@ static ssize_t ck_write(void *c, const char *buf, size_t size)
 		errno = EBADF;
 		return 0;
 	}
+	if (size >= k->w->cap)
+		return ck_write_through(k->w, buf, size);
 	ssize_t n = zio_writer_write(k->w, buf, size);
 	if (n < 0) {
 		errno = (int)-n;

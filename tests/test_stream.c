@@ -54,6 +54,53 @@ Test(stream, take_delim, .timeout = 10)
 	cr_assert_eq(zio_reader_take_delim_ref(&r, ';', false, &p), -EMSGSIZE);
 }
 
+/* Without the delimiter an empty line is 0, so the end of input is -EPIPE
+ * (it was 0 too: a loop over the lines stopped at the first empty one). */
+Test(stream, exclusive_lines_end_with_epipe, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char buf[8], line[16];
+	const char *p;
+	for (int by_ref = 0; by_ref < 2; by_ref++) {
+		mem_reader(&r, &m, "a\n\nlast", buf, sizeof(buf));
+		ssize_t want[] = { 1, 0, 4, -EPIPE, -EPIPE };
+		for (int i = 0; i < 5; i++) {
+			ssize_t n = by_ref ? zio_reader_take_delim_ref(&r, '\n', false, &p)
+					   : zio_reader_take_delim(&r, '\n', false, line, sizeof(line));
+			cr_assert_eq(n, want[i], "%s, line %d: %zd", by_ref ? "ref" : "copy", i, n);
+		}
+		/* Inclusive: 0 at the end, as before (no line is empty). */
+		mem_reader(&r, &m, "a\n", buf, sizeof(buf));
+		cr_assert_eq(by_ref ? zio_reader_take_delim_ref(&r, '\n', true, &p)
+				    : zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 2);
+		cr_assert_eq(by_ref ? zio_reader_take_delim_ref(&r, '\n', true, &p)
+				    : zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 0);
+	}
+	/* A line longer than the buffer, then the end. */
+	mem_reader(&r, &m, "0123456789abc\n", buf, sizeof(buf));
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 13);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -EPIPE);
+}
+
+/* A reader needs a buffer: with none every call says -EINVAL (read_all of
+ * exactly max bytes failed for good after taking them, take_delim said
+ * -ENOBUFS). */
+Test(stream, a_reader_without_a_buffer_is_einval, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char out[8];
+	const char *p;
+	mem_reader(&r, &m, "abcdef", NULL, 0);
+	cr_assert_eq(zio_reader_read_all(&r, out, 6), -EINVAL);
+	cr_assert_eq(zio_reader_read(&r, out, sizeof(out)), -EINVAL);
+	cr_assert_eq(zio_reader_take_delim(&r, 'c', true, out, sizeof(out)), -EINVAL);
+	cr_assert_eq(zio_reader_take_delim_ref(&r, 'c', true, &p), -EINVAL);
+	cr_assert_eq(zio_reader_discard(&r, 2), -EINVAL);
+	cr_assert_eq(m.pos, 0u, "nothing was taken from the source");
+}
+
 Test(stream, exact_peek_discard_all, .timeout = 10)
 {
 	struct zio_mem m;
@@ -127,7 +174,7 @@ Test(stream, user_source, .timeout = 10)
 	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
 	cr_assert_eq(memcmp(line, "line one", 8), 0);
 	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
-	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -EPIPE);
 }
 
 /* A scripted source: each call returns the next chunk; TIMEOUT_CHUNK is
@@ -420,6 +467,45 @@ Test(stream, stdio_write_timeout_then_retry_sends_once, .timeout = 10)
 	}
 }
 
+/* stdio writing more than the writer's buffer holds, cut short by a
+ * timeout: the write fails with what went out counted, and the FILE keeps
+ * working (the writer ended the stream for good: every later fprintf
+ * failed). In "w" mode stdio hands over its whole buffer at once. */
+Test(stream, stdio_big_write_cut_by_a_timeout_is_not_the_end, .timeout = 10)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, NULL };
+	const char *modes[] = { "r+", "w" };
+	for (int i = 0; i < 2; i++) {
+		const int steps[] = { 5, SINK_TIMEOUT, 64, 64, 64 };
+		struct script_sink s = { .steps = steps };
+		char wb[16], rb[8];
+		struct zio_mem m;
+		zio_reader r;
+		zio_writer w;
+		mem_reader(&r, &m, "", rb, sizeof(rb));
+		zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
+		FILE *f = zio_stream_fopen(&r, &w, modes[i]);
+		cr_assert_not_null(f);
+		errno = 0;
+		int first = fputs("0123456789abcdefghijklmnop\n", f); /* 27 bytes */
+		if (first != EOF)
+			first = fflush(f);
+		cr_assert_eq(first, EOF, "%s: the timeout is an error", modes[i]);
+		cr_assert_eq(errno, ETIMEDOUT);
+		cr_assert_eq(w.err, 0, "%s: the stream did not end", modes[i]);
+		clearerr(f);
+		cr_assert_neq(fputs("again\n", f), EOF, "%s", modes[i]);
+		cr_assert_eq(fflush(f), 0, "%s", modes[i]);
+		cr_assert_eq(fclose(f), 0);
+		/* What went out went once; stdio dropped or resent the rest,
+		 * and the retry came after it. */
+		cr_assert_geq(s.len, 11u);
+		cr_assert_eq(memcmp(s.got, "01234", 5), 0, "%s: %.*s", modes[i], (int)s.len, s.got);
+		cr_assert_eq(memcmp(s.got + s.len - 6, "again\n", 6), 0, "%s: %.*s", modes[i],
+			     (int)s.len, s.got);
+	}
+}
+
 /* fgets over a source that times out mid-line returns the part it has, as
  * over a socket with SO_RCVTIMEO (EAGAIN); the rest comes next. It
  * returned NULL and the part was lost. */
@@ -602,7 +688,7 @@ Test(stream, last_line_filling_the_buffer, .timeout = 10)
 	mem_reader(&r, &m, "abcdefgh", buf, sizeof(buf));
 	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 8);
 	cr_assert_eq(memcmp(line, "abcdefgh", 8), 0);
-	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), 0);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -EPIPE);
 	/* By reference, a full buffer without a delimiter cannot be told
 	 * from a longer line: -EMSGSIZE, nothing consumed. */
 	mem_reader(&r, &m, "abcdefgh", buf, sizeof(buf));

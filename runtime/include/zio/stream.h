@@ -20,7 +20,8 @@
  * flush to send once and in order; only a write too big to buffer whose
  * unsent rest is still more than the buffer holds ends the stream.
  * End of input is a short result, not an error, except where a call
- * promises an exact amount (zio_reader_read_exact: -EPIPE).
+ * promises an exact amount (zio_reader_read_exact: -EPIPE) or where 0 is a
+ * result (a line without its delimiter: -EPIPE).
  *
  * zio_stream_fopen() wraps a reader and/or writer in a stdio FILE * (via
  * fopencookie), so fprintf/fgets work on a socket inside a task without
@@ -82,6 +83,8 @@ typedef struct zio_writer {
 	int err;
 } zio_writer;
 
+/* cap is at least 1: a reader without a buffer fails every call with
+ * -EINVAL. A writer's may be 0 (every write goes straight to the sink). */
 ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, void *ctx,
 			     void *buf, size_t cap);
 ZIO_API void zio_writer_init(zio_writer *w, const struct zio_sink_vtable *vt, void *ctx,
@@ -106,7 +109,8 @@ ZIO_API ssize_t zio_reader_peek(zio_reader *r, size_t n, const char **out);
 ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n);
 /* Bytes up to the first delim, copied into out (size max): with the
  * delimiter if inclusive, without it (but consumed) otherwise. Returns the
- * length stored; 0 at end of input with nothing read; -EMSGSIZE if no
+ * length stored; at end of input with nothing read, 0 if inclusive, and
+ * -EPIPE if not (where 0 is an empty line); -EMSGSIZE if no
  * delimiter came within max bytes (nothing is consumed then, unless the
  * line was longer than the reader's buffer: then the error sticks). If the
  * input ends in the middle of a line, that partial line is returned like fgets()
@@ -152,7 +156,11 @@ ZIO_API int zio_writer_flush(zio_writer *w);
  * the reader and writer buffer. Each write is flushed to the sink; one
  * that fails gives back to stdio what did not go out, which, as with stdio
  * over a socket, goes out only if written again. A read timeout is errno
- * EAGAIN, as with SO_RCVTIMEO, so fgets returns the part of a line it got.
+ * EAGAIN, as with SO_RCVTIMEO, so fgets returns the part of a line it got;
+ * a cancellation is ECANCELED, and fgets drops that part (glibc keeps it
+ * only for EAGAIN, and a cancelled task must not be told to try again).
+ * A write bigger than the writer's buffer goes straight to the sink, and
+ * what a timeout cut off is stdio's to write again, as for a small one.
  * ftell and fseek fail with ESPIPE, except a step back over input stdio
  * read ahead and did not use (fseek(f, 0, SEEK_CUR), or stdio's own before
  * a write after fscanf or ungetc) while the reader still holds it.
