@@ -9,6 +9,7 @@
  */
 #include "backend.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <strings.h>
 
@@ -108,6 +109,22 @@ static void dns_release(struct zio__job *j)
 	free(j);
 }
 
+/* The older IPv4 forms getaddrinfo() also takes as numbers ("127.1",
+ * "0x7f000001", "2130706433"), which need no lookup either; not with
+ * anything after them, which inet_aton() would ignore. */
+static bool legacy_ipv4(zio_addr *a, const char *host, uint16_t port)
+{
+	struct in_addr in;
+	if (strpbrk(host, " \t\n") || inet_aton(host, &in) == 0)
+		return false;
+	memset(a, 0, sizeof(*a));
+	a->in4.sin_family = AF_INET;
+	a->in4.sin_port = htons(port);
+	a->in4.sin_addr = in;
+	a->len = sizeof(a->in4);
+	return true;
+}
+
 ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_addr *out, int max,
 			    int64_t deadline)
 {
@@ -129,7 +146,7 @@ ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_add
 			return -EINVAL;
 		host = inner;
 	}
-	if (zio_addr_ip(&a, host, port) == 0) {
+	if (zio_addr_ip(&a, host, port) == 0 || legacy_ipv4(&a, host, port)) {
 		if (family != AF_UNSPEC && a.sa.sa_family != family)
 			return -ENOENT;
 		out[0] = a;

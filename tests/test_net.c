@@ -1824,6 +1824,14 @@ static void *dns(void *arg)
 	 * said, as if a deadline had passed). */
 	cr_assert_eq(zio_dns_resolve("127.0.0.1", 5, AF_UNSPEC, out, 8, 0), 1);
 	cr_assert_eq(zio_dns_resolve("localhost", 5, AF_UNSPEC, out, 8, 0), -EAGAIN);
+	/* The older numeric forms getaddrinfo() takes need no lookup either
+	 * (they were -EAGAIN with deadline 0); not with anything after. */
+	const char *legacy[] = { "127.1", "0x7f000001", "2130706433" };
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(zio_dns_resolve(legacy[i], 5, AF_UNSPEC, out, 8, 0), 1, "%s", legacy[i]);
+		cr_assert_eq(out[0].in4.sin_addr.s_addr, htonl(INADDR_LOOPBACK), "%s", legacy[i]);
+	}
+	cr_assert_eq(zio_dns_resolve("127.1 x", 5, AF_UNSPEC, out, 8, 0), -EAGAIN);
 	cr_assert_eq(zio_dns_resolve("::1", 5, AF_INET, out, 8, ZIO_FOREVER), -ENOENT);
 	cr_assert_eq(zio_dns_resolve("", 5, AF_UNSPEC, out, 8, ZIO_FOREVER), -EINVAL);
 	cr_assert_eq(zio_dns_resolve("x", 5, 12345, out, 8, ZIO_FOREVER), -EINVAL);

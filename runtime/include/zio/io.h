@@ -134,7 +134,8 @@ ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline);
  * refusal or timeout rather than, say, no route for that address family);
  * the first such error. */
 ZIO_API int zio_tcp_connect_addrs(const zio_addr *addrs, int n, int64_t deadline);
-/* Resolves host (zio_dns_resolve), then zio_tcp_connect_addrs. */
+/* Resolves host (zio_dns_resolve), then zio_tcp_connect_addrs on the first
+ * 16 addresses, in the resolver's order (RFC 6724: the likeliest first). */
 ZIO_API int zio_tcp_connect_host(const char *host, uint16_t port, int64_t deadline);
 
 /* Datagram socket bound to addr (UDP, or a Unix datagram socket). */
