@@ -14,8 +14,8 @@
  * Jobs live on the waiting fiber's stack, so a waiter can only leave once
  * its job can no longer touch it: a job still queued when the wait ends (by
  * timeout or cancellation) is unqueued and never runs; a job that is running
- * is waited for, shielded, and its result returned if it succeeded (the
- * cancellation stays pending, as everywhere). Jobs that may be abandoned
+ * is waited for, shielded, and its result returned, bytes or its own error
+ * (the cancellation stays pending, as everywhere). Jobs that may be abandoned
  * while running (DNS lookups) are heap-allocated and reference-counted
  * instead (zio__blocking_wait_detached): the waiter returns at once and the
  * job frees itself when it finishes. Such an abandoned job holds its
