@@ -328,8 +328,15 @@ ssize_t zio__op_syscall(struct zio__op *op);
 
 /* ------------------------------------------------------------ blocking.c */
 /* Runs op's syscall (blocking) on the pool and waits for it; a job that has
- * not started when the wait ends is dropped, one that has is waited for. */
+ * not started when the wait ends is dropped, one that has is waited for.
+ * Out of time already (deadline 0, or past): a regular file's read or
+ * write is done in place (it never waits, it just takes its time), and
+ * anything else is -EAGAIN (deadline 0) or -ETIMEDOUT, not a race between
+ * the wait and a pool thread. */
 ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline);
+/* Whether the calling task's (or thread's) deadline, its timeout scopes
+ * included, is 0 or already past. */
+bool zio__out_of_time(int64_t deadline);
 
 /* A pool job that may outlive its waiter (DNS): heap-allocated,
  * reference-counted; the waiter may give up at once. */

@@ -106,6 +106,11 @@ static void pool_cond_init(void)
 	pthread_condattr_destroy(&a);
 }
 
+/* Set on pool threads: a job that calls zio (a lookup inside
+ * zio_blocking_call()) must not queue another job and wait for it, which
+ * may never start if every thread is so waiting. */
+static __thread bool in_pool;
+
 /* fork(): the child has none of the pool's threads, so it starts with an
  * empty pool (jobs queued or running in the parent are the parent's: their
  * waiters did not come along either). Without this a child that runs a
@@ -130,7 +135,10 @@ static void fork_child(void)
 	running_by_number = NULL;
 	for (unsigned i = 0; i < RUNNING_BUCKETS; i++)
 		atomic_store(&running_in_bucket[i], 0);
+	in_pool = false; /* a job that forked: the child's thread is no pool's */
 }
+
+#define IDLE_MS_MAX (7L * 24 * 3600 * 1000)
 
 static void pool_init(void)
 {
@@ -144,10 +152,13 @@ static void pool_init(void)
 		n = 64;
 	}
 	max_threads = (unsigned)n;
+	/* At most a week: an idle thread's wake-up time must not overflow
+	 * (the timed wait then failed at once, and spun holding the lock). */
 	v = getenv("ZIO_BLOCKING_IDLE_MS");
 	n = v && *v ? strtol(v, &end, 10) : 10000;
-	if (v && *v && (*end || n < 1)) {
-		zio__log(1, "ZIO_BLOCKING_IDLE_MS=%s: not a number of milliseconds; using 10000", v);
+	if (v && *v && (*end || n < 1 || n > IDLE_MS_MAX)) {
+		zio__log(1, "ZIO_BLOCKING_IDLE_MS=%s: not a number of milliseconds from 1 to %ld; "
+			    "using 10000", v, IDLE_MS_MAX);
 		n = 10000;
 	}
 	idle_ns = n * 1000000LL;
@@ -182,11 +193,6 @@ static bool fds_closed(const struct zio__job *j)
 			return true;
 	return false;
 }
-
-/* Set on pool threads: a job that calls zio (a lookup inside
- * zio_blocking_call()) must not queue another job and wait for it, which
- * may never start if every thread is so waiting. */
-static __thread bool in_pool;
 
 static void *worker(void *arg)
 {
@@ -449,15 +455,26 @@ static long run_stack_job(struct zio__job *j, int64_t deadline, bool *ran)
 	return j->result;
 }
 
+bool zio__out_of_time(int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		deadline = zio__effective_deadline(f, deadline);
+	return deadline == 0 || (deadline != ZIO_FOREVER && deadline <= zio__now());
+}
+
 ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 {
-	if (deadline == 0) {
+	if (zio__out_of_time(deadline)) {
 		int k;
-		/* Try once. Reading or writing a regular file never has to
-		 * wait (page cache or disk, the call just takes its time), so
-		 * it is done here rather than handed to a thread the zero
-		 * deadline would not wait for. Anything else may wait for
-		 * good (a connect, an open on a hung mount). */
+		/* Try once, or what is ready at a deadline already past (the
+		 * wait would race a pool thread for the job). Reading or
+		 * writing a regular file never has to wait (page cache or
+		 * disk, the call just takes its time), so it is done here
+		 * rather than handed to a thread the deadline would not wait
+		 * for. Anything else may wait for good (a connect, an open on
+		 * a hung mount). */
+		int none = deadline == 0 ? -EAGAIN : -ETIMEDOUT;
 		switch (op->opcode) {
 		case ZIO__OP_READ:
 		case ZIO__OP_WRITE:
@@ -470,9 +487,9 @@ ssize_t zio__blocking_op(struct zio__op *op, int64_t deadline)
 			/* (A tty or device read as a file may wait for good.) */
 			if ((k = zio__fd_kind(op->fd, zio__fd_get(op->fd))) < 0)
 				return k;
-			return k == ZIO__FD_REGULAR ? zio__op_syscall(op) : -EAGAIN;
+			return k == ZIO__FD_REGULAR ? zio__op_syscall(op) : none;
 		default:
-			return -EAGAIN;
+			return none;
 		}
 	}
 	struct op_job oj = { .op = op };

@@ -393,6 +393,11 @@ static ssize_t send_once(struct copy_args *c, off_t pos, int64_t deadline)
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline)
 {
+	/* sendfile(2) has no MSG_NOSIGNAL: a reader gone must be -EPIPE, also
+	 * when this is a plain thread's first zio call. */
+	zio__sigpipe_once();
+	if (offset && *offset < 0)
+		return -EINVAL; /* as sendfile(2) says (copy_file_range: EOVERFLOW) */
 	/* Kinds are remembered in the fd table: learnt once per file. */
 	int out_kind = zio__fd_kind(out_fd, zio__fd_get(out_fd));
 	int in_kind = zio__fd_kind(in_fd, zio__fd_get(in_fd));
@@ -408,11 +413,16 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		int fl = fcntl(out_fd, F_GETFL);
 		if ((fl >= 0 && (fl & O_APPEND)) || in_kind != ZIO__FD_REGULAR)
 			return copy_slow(out_fd, in_fd, offset, count, deadline);
-		/* File to file: disk work, on the pool (or here, off-runtime). */
+		/* File to file: disk work, on the pool (or here, off-runtime;
+		 * and here when out of time already: like a file's read or
+		 * write then, it never waits, it takes its time). */
+		bool in_place = zio__out_of_time(deadline);
 		while (done < count) {
 			size_t piece = count - done < COPY_PIECE ? count - done : COPY_PIECE;
 			struct copy_args c = { out_fd, in_fd, offset, piece };
-			long r = zio__blocking_call_on_files(copy_range, &c, deadline, in_fd, out_fd);
+			long r = in_place ? copy_range(&c)
+					  : zio__blocking_call_on_files(copy_range, &c, deadline, in_fd,
+									out_fd);
 			if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP || r == -EXDEV) {
 				ssize_t s = copy_slow(out_fd, in_fd, offset, count - done, deadline);
 				return s < 0 ? (done ? (ssize_t)done : s) : (ssize_t)(done + (size_t)s);
@@ -442,8 +452,6 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	if (deadline != ZIO_FOREVER && deadline != 0 && zio_now() >= deadline)
 		return -ETIMEDOUT;
 	/* Where the pieces start, to ask the page cache about them. */
-	if (offset && *offset < 0)
-		return -EINVAL; /* as sendfile(2) says */
 	off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
 	if (pos < 0)
 		return -errno;

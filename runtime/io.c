@@ -456,9 +456,22 @@ static ssize_t run_in_owner(struct zio__op *op, struct zio__fd *ent, int64_t dea
 	}
 }
 
+/* At the position of a pipe, tty or socket, a file read or write is a
+ * stream's: deadline, multishot queue, readiness. (An fd that cannot be
+ * told stays a file op, which then says what is wrong.) */
+static void file_rw_as_stream(struct zio__op *op, struct zio__fd *ent)
+{
+	if (op->opcode != ZIO__OP_FREAD && op->opcode != ZIO__OP_FWRITE)
+		return;
+	int kind = zio__fd_kind(op->fd, ent);
+	if (kind > ZIO__FD_UNKNOWN && kind != ZIO__FD_REGULAR)
+		op->opcode = op->opcode == ZIO__OP_FREAD ? ZIO__OP_READ : ZIO__OP_WRITE;
+}
+
 static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 {
 	zio__sigpipe_once(); /* no runtime need ever have been created */
+	file_rw_as_stream(op, zio__fd_get(op->fd));
 	if (zio__op_is_file(op->opcode) || op->opcode == ZIO__OP_CANCEL_FD)
 		return op->opcode == ZIO__OP_CANCEL_FD ? 0 : zio__op_syscall(op);
 	struct zio__fd *ent = zio__fd_get(op->fd);
@@ -533,6 +546,14 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 
 #define PIN ZIO__FIBER_TEMP_PIN
 
+/* An op interrupted in the kernel: EINTR, or the "restart" codes
+ * (ERESTARTSYS and its kin, 512..516) that a blocking call io_uring's
+ * worker made posts as they are when a cancel interrupts it. */
+static inline bool interrupted(int64_t res)
+{
+	return res == -EINTR || (res <= -512 && res >= -516);
+}
+
 /* Completion path: the backend performs op. Inlined into zio__op_run: one
  * stack frame less to bring back into the cache at every resume. */
 static inline __attribute__((always_inline)) ssize_t
@@ -563,7 +584,7 @@ again:
 		 * on another fiber, of this fd or of a dup of it, which leaves
 		 * ours open. Again, unless ours was closed. With no close on
 		 * this ring since the submit, -ECANCELED is the call's own. */
-		if (r == -EINTR || (r == -ECANCELED && l->fd_cancels != fd_cancels)) {
+		if (interrupted(r) || (r == -ECANCELED && l->fd_cancels != fd_cancels)) {
 			bool closed = ent ? l->ops->closed_since(l, ent, incarnation)
 					  : r == -ECANCELED;
 			if (!closed)
@@ -583,8 +604,8 @@ again:
 		f->shield--;
 		/* Finished anyway: its bytes, or its own error (a reset the
 		 * kernel reports once), are the answer. -ECANCELED and -EINTR
-		 * are our cancel's doing. */
-		r = op->res == -ECANCELED || op->res == -EINTR ? w : op->res;
+		 * (or a restart code) are our cancel's doing. */
+		r = op->res == -ECANCELED || interrupted(op->res) ? w : op->res;
 	}
 	f->flags = (f->flags & ~PIN) | pin;
 	return r;
@@ -906,14 +927,8 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 	if (l->ops->native && l->ops->native(l, op->opcode)) {
 		struct zio__fd *ent = op->fd >= 0 && op->opcode != ZIO__OP_CANCEL_FD
 					      ? zio__fd_get(op->fd) : NULL;
-		/* At the position of a pipe, tty or socket, a file read or
-		 * write is a stream's: a multishot request's queue comes
-		 * first, deadline 0 is one try. */
-		if ((op->opcode == ZIO__OP_FREAD || op->opcode == ZIO__OP_FWRITE) && ent) {
-			int kind = zio__fd_kind(op->fd, ent);
-			if (kind > ZIO__FD_UNKNOWN && kind != ZIO__FD_REGULAR) /* (< 0: its error) */
-				op->opcode = op->opcode == ZIO__OP_FREAD ? ZIO__OP_READ : ZIO__OP_WRITE;
-		}
+		if (ent)
+			file_rw_as_stream(op, ent);
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
 		 * second line, which this path does not otherwise touch.) */
@@ -948,12 +963,14 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		}
 		if (ent && ring_unfit(op, ent))
 			return zio__blocking_op(op, deadline);
-		/* One try, as on epoll: a file op's SQE would be cancelled
-		 * before it ran (or after it wrote). */
+		/* One try, as on epoll; and a file op out of time already
+		 * (deadline 0 or past, or a timeout scope's) is what the pool
+		 * does then, not an SQE cancelled before it ran (or after it
+		 * wrote). */
 		if (deadline == 0 && stream_op)
 			return ready_run(l, f, op, 0);
-		if (deadline == 0 && op->opcode != ZIO__OP_CANCEL_FD)
-			return zio__blocking_op(op, 0);
+		if (!stream_op && op->opcode != ZIO__OP_CANCEL_FD && zio__out_of_time(deadline))
+			return zio__blocking_op(op, deadline);
 		/* A datagram send waits for room and is tried again: the
 		 * kernel's Unix datagram send takes the payload in before it
 		 * says EAGAIN, and io_uring's retry of it sent an empty one. */

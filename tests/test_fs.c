@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A file or directory name of this test's own: per process and per
@@ -845,4 +846,178 @@ static void *close_races_writes(void *arg)
 Test(fs, close_racing_writes_never_writes_the_next_file, .timeout = 30)
 {
 	run_in_runtime(1, close_races_writes, NULL);
+}
+
+/* zio_sendfile into a pipe nobody reads is -EPIPE, also as a plain
+ * thread's first zio call (sendfile(2) has no MSG_NOSIGNAL: the process
+ * died of SIGPIPE). In a child, so the first call is the first. */
+Test(fs, sendfile_first_call_into_a_closed_pipe_is_epipe, .timeout = 20)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char path[128];
+		test_path(path, sizeof(path), "sfpipe");
+		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int p[2];
+		if (fd < 0 || write(fd, "0123456789", 10) != 10 || pipe2(p, O_NONBLOCK) != 0)
+			_exit(3);
+		close(p[0]);
+		off_t off = 0;
+		ssize_t r = zio_sendfile(p[1], fd, &off, 10, ZIO_FOREVER);
+		unlink(path);
+		_exit(r == -EPIPE ? 0 : 4);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "the child died of signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	cr_assert_eq(WEXITSTATUS(st), 0);
+}
+
+/* Out of time already (a deadline past, or 0): a regular file's read is
+ * done, as its data is ready; anything else of the pool is -ETIMEDOUT (or
+ * -EAGAIN). On epoll and poll a pool thread and the wait raced for the
+ * job: 2% of reads read, the rest timed out; on io_uring an fstat's SQE
+ * was mostly cancelled. Between files, zio_sendfile with deadline 0
+ * copies (it timed out, copying nothing), and a negative offset is
+ * -EINVAL there too (it was copy_file_range's EOVERFLOW). */
+static void *out_of_time_file_ops(void *arg)
+{
+	(void)arg;
+	char path[128], copy[128];
+	test_path(path, sizeof(path), "late");
+	test_path(copy, sizeof(copy), "latecopy");
+	int fd = zio_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(zio_file_write(fd, "0123456789", 10, ZIO_FOREVER), 10);
+	char buf[16];
+	struct stat st;
+	for (int i = 0; i < 200; i++) {
+		int64_t past = zio_deadline_after(-ZIO_MSEC(1));
+		cr_assert_eq(zio_file_pread(fd, buf, sizeof(buf), 0, past), 10, "round %d", i);
+		cr_assert_eq(zio_file_pread(fd, buf, sizeof(buf), 0, 0), 10, "round %d", i);
+		cr_assert_eq(zio_file_fstat(fd, &st, past), -ETIMEDOUT, "round %d", i);
+	}
+	/* A timeout scope that has run out is the same. */
+	struct zio_timeout scope;
+	zio_timeout_begin(&scope, zio_deadline_after(-ZIO_MSEC(1)));
+	cr_assert_eq(zio_file_pread(fd, buf, sizeof(buf), 0, ZIO_FOREVER), 10);
+	cr_assert_eq(zio_file_fstat(fd, &st, ZIO_FOREVER), -ETIMEDOUT);
+	zio_timeout_end(&scope);
+	int out = zio_file_open(copy, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(out, 0);
+	off_t off = 0;
+	cr_assert_eq(zio_sendfile(out, fd, &off, 10, 0), 10);
+	cr_assert_eq(off, 10);
+	off = -1;
+	cr_assert_eq(zio_sendfile(out, fd, &off, 10, ZIO_FOREVER), -EINVAL);
+	cr_assert_eq(zio_file_pread(out, buf, sizeof(buf), 0, ZIO_FOREVER), 10);
+	cr_assert_eq(memcmp(buf, "0123456789", 10), 0);
+	zio_close(out);
+	zio_close(fd);
+	unlink(copy);
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, out_of_time_file_ops_do_what_is_ready, .timeout = 30)
+{
+	run_in_runtime(1, out_of_time_file_ops, NULL);
+}
+
+/* A plain thread's zio_file_read of a FIFO is a stream read: it waits
+ * with the deadline (it blocked in read(2) for good) and, on an
+ * O_NONBLOCK FIFO, waits rather than saying -EAGAIN at once. */
+Test(fs, plain_thread_file_read_of_a_fifo_keeps_its_deadline, .timeout = 20)
+{
+	char path[128];
+	test_path(path, sizeof(path), "fifo-pt");
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	int flags[] = { O_RDWR, O_RDWR | O_NONBLOCK }; /* RDWR: a writer, no data */
+	for (int i = 0; i < 2; i++) {
+		int fd = zio_file_open(path, flags[i], 0, ZIO_FOREVER);
+		cr_assert_geq(fd, 0);
+		char c;
+		int64_t t0 = zio_now();
+		ssize_t r = zio_file_read(fd, &c, 1, zio_deadline_after(ZIO_MSEC(100)));
+		int64_t took = zio_now() - t0;
+		cr_assert_eq(r, -ETIMEDOUT, "flags %#x: %zd", flags[i], r);
+		cr_assert_geq(took, ZIO_MSEC(90), "flags %#x: after %lld ms", flags[i],
+			      (long long)(took / ZIO_MSEC(1)));
+		cr_assert_eq(write(fd, "y", 1), 1);
+		cr_assert_eq(zio_file_read(fd, &c, 1, zio_deadline_after(ZIO_SEC(1))), 1);
+		zio_close(fd);
+	}
+	unlink(path);
+}
+
+/* An open waiting for a lease to break, cut short by its deadline or a
+ * cancel: -ETIMEDOUT or -ECANCELED (on io_uring the worker's interrupted
+ * open posted ERESTARTSYS, -512, which reached the caller), or, where the
+ * open cannot be cut short (the pool), the fd once the lease went. */
+static pid_t hold_read_lease(const char *path, int ms)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		signal(SIGIO, SIG_IGN); /* the lease-break notice */
+		int fd = open(path, O_RDONLY);
+		if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+			_exit(1);
+		if (write(p[1], "x", 1) != 1)
+			_exit(1);
+		usleep((useconds_t)ms * 1000);
+		_exit(0);
+	}
+	char c;
+	close(p[1]);
+	cr_assert_eq(read(p[0], &c, 1), 1, "the lease could not be taken");
+	close(p[0]);
+	return pid;
+}
+
+static void *open_leased(void *arg)
+{
+	return (void *)(intptr_t)zio_file_open(arg, O_WRONLY, 0, ZIO_FOREVER);
+}
+
+static void *open_past_a_lease(void *arg)
+{
+	(void)arg;
+	char path[128];
+	test_path(path, sizeof(path), "lease");
+	int fd = zio_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	zio_close(fd);
+	for (int how = 0; how < 2; how++) {
+		pid_t holder = hold_read_lease(path, 600);
+		int r;
+		if (how == 0) {
+			r = zio_file_open(path, O_WRONLY, 0, zio_deadline_after(ZIO_MSEC(100)));
+		} else {
+			zio_task *t;
+			void *res;
+			cr_assert_eq(zio_spawn(NULL, &t, open_leased, path, NULL), 0);
+			zio_sleep(ZIO_MSEC(100));
+			zio_task_cancel(t);
+			zio_task_join(t, &res);
+			r = (int)(intptr_t)res;
+		}
+		cr_assert(r == (how == 0 ? -ETIMEDOUT : -ECANCELED) || r >= 0,
+			  "%s: %d", how == 0 ? "deadline" : "cancel", r);
+		if (r >= 0)
+			zio_close(r);
+		kill(holder, SIGKILL);
+		waitpid(holder, NULL, 0);
+	}
+	unlink(path);
+	return NULL;
+}
+
+Test(fs, an_open_waiting_for_a_lease_is_cut_short_cleanly, .timeout = 30)
+{
+	run_in_runtime(1, open_past_a_lease, NULL);
 }

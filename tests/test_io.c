@@ -10,6 +10,7 @@
 #include "helpers.h"
 #include "backend.h" /* zio__exec_current(), zio__blocking_call_on_files() */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -1777,4 +1778,80 @@ Test(io, blocking_pool_without_threads, .timeout = 20)
 	cr_assert_eq(WEXITSTATUS(st), 0, "child exit %d (2: the lookup failed; 3: the task's call did "
 		     "not fail; 5: could not become nobody)",
 		     WEXITSTATUS(st));
+}
+
+/* A huge $ZIO_BLOCKING_IDLE_MS is refused with a warning: the idle
+ * threads' wake-up time overflowed, their timed wait failed at once, and
+ * they spun holding the pool's lock (every later pool call hung). */
+static void *pool_calls_go_on(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(zio_blocking_call(nothing, NULL, zio_deadline_after(ZIO_SEC(5))), 0);
+		zio_sleep(ZIO_MSEC(20)); /* the thread goes back to its idle wait */
+	}
+	return NULL;
+}
+
+Test(io, a_huge_pool_idle_time_is_refused, .timeout = 20)
+{
+	setenv("ZIO_BLOCKING_IDLE_MS", "9300000000000", 1);
+	run_in_runtime(1, pool_calls_go_on, NULL);
+}
+
+/* A child forked by a pool job is no pool thread: its runtime's lookups
+ * go to a pool of its own (a thread starts for one), not inline on its
+ * executor, where no deadline could cut them short. */
+static int threads_now(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void *lookup_in_the_child(void *arg)
+{
+	int *started = arg;
+	int before = threads_now();
+	zio_addr a;
+	int r = zio_dns_resolve("localhost", 80, AF_UNSPEC, &a, 1, zio_deadline_after(ZIO_SEC(10)));
+	*started = r >= 1 ? threads_now() - before : -1;
+	return NULL;
+}
+
+static long fork_in_a_job(void *arg)
+{
+	(void)arg;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int started = -2;
+		zio_runtime *rt;
+		if (zio_runtime_create(&rt, &(struct zio_runtime_options){ .executors = 1 }) != 0 ||
+		    zio_runtime_run(rt, lookup_in_the_child, &started, NULL) != 0)
+			_exit(3);
+		zio_runtime_destroy(rt);
+		_exit(started == 1 ? 0 : 10 + started);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+}
+
+static void *fork_from_a_pool_job(void *arg)
+{
+	(void)arg;
+	long r = zio_blocking_call(fork_in_a_job, NULL, ZIO_FOREVER);
+	cr_assert_eq(r, 0, "the child's lookup: %ld (10: ran inline, no pool thread)", r);
+	return NULL;
+}
+
+Test(io, a_child_of_a_pool_job_has_a_pool_of_its_own, .timeout = 30)
+{
+	run_in_runtime(1, fork_from_a_pool_job, NULL);
 }
