@@ -212,9 +212,11 @@ extern const struct zio__backend zio__backend_uring;
  * shim's close() is). */
 enum zio__fd_kind {
 	ZIO__FD_UNKNOWN,
-	ZIO__FD_NONBLOCK,  /* socket, pipe, tty... with O_NONBLOCK set */
-	ZIO__FD_SOCKET,    /* a socket in blocking mode: MSG_DONTWAIT works */
-	ZIO__FD_BLOCKING,  /* a pipe or device in blocking mode: poll first */
+	ZIO__FD_NONBLOCK,  /* a socket or pipe zio created, non-blocking */
+	ZIO__FD_SOCKET,    /* a socket zio did not create: MSG_DONTWAIT */
+	ZIO__FD_BLOCKING,  /* a pipe, tty or device zio did not create:
+			    * RWF_NOWAIT, or where the file has none, poll
+			    * first (O_NONBLOCK is its sharers' to change) */
 	ZIO__FD_REGULAR,   /* regular file or block device: never EAGAIN */
 };
 
@@ -232,6 +234,8 @@ enum zio__fd_kind {
 #define ZIO__FD_DRAINS 8u
 /* DGRAM: a datagram socket (SOCK_DGRAM), zio's or learnt with its kind. */
 #define ZIO__FD_DGRAM 16u
+/* NO_NOWAIT: a file zio did not create that refused RWF_NOWAIT (a tty). */
+#define ZIO__FD_NO_NOWAIT 32u
 
 /* zio__fd.owner_epfd besides an epoll fd: */
 #define ZIO__EPFD_NONE (-1)    /* not registered */

@@ -438,7 +438,8 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	/* sendfile's EAGAIN is only the output's when the input is a file (it
 	 * reads the page cache): from a socket or pipe into a pipe (Linux
 	 * 5.12+) it can be the input's, which no wait for room ends. And into
-	 * an output in blocking mode it would hold the executor. Those go
+	 * an output zio did not create, which may be in blocking mode (now or
+	 * by the time the call runs), it would hold the executor. Those go
 	 * through a buffer, with zio's waits on both sides. */
 	if (in_kind != ZIO__FD_REGULAR || out_kind != ZIO__FD_NONBLOCK)
 		return copy_slow(out_fd, in_fd, offset, count, deadline);

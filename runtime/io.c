@@ -28,12 +28,13 @@
  * means "try once": a stream op that would have to wait returns -EAGAIN.
  * Deadline scopes (zio_timeout_begin) apply through zio__park().
  *
- * Non-blocking attempts on fds zio did not create: O_NONBLOCK fds are used
- * as they are; blocking sockets get MSG_DONTWAIT; other blocking fds (pipes,
- * ttys) are polled before the call, and O_NONBLOCK is never changed on a
- * shared file description. A connect on a blocking socket runs on the pool.
- * The kind of an fd is learned once (fcntl + fstat) and cached in the fd
- * table until zio_close(); zio's own sockets are recorded at creation.
+ * Non-blocking attempts on fds zio did not create, whose O_NONBLOCK is
+ * neither changed (the file description may be shared) nor trusted (its
+ * sharers may change it): sockets get MSG_DONTWAIT; pipes and devices are
+ * read and written with RWF_NOWAIT, or, where a file cannot (ttys), polled
+ * before the call. A connect on such a socket in blocking mode runs on the
+ * pool. The kind of an fd is learned once (fstat) and cached in the fd
+ * table until zio_close(); zio's own descriptors are recorded at creation.
  */
 #include "backend.h"
 
@@ -145,16 +146,15 @@ int zio__fd_kind(int fd, struct zio__fd *ent)
 	int k = ent ? __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) : ZIO__FD_UNKNOWN;
 	if (k != ZIO__FD_UNKNOWN)
 		return k;
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0)
-		return -errno;
+	/* A file zio did not create: its O_NONBLOCK is not relied on, as
+	 * whoever shares the description may change it (a shell, or a child
+	 * sharing a tty or pipe, clears it), and then a plain read(2) would
+	 * hold the executor. Each try asks for no wait itself instead. */
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
 		k = ZIO__FD_REGULAR;
-	else if (fl & O_NONBLOCK)
-		k = ZIO__FD_NONBLOCK;
 	else if (S_ISSOCK(st.st_mode))
 		k = ZIO__FD_SOCKET;
 	else
@@ -223,6 +223,16 @@ static bool input_shut_down(const struct zio__op *op)
 	}
 	struct pollfd p = { .fd = op->fd, .events = POLLRDHUP };
 	return poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP);
+}
+
+/* A connect on a socket zio did not create that is in blocking mode now:
+ * connect(2) would wait for the handshake (for minutes). */
+static bool connect_blocks(const struct zio__op *op, int kind)
+{
+	if (op->opcode != ZIO__OP_CONNECT || kind != ZIO__FD_SOCKET)
+		return false;
+	int fl = fcntl(op->fd, F_GETFL);
+	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
 /* A connect's EAGAIN, unlike its EINPROGRESS, is a Unix listener's full
@@ -301,8 +311,61 @@ static ssize_t try_connect(struct zio__op *op)
 	return r == -EINPROGRESS ? -EAGAIN : r; /* a new attempt: wait on */
 }
 
-/* try_op() on a blocking fd (zio did not make it, and O_NONBLOCK is not
- * ours to set): its copies of op stay out of the frame of the usual try. */
+/* A read or write at the position of a pipe, tty or device zio did not
+ * create, with RWF_NOWAIT: one call that cannot block whatever the
+ * description's O_NONBLOCK says, and no poll before it, which another
+ * reader could make stale (the data taken between the poll and the read,
+ * which then blocked). -EOPNOTSUPP where the file or kernel cannot do it
+ * (ttys, timerfds; before Linux 5.9 for pipes), remembered per fd. */
+static ssize_t rw_nowait(struct zio__op *op)
+{
+	struct zio__fd *ent = zio__fd_peek(op->fd);
+	if (ent && (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_NO_NOWAIT))
+		return -EOPNOTSUPP;
+	struct iovec one;
+	const struct iovec *iov;
+	int n;
+	bool write;
+	switch (op->opcode) {
+	case ZIO__OP_READ:
+	case ZIO__OP_WRITE:
+		if (op->u.rw.off >= 0)
+			return -EOPNOTSUPP;
+		one.iov_base = op->u.rw.buf;
+		one.iov_len = op->u.rw.len;
+		iov = &one;
+		n = 1;
+		write = op->opcode == ZIO__OP_WRITE;
+		break;
+	case ZIO__OP_READV:
+	case ZIO__OP_WRITEV:
+		if (op->u.vec.off >= 0)
+			return -EOPNOTSUPP;
+		iov = op->u.vec.iov;
+		n = op->u.vec.iovcnt;
+		write = op->opcode == ZIO__OP_WRITEV;
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	ssize_t r = write ? pwritev2(op->fd, iov, n, -1, RWF_NOWAIT)
+			  : preadv2(op->fd, iov, n, -1, RWF_NOWAIT);
+	if (r >= 0)
+		return r;
+	r = -errno;
+	/* (EINVAL: a kernel without RWF_NOWAIT; or the call's own error,
+	 * which the plain call then gives again.) */
+	if (r == -EOPNOTSUPP || r == -EINVAL) {
+		if (ent)
+			__atomic_or_fetch(&ent->traits, (uint8_t)ZIO__FD_NO_NOWAIT, __ATOMIC_RELAXED);
+		return -EOPNOTSUPP;
+	}
+	return r == -EWOULDBLOCK ? -EAGAIN : r;
+}
+
+/* try_op() on an fd zio did not create (whose O_NONBLOCK is not ours to
+ * set or to trust): its copies of op stay out of the frame of the usual
+ * try. */
 static __attribute__((noinline)) ssize_t try_blocking(struct zio__op *op, int kind)
 {
 	if (kind == ZIO__FD_SOCKET) {
@@ -339,7 +402,13 @@ static __attribute__((noinline)) ssize_t try_blocking(struct zio__op *op, int ki
 			break; /* accept, poll: poll first, below */
 		}
 		kind = ZIO__FD_BLOCKING;
+	} else {
+		ssize_t r = rw_nowait(op);
+		if (r != -EOPNOTSUPP)
+			return r;
 	}
+	/* Without RWF_NOWAIT: poll first, and a write no larger than the room
+	 * poll promises. */
 	if (op->opcode != ZIO__OP_POLL &&
 	    !poll_now(op->fd, op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT))
 		return -EAGAIN;
@@ -487,7 +556,7 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 		return zio__op_syscall(op);
 	/* A blocking socket's connect waits on the pool, where the deadline
 	 * and a zio_close() can cut it short (SYN retries take minutes). */
-	if (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)
+	if (connect_blocks(op, kind))
 		return zio__blocking_op(op, deadline);
 	short ev = op->opcode == ZIO__OP_POLL ? op->u.poll.events
 					      : (op_dir(op) == ZIO__DIR_READ ? POLLIN : POLLOUT);
@@ -719,8 +788,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			return ready; /* always ready */
 		/* POLLPRI: how /proc/self/mounts, cgroup.events and sysfs
 		 * attributes announce a change. Waited for like a socket's. */
-	} else if (kind == ZIO__FD_REGULAR ||
-		   (op->opcode == ZIO__OP_CONNECT && kind == ZIO__FD_SOCKET)) {
+	} else if (kind == ZIO__FD_REGULAR || connect_blocks(op, kind)) {
 		return zio__blocking_op(op, deadline);
 	}
 	/* Input an io_uring runtime's multishot request takes in (this is an

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <termios.h>
 #include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1854,4 +1855,81 @@ static void *fork_from_a_pool_job(void *arg)
 Test(io, a_child_of_a_pool_job_has_a_pool_of_its_own, .timeout = 30)
 {
 	run_in_runtime(1, fork_from_a_pool_job, NULL);
+}
+
+/* A pipe zio did not create is never read or written in a way that can
+ * block, whatever its O_NONBLOCK says now: its sharers may clear the flag
+ * after zio has seen it set (a child sharing the pipe or tty), and a read
+ * then held the executor past the deadline, until a byte came. A tty,
+ * which has no RWF_NOWAIT, is polled first. */
+static void *foreign_flags_change(void *arg)
+{
+	(void)arg;
+	int p[2];
+	cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	char c;
+	cr_assert_eq(zio_read(p[0], &c, 1, zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	cr_assert_eq(fcntl(p[0], F_SETFL, 0), 0); /* a sharer makes it blocking */
+	cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_read(p[0], &c, 1, zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	/* A big write takes what fits and comes back; the next waits for
+	 * room with its deadline. */
+	static char big[1 << 20];
+	ssize_t w = zio_write(p[1], big, sizeof(big), zio_deadline_after(ZIO_SEC(2)));
+	cr_assert(w > 0 && w < (ssize_t)sizeof(big), "write: %zd", w);
+	t0 = zio_now();
+	cr_assert_eq(zio_write(p[1], big, sizeof(big), zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	cr_assert_eq(zio_read(p[0], big, sizeof(big), zio_deadline_after(ZIO_SEC(1))), w);
+	zio_close(p[0]);
+	zio_close(p[1]);
+
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	cr_assert_geq(m, 0);
+	cr_assert_eq(grantpt(m), 0);
+	cr_assert_eq(unlockpt(m), 0);
+	int s = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC); /* blocking */
+	cr_assert_geq(s, 0);
+	struct termios raw;
+	cr_assert_eq(tcgetattr(s, &raw), 0);
+	cfmakeraw(&raw);
+	cr_assert_eq(tcsetattr(s, TCSANOW, &raw), 0);
+	t0 = zio_now();
+	cr_assert_eq(zio_read(s, &c, 1, zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	cr_assert_eq(write(m, "t", 1), 1);
+	cr_assert_eq(zio_read(s, &c, 1, zio_deadline_after(ZIO_SEC(2))), 1);
+	cr_assert_eq(c, 't');
+	zio_close(s);
+	zio_close(m);
+
+	/* A socket likewise (MSG_DONTWAIT); and a connect of one still
+	 * non-blocking is waited for here, not on the pool. */
+	int sp[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp), 0);
+	cr_assert_eq(zio_read(sp[0], &c, 1, zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	cr_assert_eq(fcntl(sp[0], F_SETFL, 0), 0);
+	t0 = zio_now();
+	cr_assert_eq(zio_read(sp[0], &c, 1, zio_deadline_after(ZIO_MSEC(100))), -ETIMEDOUT);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(2));
+	zio_close(sp[0]);
+	zio_close(sp[1]);
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int lfd = zio_tcp_listen(&a, NULL);
+	cr_assert_geq(lfd, 0);
+	cr_assert_eq(zio_local_addr(lfd, &a), 0);
+	int c2 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	cr_assert_geq(c2, 0);
+	cr_assert_eq(zio_connect(c2, &a, zio_deadline_after(ZIO_SEC(5))), 0);
+	zio_close(c2);
+	zio_close(lfd);
+	return NULL;
+}
+
+Test(io, a_foreign_pipe_made_blocking_later_never_blocks, .timeout = 20)
+{
+	run_in_runtime(1, foreign_flags_change, NULL);
 }
