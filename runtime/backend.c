@@ -145,10 +145,6 @@ void zio__loop_poll(struct zio__exec *e, int64_t timeout_ns)
 		zio__panic("a runtime used in a child of fork(): its rings and epoll instances "
 			   "are the parent's, and so are its executor threads (in the child, "
 			   "make a runtime of its own, or exec)");
-	if (r == -EINVAL && e->loop->ops == &zio__backend_poll)
-		zio__panic("poll backend: poll failed: %s (it waits on more descriptors than "
-			   "RLIMIT_NOFILE, ulimit -n, now allows)",
-			   strerror(-r));
 	if (r < 0 && r != -EINTR)
 		zio__panic("%s backend: poll failed: %s", e->loop->ops->name, strerror(-r));
 }

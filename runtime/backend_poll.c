@@ -8,6 +8,10 @@
  * more pollfds than RLIMIT_NOFILE, and a thousand tasks may wait on one
  * pipe). A wait is woken by the events it asked for, or an error or
  * hangup. That is O(waiters) per poll, which is the price of portability.
+ * Should RLIMIT_NOFILE be lowered below the fds waited on (ppoll says
+ * EINVAL), they are polled in turns, as many at a time as it allows, each
+ * turn for at most 10 ms; with room for none, every wait is woken every
+ * 10 ms to try its call again.
  *
  * Each wait is also on its fd's wait list in the fd table, under the
  * entry's lock, so that zio_close() from any thread can claim it with
@@ -16,9 +20,11 @@
  */
 #include "backend.h"
 
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,7 +38,11 @@ struct poll_loop {
 	struct zio__op **pop; /* the waits, in list order */
 	unsigned *at;         /* pfd index of pop[i] */
 	unsigned *hash;       /* fd -> pfd index + 1, open addressing, 2 x cap */
+	bool in_turns;        /* RLIMIT_NOFILE was lowered below the fds waited on */
+	unsigned room;        /* then: the pollfds ppoll() takes */
 };
+
+#define TURN_NS ZIO_MSEC(10) /* a turn of the waits polled in turns */
 
 static int pl_probe(void)
 {
@@ -113,8 +123,9 @@ static short wanted(const struct zio__op *op)
 	return op->dir == ZIO__DIR_READ ? POLLIN : POLLOUT;
 }
 
-/* The pfd entry for fd, added (n grows) if it is the first wait on it. */
-static unsigned pfd_slot(struct poll_loop *l, int fd, unsigned *n)
+/* The pfd entry for fd, added (n grows) if it is the first wait on it;
+ * UINT_MAX if that would take n past max. */
+static unsigned pfd_slot(struct poll_loop *l, int fd, unsigned *n, unsigned max)
 {
 	unsigned mask = 2 * l->cap - 1;
 	unsigned h = ((unsigned)fd * 2654435761u) & mask;
@@ -124,10 +135,50 @@ static unsigned pfd_slot(struct poll_loop *l, int fd, unsigned *n)
 			return i;
 		h = (h + 1) & mask;
 	}
+	if (*n >= max)
+		return UINT_MAX;
 	unsigned i = (*n)++;
 	l->pfd[i] = (struct pollfd){ .fd = fd };
 	l->hash[h] = i + 1;
 	return i;
+}
+
+/* The waits polled in turns: the first `polled` of the list go to its
+ * end, so that the next turn starts with the others. */
+static void next_turn(struct poll_loop *l, unsigned polled)
+{
+	struct zio__op *first = l->head, *last = l->head;
+	if (!first || polled == 0 || polled >= l->count)
+		return;
+	for (unsigned k = 1; k < polled; k++)
+		last = last->lnext;
+	struct zio__op *tail = last;
+	while (tail->lnext)
+		tail = tail->lnext;
+	l->head = last->lnext;
+	l->head->lprev = NULL;
+	last->lnext = NULL;
+	tail->lnext = first;
+	first->lprev = tail;
+}
+
+/* With no room for even one fd to poll: every wait is woken to try its
+ * call again (a ready fd's succeeds; the others wait anew). */
+static void wake_all(struct poll_loop *l)
+{
+	while (l->head) {
+		struct zio__op *op = l->head;
+		struct zio__fd *ent = zio__fd_peek(op->fd);
+		loop_remove(l, op);
+		if (!ent)
+			continue;
+		zio__spin_lock(&ent->lock);
+		if (op->linked) {
+			zio__fd_unlink(ent, op);
+			zio__unpark(op->parker, op->gen, 0);
+		}
+		zio__spin_unlock(&ent->lock);
+	}
 }
 
 static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
@@ -136,15 +187,31 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	int err = grow(l, l->count + 1);
 	if (err)
 		return err;
+	if (l->in_turns) {
+		/* As the limit is now: it may be back up. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+			l->in_turns = rl.rlim_cur <= l->count;
+			l->room = rl.rlim_cur < UINT_MAX ? (unsigned)rl.rlim_cur : UINT_MAX;
+		}
+	}
 	memset(l->hash, 0, 2 * l->cap * sizeof(*l->hash));
-	unsigned n = 0, waits = 0;
-	l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
+	unsigned n = 0, waits = 0, max = l->in_turns ? l->room : UINT_MAX;
+	bool left_out = false;
+	if (max >= 1)
+		l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
 	for (struct zio__op *op = l->head; op; op = op->lnext) {
-		unsigned i = pfd_slot(l, op->fd, &n);
+		unsigned i = pfd_slot(l, op->fd, &n, max);
+		if (i == UINT_MAX) {
+			left_out = true;
+			continue;
+		}
 		l->pfd[i].events |= wanted(op);
 		l->pop[waits] = op;
 		l->at[waits++] = i;
 	}
+	if (left_out && (timeout_ns < 0 || timeout_ns > TURN_NS))
+		timeout_ns = TURN_NS;
 	struct timespec ts, *tsp = NULL;
 	if (timeout_ns >= 0) {
 		ts.tv_sec = timeout_ns / 1000000000;
@@ -152,8 +219,24 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 		tsp = &ts;
 	}
 	int r = ppoll(l->pfd, n, tsp, NULL);
+	if (r < 0 && errno == EINVAL) {
+		/* More pollfds than RLIMIT_NOFILE allows: it was lowered below
+		 * the fds waited on. In turns from the next poll on. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= n)
+			return -EINVAL;
+		l->in_turns = true;
+		l->room = (unsigned)rl.rlim_cur;
+		return 0;
+	}
 	if (r < 0)
 		return -errno;
+	if (left_out && waits == 0) {
+		wake_all(l); /* room for none of them */
+		return 0;
+	}
+	if (left_out)
+		next_turn(l, waits);
 	if (r == 0)
 		return 0;
 	if (l->pfd[0].revents & POLLIN) {

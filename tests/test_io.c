@@ -1933,3 +1933,56 @@ Test(io, a_foreign_pipe_made_blocking_later_never_blocks, .timeout = 20)
 {
 	run_in_runtime(1, foreign_flags_change, NULL);
 }
+
+/* RLIMIT_NOFILE lowered below the fds waited on (the descriptors stay
+ * open): every wait still ends when its byte comes. The poll backend's
+ * ppoll() refuses more pollfds than the limit, and zio aborted; it now
+ * polls them in turns (and with room for none, every wait tries again
+ * every 10 ms). */
+#define LOW_LIMIT_PIPES 64
+static void *read_a_byte_of(void *arg)
+{
+	char c;
+	return (void *)(intptr_t)zio_read((int)(intptr_t)arg, &c, 1, zio_deadline_after(ZIO_SEC(5)));
+}
+
+static void *waits_past_a_lowered_fd_limit(void *arg)
+{
+	(void)arg;
+	static int p[LOW_LIMIT_PIPES][2];
+	for (int i = 0; i < LOW_LIMIT_PIPES; i++)
+		cr_assert_eq(zio_pipe(p[i]), 0);
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rlim_t limits[] = { 32, 1, 0 };
+	for (int k = 0; k < 3; k++) {
+		zio_task *t[LOW_LIMIT_PIPES];
+		for (int i = 0; i < LOW_LIMIT_PIPES; i++)
+			cr_assert_eq(zio_spawn(NULL, &t[i], read_a_byte_of, (void *)(intptr_t)p[i][0], NULL), 0);
+		zio_sleep(ZIO_MSEC(20)); /* all of them waiting */
+		struct rlimit low = { limits[k], old.rlim_max };
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+		zio_sleep(ZIO_MSEC(20));
+		for (int i = 0; i < LOW_LIMIT_PIPES; i++)
+			cr_assert_eq(write(p[i][1], "x", 1), 1);
+		int got = 0;
+		for (int i = 0; i < LOW_LIMIT_PIPES; i++) {
+			void *r;
+			cr_assert_eq(zio_task_join(t[i], &r), 0);
+			got += (intptr_t)r == 1;
+		}
+		cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+		cr_assert_eq(got, LOW_LIMIT_PIPES, "limit %d: %d readers got their byte", (int)limits[k],
+			     got);
+	}
+	for (int i = 0; i < LOW_LIMIT_PIPES; i++) {
+		zio_close(p[i][0]);
+		zio_close(p[i][1]);
+	}
+	return NULL;
+}
+
+Test(io, waits_go_on_past_a_lowered_fd_limit, .timeout = 30)
+{
+	run_in_runtime(1, waits_past_a_lowered_fd_limit, NULL);
+}
