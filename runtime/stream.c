@@ -237,6 +237,8 @@ ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n)
 ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusive,
 					  const char **out)
 {
+	if (!r->cap)
+		return r->err; /* no buffer: -EINVAL (zio_reader_init) */
 	size_t scanned = 0;
 	for (;;) {
 		char *base = r->buf + r->start;
@@ -249,8 +251,8 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 			return (ssize_t)(inclusive ? len + 1 : len);
 		}
 		scanned = have;
-		if (have == r->cap) /* (no buffer at all: r->err says so) */
-			return r->cap ? -EMSGSIZE : r->err;
+		if (have == r->cap)
+			return -EMSGSIZE;
 		ssize_t k = fill(r);
 		if (k < 0)
 			return k;
@@ -270,6 +272,8 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, char *out,
 				      size_t max)
 {
+	if (!r->cap)
+		return r->err; /* no buffer: -EINVAL (zio_reader_init) */
 	size_t got = 0;     /* already moved to out (only for lines > cap) */
 	size_t scanned = 0; /* buffered bytes known to hold no delimiter */
 	for (;;) {
