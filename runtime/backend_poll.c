@@ -143,21 +143,19 @@ static unsigned pfd_slot(struct poll_loop *l, int fd, unsigned *n, unsigned max)
 	return i;
 }
 
-/* The waits polled in turns: the first `polled` of the list go to its
- * end, so that the next turn starts with the others. */
-static void next_turn(struct poll_loop *l, unsigned polled)
+/* The waits polled in turns: the list turns so that the first wait left
+ * out this turn leads the next (the ones before it go to the end). */
+static void next_turn(struct poll_loop *l, struct zio__op *first_left_out)
 {
-	struct zio__op *first = l->head, *last = l->head;
-	if (!first || polled == 0 || polled >= l->count)
+	struct zio__op *first = l->head;
+	if (first == first_left_out)
 		return;
-	for (unsigned k = 1; k < polled; k++)
-		last = last->lnext;
-	struct zio__op *tail = last;
+	struct zio__op *tail = first_left_out;
 	while (tail->lnext)
 		tail = tail->lnext;
-	l->head = last->lnext;
-	l->head->lprev = NULL;
-	last->lnext = NULL;
+	first_left_out->lprev->lnext = NULL;
+	first_left_out->lprev = NULL;
+	l->head = first_left_out;
 	tail->lnext = first;
 	first->lprev = tail;
 }
@@ -197,13 +195,15 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	}
 	memset(l->hash, 0, 2 * l->cap * sizeof(*l->hash));
 	unsigned n = 0, waits = 0, max = l->in_turns ? l->room : UINT_MAX;
-	bool left_out = false;
-	if (max >= 1)
+	struct zio__op *left_out = NULL; /* the first wait not polled */
+	bool woken = max >= 1;           /* pfd[0] is the eventfd */
+	if (woken)
 		l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
 	for (struct zio__op *op = l->head; op; op = op->lnext) {
 		unsigned i = pfd_slot(l, op->fd, &n, max);
 		if (i == UINT_MAX) {
-			left_out = true;
+			if (!left_out)
+				left_out = op;
 			continue;
 		}
 		l->pfd[i].events |= wanted(op);
@@ -231,19 +231,19 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	}
 	if (r < 0)
 		return -errno;
+	if (r > 0 && woken && (l->pfd[0].revents & POLLIN)) {
+		uint64_t v;
+		ssize_t rr = read(l->wakefd, &v, sizeof(v));
+		(void)rr;
+	}
 	if (left_out && waits == 0) {
 		wake_all(l); /* room for none of them */
 		return 0;
 	}
 	if (left_out)
-		next_turn(l, waits);
+		next_turn(l, left_out);
 	if (r == 0)
 		return 0;
-	if (l->pfd[0].revents & POLLIN) {
-		uint64_t v;
-		ssize_t rr = read(l->wakefd, &v, sizeof(v));
-		(void)rr;
-	}
 	for (unsigned k = 0; k < waits; k++) {
 		struct zio__op *op = l->pop[k];
 		short rev = l->pfd[l->at[k]].revents;

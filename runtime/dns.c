@@ -110,12 +110,12 @@ static void dns_release(struct zio__job *j)
 }
 
 /* The older IPv4 forms getaddrinfo() also takes as numbers ("127.1",
- * "0x7f000001", "2130706433"), which need no lookup either; not with
- * anything after them, which inet_aton() would ignore. */
+ * "0x7f000001", "2130706433"), which need no lookup either; nothing but
+ * their digits and dots, as inet_aton() ignores what follows a space. */
 static bool legacy_ipv4(zio_addr *a, const char *host, uint16_t port)
 {
 	struct in_addr in;
-	if (strpbrk(host, " \t\n") || inet_aton(host, &in) == 0)
+	if (host[strspn(host, "0123456789abcdefABCDEFxX.")] || inet_aton(host, &in) == 0)
 		return false;
 	memset(a, 0, sizeof(*a));
 	a->in4.sin_family = AF_INET;

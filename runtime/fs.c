@@ -414,10 +414,10 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 		if ((fl >= 0 && (fl & O_APPEND)) || in_kind != ZIO__FD_REGULAR)
 			return copy_slow(out_fd, in_fd, offset, count, deadline);
 		/* File to file: disk work, on the pool (or here, off-runtime;
-		 * and here when out of time already: like a file's read or
-		 * write then, it never waits, it takes its time). */
+		 * and here when out of time already, one piece: like a file's
+		 * read or write then, it never waits, it takes its time). */
 		bool in_place = zio__out_of_time(deadline);
-		while (done < count) {
+		while (done < count && !(in_place && done)) {
 			size_t piece = count - done < COPY_PIECE ? count - done : COPY_PIECE;
 			struct copy_args c = { out_fd, in_fd, offset, piece };
 			long r = in_place ? copy_range(&c)

@@ -353,13 +353,12 @@ static ssize_t rw_nowait(struct zio__op *op)
 	if (r >= 0)
 		return r;
 	r = -errno;
-	/* (EINVAL: a kernel without RWF_NOWAIT; or the call's own error,
-	 * which the plain call then gives again.) */
-	if (r == -EOPNOTSUPP || r == -EINVAL) {
-		if (ent)
-			__atomic_or_fetch(&ent->traits, (uint8_t)ZIO__FD_NO_NOWAIT, __ATOMIC_RELAXED);
+	if (r == -EOPNOTSUPP && ent)
+		__atomic_or_fetch(&ent->traits, (uint8_t)ZIO__FD_NO_NOWAIT, __ATOMIC_RELAXED);
+	/* EINVAL: the call's own error (an eventfd read under 8 bytes), or a
+	 * kernel without RWF_NOWAIT; the plain call tells which. */
+	if (r == -EOPNOTSUPP || r == -EINVAL)
 		return -EOPNOTSUPP;
-	}
 	return r == -EWOULDBLOCK ? -EAGAIN : r;
 }
 
@@ -615,12 +614,13 @@ static ssize_t thread_run(struct zio__op *op, int64_t deadline)
 
 #define PIN ZIO__FIBER_TEMP_PIN
 
-/* An op interrupted in the kernel: EINTR, or the "restart" codes
- * (ERESTARTSYS and its kin, 512..516) that a blocking call io_uring's
- * worker made posts as they are when a cancel interrupts it. */
+/* An op interrupted in the kernel: EINTR, or the "restart" codes that a
+ * blocking call io_uring's worker made posts as they are when a cancel
+ * interrupts it (ERESTARTSYS 512, ERESTARTNOINTR 513, ERESTARTNOHAND 514,
+ * ERESTART_RESTARTBLOCK 516; not 515, ENOIOCTLCMD). */
 static inline bool interrupted(int64_t res)
 {
-	return res == -EINTR || (res <= -512 && res >= -516);
+	return res == -EINTR || res == -512 || res == -513 || res == -514 || res == -516;
 }
 
 /* Completion path: the backend performs op. Inlined into zio__op_run: one

@@ -91,8 +91,6 @@ ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, 
 	r->buf = buf;
 	r->cap = cap;
 	r->deadline = ZIO_FOREVER;
-	if (cap == 0)
-		r->err = -EINVAL; /* nowhere to peek or find a delimiter */
 }
 
 ZIO_API void zio_reader_init_fd(zio_reader *r, int fd, void *buf, size_t cap)
@@ -215,6 +213,8 @@ ZIO_API ssize_t zio_reader_peek(zio_reader *r, size_t n, const char **out)
 
 ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n)
 {
+	if (!r->cap && n)
+		return -EINVAL; /* no buffer to read into */
 	size_t done = 0;
 	while (done < n) {
 		size_t have = r->end - r->start;
@@ -238,7 +238,7 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 					  const char **out)
 {
 	if (!r->cap)
-		return r->err; /* no buffer: -EINVAL (zio_reader_init) */
+		return -EINVAL; /* no buffer to find the delimiter in */
 	size_t scanned = 0;
 	for (;;) {
 		char *base = r->buf + r->start;
@@ -273,7 +273,7 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 				      size_t max)
 {
 	if (!r->cap)
-		return r->err; /* no buffer: -EINVAL (zio_reader_init) */
+		return -EINVAL; /* no buffer to find the delimiter in */
 	size_t got = 0;     /* already moved to out (only for lines > cap) */
 	size_t scanned = 0; /* buffered bytes known to hold no delimiter */
 	for (;;) {
@@ -323,7 +323,8 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 
 ZIO_API ssize_t zio_reader_read_all(zio_reader *r, char *out, size_t max)
 {
-	if (max > SSIZE_MAX)
+	/* (Without a buffer it could not look past max without taking.) */
+	if (max > SSIZE_MAX || !r->cap)
 		return -EINVAL;
 	size_t done = 0;
 	for (;;) {

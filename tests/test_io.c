@@ -1990,3 +1990,48 @@ Test(io, waits_go_on_past_a_lowered_fd_limit, .timeout = 30)
 {
 	run_in_runtime(1, waits_past_a_lowered_fd_limit, NULL);
 }
+
+/* Polled in turns, every wait gets its turn, also among several waits on
+ * one fd (a turn that took an fd's second wait skipped the waits between,
+ * which never came up again: their bytes stayed unread). */
+static void *turns_with_two_waits_on_one_fd(void *arg)
+{
+	(void)arg;
+	int a[2], b[2], c[2];
+	cr_assert_eq(zio_pipe(a), 0);
+	cr_assert_eq(zio_pipe(b), 0);
+	cr_assert_eq(zio_pipe(c), 0);
+	int order[4] = { c[0], a[0], b[0], a[0] }; /* the list: A, B, A, C */
+	zio_task *t[4];
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(zio_spawn(NULL, &t[i], read_a_byte_of, (void *)(intptr_t)order[i], NULL), 0);
+		zio_sleep(ZIO_MSEC(5));
+	}
+	struct rlimit old;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	struct rlimit low = { 2, old.rlim_max }; /* the eventfd and one fd */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	zio_sleep(ZIO_MSEC(30));
+	cr_assert_eq(write(b[1], "b", 1), 1);
+	cr_assert_eq(write(c[1], "c", 1), 1);
+	void *r;
+	cr_assert_eq(zio_task_join(t[0], &r), 0); /* C's reader */
+	cr_assert_eq((intptr_t)r, 1, "the reader of C: %ld", (long)(intptr_t)r);
+	cr_assert_eq(zio_task_join(t[2], &r), 0); /* B's reader */
+	cr_assert_eq((intptr_t)r, 1, "the reader of B: %ld", (long)(intptr_t)r);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(write(a[1], "aa", 2), 2);
+	cr_assert_eq(zio_task_join(t[1], NULL), 0);
+	cr_assert_eq(zio_task_join(t[3], NULL), 0);
+	int *fds[] = { a, b, c };
+	for (int i = 0; i < 3; i++) {
+		zio_close(fds[i][0]);
+		zio_close(fds[i][1]);
+	}
+	return NULL;
+}
+
+Test(io, waits_polled_in_turns_all_get_a_turn, .timeout = 30)
+{
+	run_in_runtime(1, turns_with_two_waits_on_one_fd, NULL);
+}

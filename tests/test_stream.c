@@ -83,10 +83,10 @@ Test(stream, exclusive_lines_end_with_epipe, .timeout = 10)
 	cr_assert_eq(zio_reader_take_delim(&r, '\n', false, line, sizeof(line)), -EPIPE);
 }
 
-/* A reader needs a buffer: with none every call says -EINVAL (read_all of
- * exactly max bytes failed for good after taking them, take_delim said
- * -ENOBUFS). */
-Test(stream, a_reader_without_a_buffer_is_einval, .timeout = 10)
+/* A reader without a buffer reads straight from its source; what needs a
+ * buffer says -EINVAL and takes nothing (read_all of exactly max bytes
+ * failed for good after taking them, take_delim said -ENOBUFS). */
+Test(stream, a_reader_without_a_buffer, .timeout = 10)
 {
 	struct zio_mem m;
 	zio_reader r;
@@ -94,11 +94,16 @@ Test(stream, a_reader_without_a_buffer_is_einval, .timeout = 10)
 	const char *p;
 	mem_reader(&r, &m, "abcdef", NULL, 0);
 	cr_assert_eq(zio_reader_read_all(&r, out, 6), -EINVAL);
-	cr_assert_eq(zio_reader_read(&r, out, sizeof(out)), -EINVAL);
 	cr_assert_eq(zio_reader_take_delim(&r, 'c', true, out, sizeof(out)), -EINVAL);
 	cr_assert_eq(zio_reader_take_delim_ref(&r, 'c', true, &p), -EINVAL);
 	cr_assert_eq(zio_reader_discard(&r, 2), -EINVAL);
+	cr_assert_eq(zio_reader_peek(&r, 1, &p), -EINVAL);
 	cr_assert_eq(m.pos, 0u, "nothing was taken from the source");
+	cr_assert_eq(zio_reader_read(&r, out, 2), 2);
+	cr_assert_eq(zio_reader_read_exact(&r, out, 4), 4);
+	cr_assert_eq(memcmp(out, "cdef", 4), 0);
+	cr_assert_eq(zio_reader_read(&r, out, 2), 0);
+	cr_assert_eq(r.err, 0);
 }
 
 Test(stream, exact_peek_discard_all, .timeout = 10)

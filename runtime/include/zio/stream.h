@@ -83,8 +83,10 @@ typedef struct zio_writer {
 	int err;
 } zio_writer;
 
-/* cap is at least 1: a reader without a buffer fails every call with
- * -EINVAL. A writer's may be 0 (every write goes straight to the sink). */
+/* cap may be 0: a reader without a buffer reads straight from its source
+ * (zio_reader_read, read_exact), and the calls that need a buffer (peek,
+ * discard, take_delim, read_all) say -EINVAL; a writer without one writes
+ * straight to its sink. */
 ZIO_API void zio_reader_init(zio_reader *r, const struct zio_source_vtable *vt, void *ctx,
 			     void *buf, size_t cap);
 ZIO_API void zio_writer_init(zio_writer *w, const struct zio_sink_vtable *vt, void *ctx,
