@@ -196,8 +196,8 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	memset(l->hash, 0, 2 * l->cap * sizeof(*l->hash));
 	unsigned n = 0, waits = 0, max = l->in_turns ? l->room : UINT_MAX;
 	struct zio__op *left_out = NULL; /* the first wait not polled */
-	bool woken = max >= 1;           /* pfd[0] is the eventfd */
-	if (woken)
+	bool eventfd_in = max >= 1;       /* pfd[0] is the eventfd */
+	if (eventfd_in)
 		l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
 	for (struct zio__op *op = l->head; op; op = op->lnext) {
 		unsigned i = pfd_slot(l, op->fd, &n, max);
@@ -231,7 +231,7 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	}
 	if (r < 0)
 		return -errno;
-	if (r > 0 && woken && (l->pfd[0].revents & POLLIN)) {
+	if (r > 0 && eventfd_in && (l->pfd[0].revents & POLLIN)) {
 		uint64_t v;
 		ssize_t rr = read(l->wakefd, &v, sizeof(v));
 		(void)rr;
