@@ -83,17 +83,20 @@ ssize_t zio__op_syscall(struct zio__op *op)
 		r = op->u.vec.off < 0 ? writev(fd, op->u.vec.iov, op->u.vec.iovcnt)
 				      : pwritev(fd, op->u.vec.iov, op->u.vec.iovcnt, op->u.vec.off);
 		break;
+	/* Socket calls never block, whatever the socket's mode: a number
+	 * closed behind zio's back and reused by a blocking socket would hold
+	 * the executor (its cached kind says "non-blocking"). */
 	case ZIO__OP_RECV:
-		r = recv(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags);
+		r = recv(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_DONTWAIT);
 		break;
 	case ZIO__OP_SEND:
-		r = send(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_NOSIGNAL);
+		r = send(fd, op->u.rw.buf, op->u.rw.len, op->u.rw.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
 	case ZIO__OP_RECVMSG:
-		r = recvmsg(fd, op->u.msg.msg, op->u.msg.flags);
+		r = recvmsg(fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT);
 		break;
 	case ZIO__OP_SENDMSG:
-		r = sendmsg(fd, op->u.msg.msg, op->u.msg.flags | MSG_NOSIGNAL);
+		r = sendmsg(fd, op->u.msg.msg, op->u.msg.flags | MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
 	case ZIO__OP_ACCEPT:
 		r = accept4(fd, op->u.sa.addr, op->u.sa.addrlen, op->u.sa.flags);
@@ -105,7 +108,7 @@ ssize_t zio__op_syscall(struct zio__op *op)
 		struct pollfd p = { .fd = fd, .events = op->u.poll.events };
 		r = poll(&p, 1, 0);
 		if (r > 0)
-			r = p.revents;
+			return p.revents & POLLNVAL ? -EBADF : p.revents;
 		else if (r == 0)
 			return -EAGAIN;
 		break;
@@ -1150,6 +1153,29 @@ ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t de
 	return (ssize_t)total;
 }
 
+/* A wait for a socket's urgent data (POLLPRI) on io_uring, whose poll
+ * request is not woken by urgent data that comes while it waits (TCP's
+ * signal of it, not by the ring's poll): asked of poll(2) at growing
+ * intervals, 50 us to 10 ms, until the deadline. */
+static int urgent_wait(int fd, struct zio__fd *ent, short events, int64_t deadline)
+{
+	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+	int64_t pause = ZIO_USEC(50);
+	for (;;) {
+		if (zio__fd_replaced(ent, incarnation))
+			return -EBADF;
+		struct zio__op op = { .opcode = ZIO__OP_POLL, .fd = fd };
+		op.u.poll.events = events;
+		int r = (int)zio__op_syscall(&op);
+		if (r != -EAGAIN)
+			return r;
+		if (deadline == 0)
+			return -EAGAIN;
+		if ((r = zio__backoff(&pause, ZIO_MSEC(10), deadline)) < 0)
+			return r;
+	}
+}
+
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 {
 	if (!(events & (POLLIN | POLLOUT | POLLPRI)))
@@ -1213,6 +1239,18 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 			f->flags = (f->flags & ~PIN) | pin;
 			return r;
 		}
+	}
+	if (f && (events & POLLPRI) && f->exec->loop->ops->native &&
+	    f->exec->loop->ops->native(f->exec->loop, ZIO__OP_POLL)) {
+		struct zio__fd *ent = zio__fd_get(fd);
+		int kind = ent ? zio__fd_kind(fd, ent) : 0;
+		if (kind < 0)
+			return kind;
+		/* (A socket a multishot request serves has lost its urgent
+		 * data to it: io.h; its input is in the request's queue.) */
+		if (ent && (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK) &&
+		    !atomic_load_explicit(&ent->ms, memory_order_acquire))
+			return urgent_wait(fd, ent, events, deadline);
 	}
 	struct zio__op op = { .opcode = ZIO__OP_POLL, .fd = fd };
 	op.u.poll.events = events;

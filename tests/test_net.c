@@ -2288,3 +2288,76 @@ Test(net, deadline_as_the_number_is_reused, .timeout = 20)
 {
 	run_in_runtime(1, deadline_meets_reuse, NULL);
 }
+
+/* TCP urgent data that comes while a task waits for POLLPRI ends the
+ * wait, on every backend (io_uring's poll request is not woken by it: the
+ * wait timed out with the byte there). */
+static void *send_urgent_later(void *arg)
+{
+	zio_sleep(ZIO_MSEC(50));
+	cr_assert_eq(send((int)(intptr_t)arg, "!", 1, MSG_OOB), 1);
+	return NULL;
+}
+
+static void *urgent_data_during_a_wait(void *arg)
+{
+	(void)arg;
+	struct pair p;
+	tcp_pair(&p);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, send_urgent_later, (void *)(intptr_t)p.client, NULL), 0);
+	int r = zio_wait_fd(p.server, POLLPRI, zio_deadline_after(ZIO_SEC(3)));
+	cr_assert(r > 0 && (r & POLLPRI), "wait: %d", r);
+	char c;
+	cr_assert_eq(recv(p.server, &c, 1, MSG_OOB), 1);
+	cr_assert_eq(c, '!');
+	zio_task_join(t, NULL);
+	zio_close(p.client);
+	zio_close(p.server);
+	return NULL;
+}
+
+Test(net, urgent_data_ends_a_pollpri_wait, .timeout = 20)
+{
+	run_in_runtime(1, urgent_data_during_a_wait, NULL);
+}
+
+/* zio_wait_fd on a number that is not open is -EBADF, also where zio has
+ * the number's kind cached from a file closed behind its back (poll(2)'s
+ * POLLNVAL was returned as a ready event), and from a plain thread. A
+ * socket number closed behind zio's back and reused by a blocking socket
+ * does not hold the executor in recv(2) (the cached kind said
+ * "non-blocking"; on the poll backend the task never came back). */
+static void *closed_behind_zios_back(void *arg)
+{
+	(void)arg;
+	int s[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, s), 0);
+	char c;
+	cr_assert_eq(zio_wait_fd(s[0], POLLOUT, zio_deadline_after(ZIO_SEC(1))) & POLLOUT, POLLOUT);
+	cr_assert_eq(zio_read(s[0], &c, 1, zio_deadline_after(ZIO_MSEC(10))), -ETIMEDOUT);
+	int blocking[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, blocking), 0);
+	cr_assert_eq(dup2(blocking[0], s[0]), s[0]); /* behind zio's back */
+	int64_t t0 = zio_now();
+	ssize_t r = zio_read(s[0], &c, 1, zio_deadline_after(ZIO_MSEC(100)));
+	cr_assert_eq(r, -ETIMEDOUT, "%zd", r);
+	cr_assert_lt(zio_now() - t0, ZIO_SEC(3));
+	close(s[0]);
+	cr_assert_eq(zio_wait_fd(s[0], POLLIN, zio_deadline_after(ZIO_MSEC(100))), -EBADF);
+	cr_assert_eq(zio_wait_fd(s[0], POLLIN | POLLOUT, zio_deadline_after(ZIO_MSEC(100))), -EBADF);
+	zio_close(s[0]); /* forgets it */
+	zio_close(s[1]);
+	close(blocking[0]);
+	close(blocking[1]);
+	return NULL;
+}
+
+Test(net, a_number_closed_behind_zios_back, .timeout = 20)
+{
+	run_in_runtime(1, closed_behind_zios_back, NULL);
+	int fd = dup(2);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(zio_wait_fd(fd, POLLIN, zio_deadline_after(ZIO_MSEC(100))), -EBADF);
+}

@@ -22,7 +22,9 @@
  * with MSG_DONTWAIT until -EAGAIN: a zio_wait_fd() reports those bytes as
  * input, which read(2) never sees), then a zio_wait_fd() for input lets
  * go of the socket while nothing is queued, so that what comes next stays
- * in the socket; $ZIO_URING_MULTISHOT=0 turns the requests off.
+ * in the socket; $ZIO_URING_MULTISHOT=0 turns the requests off (do so for
+ * TCP urgent data, MSG_OOB: a request reads past it, which drops it,
+ * unless the socket has SO_OOBINLINE).
  *
  * Cancellation of a call in flight really cancels it (io_uring
  * ASYNC_CANCEL, or the readiness wait is removed) and returns -ECANCELED;
@@ -177,12 +179,15 @@ ZIO_API ssize_t zio_sendto(int fd, const void *buf, size_t len, int flags, const
 ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
 ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 
-/* Waits until fd is ready for events (POLLIN, POLLOUT, POLLPRI); returns
- * the ready events (poll revents, POLLHUP/POLLERR included), -ETIMEDOUT,
- * -ECANCELED or -EBADF (closed by zio_close meanwhile). For code that owns
- * its own fds and does its own non-blocking calls. A regular file is
- * always readable and writable; POLLPRI on one (/proc/self/mounts,
- * cgroup.events, sysfs attributes) waits for its change notice. */
+/* Waits until fd is ready for events (at least one of POLLIN, POLLOUT,
+ * POLLPRI, else -EINVAL); returns the ready events (poll revents,
+ * POLLHUP/POLLERR included), -ETIMEDOUT, -ECANCELED or -EBADF (not open,
+ * or closed by zio_close meanwhile). For code that owns its own fds and
+ * does its own non-blocking calls. A regular file is always readable and
+ * writable; POLLPRI on one (/proc/self/mounts, cgroup.events, sysfs
+ * attributes) waits for its change notice. POLLPRI on a socket, on
+ * io_uring, is asked of poll(2) every 10 ms at most (the ring's poll
+ * misses TCP urgent data that comes during the wait). */
 ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
 
 /* Wakes every task waiting on fd (-EBADF), cancels its backend ops, then
