@@ -63,8 +63,24 @@ ZIO_API void zio_timeout_begin(struct zio_timeout *scope, int64_t deadline)
 ZIO_API bool zio_timeout_end(struct zio_timeout *scope)
 {
 	struct zio__fiber *f = zio__fiber_current();
-	if (f)
-		f->deadline = scope->outer;
+	if (f) {
+		/* What this scope left in force: its deadline or an earlier
+		 * outer one. Anything else means an enclosing scope ended
+		 * first (out of order): restoring this one's outer deadline
+		 * would bring the ended scope's back, for good. */
+		int64_t set = scope->deadline != ZIO_FOREVER &&
+					      (scope->outer == ZIO_FOREVER || scope->deadline < scope->outer)
+				      ? scope->deadline
+				      : scope->outer;
+		if (f->deadline == set) {
+			f->deadline = scope->outer;
+		} else {
+			static atomic_bool said;
+			if (!atomic_exchange(&said, true))
+				zio__log(1, "zio_timeout_end: scopes ended out of order (they must end "
+					    "innermost first)");
+		}
+	}
 	return scope->deadline != ZIO_FOREVER && zio__now() >= scope->deadline;
 }
 

@@ -1111,6 +1111,19 @@ ZIO_API void zio_runtime_stats(zio_runtime *rt, struct zio_stats *out)
 
 /* ------------------------------------------------------------ public calls */
 
+/* What a yield says, as every suspension point: a cancel, or a deadline
+ * scope that has run out (a loop of yields in a scope ends with it). */
+static inline int yield_verdict(struct zio__fiber *f)
+{
+	if (f->shield)
+		return 0;
+	if (atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
+	if (f->deadline != ZIO_FOREVER && zio__now() >= f->deadline)
+		return -ETIMEDOUT;
+	return 0;
+}
+
 ZIO_API int zio_yield(void)
 {
 	/* The thread pointer is read once, before any switch: afterwards only
@@ -1121,12 +1134,11 @@ ZIO_API int zio_yield(void)
 		sched_yield();
 		return 0;
 	}
-	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
-		return -ECANCELED;
+	int r = yield_verdict(f);
+	if (r)
+		return r;
 	zio__switch_out(f, ZIO__LAND_YIELD);
-	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
-		return -ECANCELED;
-	return 0;
+	return yield_verdict(f);
 }
 
 ZIO_API void zio_task_own_fpenv(void)

@@ -213,12 +213,35 @@ static void *scopes(void *arg)
 	cr_assert_eq(zio_sleep(ZIO_MSEC(50)), -ETIMEDOUT);
 	zio_timeout_end(&outer);
 
-	/* Expired already: try once and fail at once. */
+	/* Expired already: fail at once, a yield too (a loop of yields in a
+	 * scope never ended: zio_yield said 0 past the deadline). */
 	zio_timeout_begin(&outer, zio_now() - 1);
-	cr_assert_eq(zio_yield(), 0);
+	cr_assert_eq(zio_yield(), -ETIMEDOUT);
 	cr_assert_eq(zio_sleep(ZIO_MSEC(100)), -ETIMEDOUT);
+	zio_shield_begin();
+	cr_assert_eq(zio_yield(), 0); /* a shield ignores scopes */
+	zio_shield_end();
 	zio_timeout_end(&outer);
+	cr_assert_eq(zio_yield(), 0);
+	int64_t start = zio_now();
+	struct zio_timeout loop;
+	zio_timeout_begin(&loop, zio_deadline_after(ZIO_MSEC(20)));
+	int r;
+	while ((r = zio_yield()) == 0)
+		cr_assert_lt(zio_now() - start, ZIO_SEC(5), "the yields never stopped");
+	cr_assert_eq(r, -ETIMEDOUT);
+	zio_timeout_end(&loop);
 	cr_assert_eq(zio_sleep(-1), -EINVAL);
+
+	/* Ended out of order (a misuse zio logs once): no deadline of an
+	 * ended scope stays behind (the outer one's came back, for good, and
+	 * every later wait of the task timed out). */
+	struct zio_timeout a, b;
+	zio_timeout_begin(&a, zio_deadline_after(ZIO_MSEC(20)));
+	zio_timeout_begin(&b, zio_deadline_after(ZIO_MSEC(40)));
+	zio_timeout_end(&a);
+	zio_timeout_end(&b);
+	cr_assert_eq(zio_sleep(ZIO_MSEC(50)), 0);
 	return NULL;
 }
 

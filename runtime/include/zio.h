@@ -164,12 +164,14 @@ ZIO_API void zio_task_pin(void);
  * (see zio_spawn_options.fp_env); call it before changing the environment. */
 ZIO_API void zio_task_own_fpenv(void);
 
-/* Lets other runnable tasks run. A cancellation point. Tasks are not
- * preempted: one that computes for long without a call that suspends holds
- * its executor, and with it the events of the fds that executor watches
- * (on epoll, those it registered first; on io_uring, those its ring holds
- * requests for), also for tasks waiting on other executors. Yield in long
- * loops, or hand the work to zio_blocking_call(). */
+/* Lets other runnable tasks run. A cancellation point, and -ETIMEDOUT
+ * once the innermost deadline scope has passed. Tasks are not preempted:
+ * one that computes for long without a call that suspends holds its
+ * executor, and with it the task it last woke (which runs next there),
+ * its timers, and the events of the fds that executor watches (on epoll,
+ * those it registered first; on io_uring, those its ring holds requests
+ * for), also for tasks waiting on other executors. Yield in long loops,
+ * or hand the work to zio_blocking_call(). */
 ZIO_API int zio_yield(void);
 ZIO_API int zio_sleep(int64_t ns);
 ZIO_API int zio_sleep_until(int64_t deadline);
