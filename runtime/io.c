@@ -371,17 +371,15 @@ static ssize_t rw_nowait(struct zio__op *op)
 static __attribute__((noinline)) ssize_t try_blocking(struct zio__op *op, int kind)
 {
 	if (kind == ZIO__FD_SOCKET) {
-		/* A blocking socket: MSG_DONTWAIT makes this one call
-		 * non-blocking without touching the shared description. */
+		/* A socket: its read and write as recv and send, which
+		 * zio__op_syscall() makes MSG_DONTWAIT: one call that cannot
+		 * block, without touching the shared description. */
 		struct zio__op o = *op;
 		switch (op->opcode) {
 		case ZIO__OP_READ:
-			o.opcode = ZIO__OP_RECV;
-			o.u.rw.flags = MSG_DONTWAIT;
-			return zio__op_syscall(&o);
 		case ZIO__OP_WRITE:
-			o.opcode = ZIO__OP_SEND;
-			o.u.rw.flags = MSG_DONTWAIT;
+			o.opcode = op->opcode == ZIO__OP_READ ? ZIO__OP_RECV : ZIO__OP_SEND;
+			o.u.rw.flags = 0;
 			return zio__op_syscall(&o);
 		case ZIO__OP_READV:
 		case ZIO__OP_WRITEV: {
@@ -389,21 +387,17 @@ static __attribute__((noinline)) ssize_t try_blocking(struct zio__op *op, int ki
 					    .msg_iovlen = (size_t)op->u.vec.iovcnt };
 			o.opcode = op->opcode == ZIO__OP_READV ? ZIO__OP_RECVMSG : ZIO__OP_SENDMSG;
 			o.u.msg.msg = &m;
-			o.u.msg.flags = MSG_DONTWAIT;
+			o.u.msg.flags = 0;
 			return zio__op_syscall(&o);
 		}
 		case ZIO__OP_RECV:
 		case ZIO__OP_SEND:
-			o.u.rw.flags |= MSG_DONTWAIT;
-			return zio__op_syscall(&o);
 		case ZIO__OP_RECVMSG:
 		case ZIO__OP_SENDMSG:
-			o.u.msg.flags |= MSG_DONTWAIT;
-			return zio__op_syscall(&o);
+			return zio__op_syscall(op);
 		default:
 			break; /* accept, poll: poll first, below */
 		}
-		kind = ZIO__FD_BLOCKING;
 	} else {
 		ssize_t r = rw_nowait(op);
 		if (r != -EOPNOTSUPP)
