@@ -160,23 +160,29 @@ static void next_turn(struct poll_loop *l, struct zio__op *first_left_out)
 	first->lprev = tail;
 }
 
+/* Ends a wait of this loop with value, unless zio_close() has claimed it
+ * (it is no longer on its fd's list). Only the owner thread touches the
+ * loop list, and the op's fiber cannot run before this: op stays valid. */
+static void end_wait(struct poll_loop *l, struct zio__op *op, int value)
+{
+	struct zio__fd *ent = zio__fd_peek(op->fd);
+	loop_remove(l, op);
+	if (!ent)
+		return;
+	zio__spin_lock(&ent->lock);
+	if (op->linked) {
+		zio__fd_unlink(ent, op);
+		zio__unpark(op->parker, op->gen, value);
+	}
+	zio__spin_unlock(&ent->lock);
+}
+
 /* With no room for even one fd to poll: every wait is woken to try its
  * call again (a ready fd's succeeds; the others wait anew). */
 static void wake_all(struct poll_loop *l)
 {
-	while (l->head) {
-		struct zio__op *op = l->head;
-		struct zio__fd *ent = zio__fd_peek(op->fd);
-		loop_remove(l, op);
-		if (!ent)
-			continue;
-		zio__spin_lock(&ent->lock);
-		if (op->linked) {
-			zio__fd_unlink(ent, op);
-			zio__unpark(op->parker, op->gen, 0);
-		}
-		zio__spin_unlock(&ent->lock);
-	}
+	while (l->head)
+		end_wait(l, l->head, 0);
 }
 
 static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
@@ -247,21 +253,8 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	for (unsigned k = 0; k < waits; k++) {
 		struct zio__op *op = l->pop[k];
 		short rev = l->pfd[l->at[k]].revents;
-		if (!(rev & (wanted(op) | POLLERR | POLLHUP | POLLNVAL)))
-			continue;
-		struct zio__fd *ent = zio__fd_peek(op->fd);
-		/* Only the owner thread touches the loop list, and the op's
-		 * fiber cannot run before this poll returns: op stays valid. */
-		loop_remove(l, op);
-		if (!ent)
-			continue;
-		zio__spin_lock(&ent->lock);
-		if (op->linked) {
-			zio__fd_unlink(ent, op);
-			zio__unpark(op->parker, op->gen,
-				    op->opcode == ZIO__OP_POLL ? (int)(unsigned short)rev : 0);
-		}
-		zio__spin_unlock(&ent->lock);
+		if (rev & (wanted(op) | POLLERR | POLLHUP | POLLNVAL))
+			end_wait(l, op, op->opcode == ZIO__OP_POLL ? (int)(unsigned short)rev : 0);
 	}
 	return r;
 }

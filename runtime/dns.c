@@ -114,15 +114,9 @@ static void dns_release(struct zio__job *j)
  * their digits and dots, as inet_aton() ignores what follows a space. */
 static bool legacy_ipv4(zio_addr *a, const char *host, uint16_t port)
 {
-	struct in_addr in;
-	if (host[strspn(host, "0123456789abcdefABCDEFxX.")] || inet_aton(host, &in) == 0)
-		return false;
-	memset(a, 0, sizeof(*a));
-	a->in4.sin_family = AF_INET;
-	a->in4.sin_port = htons(port);
-	a->in4.sin_addr = in;
-	a->len = sizeof(a->in4);
-	return true;
+	struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(port) };
+	return !host[strspn(host, "0123456789abcdefABCDEFxX.")] && inet_aton(host, &in.sin_addr) &&
+	       zio_addr_from_sockaddr(a, (struct sockaddr *)&in, sizeof(in)) == 0;
 }
 
 ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_addr *out, int max,

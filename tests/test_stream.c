@@ -438,25 +438,38 @@ Test(stream, print_keeps_errno, .timeout = 10)
 	cr_assert_str_eq(store, both);
 }
 
+/* A FILE over a writer whose sink follows steps, and an empty reader. */
+struct scripted_file {
+	struct script_sink sink;
+	char wb[16], rb[8];
+	struct zio_mem m;
+	zio_reader r;
+	zio_writer w;
+};
+
+static FILE *scripted_fopen(struct scripted_file *sf, const int *steps, const char *mode)
+{
+	static const struct zio_sink_vtable vt = { scripted_write, NULL };
+	*sf = (struct scripted_file){ .sink.steps = steps };
+	mem_reader(&sf->r, &sf->m, "", sf->rb, sizeof(sf->rb));
+	zio_writer_init(&sf->w, &vt, &sf->sink, sf->wb, sizeof(sf->wb));
+	FILE *f = zio_stream_fopen(&sf->r, &sf->w, mode);
+	cr_assert_not_null(f);
+	return f;
+}
+
 /* stdio over a writer whose sink times out with nothing sent: the write
  * fails and a retry sends the bytes once (the writer kept them, so the
  * retry sent them twice, and without one they went out behind stdio's
  * back). */
 Test(stream, stdio_write_timeout_then_retry_sends_once, .timeout = 10)
 {
-	static const struct zio_sink_vtable vt = { scripted_write, NULL };
 	const char *modes[] = { "r+", "w" };
 	for (int i = 0; i < 2; i++) {
 		const int steps[] = { SINK_TIMEOUT, 64, 64 };
-		struct script_sink s = { .steps = steps };
-		char wb[16], rb[8];
-		struct zio_mem m;
-		zio_reader r;
-		zio_writer w;
-		mem_reader(&r, &m, "", rb, sizeof(rb));
-		zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
-		FILE *f = zio_stream_fopen(&r, &w, modes[i]);
-		cr_assert_not_null(f);
+		struct scripted_file sf;
+		FILE *f = scripted_fopen(&sf, steps, modes[i]);
+		struct script_sink *s = &sf.sink;
 		errno = 0;
 		int first = fputs("hello\n", f);
 		if (first != EOF)
@@ -467,8 +480,8 @@ Test(stream, stdio_write_timeout_then_retry_sends_once, .timeout = 10)
 		cr_assert_neq(fputs("hello\n", f), EOF);
 		cr_assert_eq(fflush(f), 0);
 		cr_assert_eq(fclose(f), 0);
-		cr_assert_eq(s.len, 6u, "%s: sent %zu bytes", modes[i], s.len);
-		cr_assert_eq(memcmp(s.got, "hello\n", 6), 0);
+		cr_assert_eq(s->len, 6u, "%s: sent %zu bytes", modes[i], s->len);
+		cr_assert_eq(memcmp(s->got, "hello\n", 6), 0);
 	}
 }
 
@@ -478,36 +491,29 @@ Test(stream, stdio_write_timeout_then_retry_sends_once, .timeout = 10)
  * failed). In "w" mode stdio hands over its whole buffer at once. */
 Test(stream, stdio_big_write_cut_by_a_timeout_is_not_the_end, .timeout = 10)
 {
-	static const struct zio_sink_vtable vt = { scripted_write, NULL };
 	const char *modes[] = { "r+", "w" };
 	for (int i = 0; i < 2; i++) {
 		const int steps[] = { 5, SINK_TIMEOUT, 64, 64, 64 };
-		struct script_sink s = { .steps = steps };
-		char wb[16], rb[8];
-		struct zio_mem m;
-		zio_reader r;
-		zio_writer w;
-		mem_reader(&r, &m, "", rb, sizeof(rb));
-		zio_writer_init(&w, &vt, &s, wb, sizeof(wb));
-		FILE *f = zio_stream_fopen(&r, &w, modes[i]);
-		cr_assert_not_null(f);
+		struct scripted_file sf;
+		FILE *f = scripted_fopen(&sf, steps, modes[i]);
+		struct script_sink *s = &sf.sink;
 		errno = 0;
 		int first = fputs("0123456789abcdefghijklmnop\n", f); /* 27 bytes */
 		if (first != EOF)
 			first = fflush(f);
 		cr_assert_eq(first, EOF, "%s: the timeout is an error", modes[i]);
 		cr_assert_eq(errno, ETIMEDOUT);
-		cr_assert_eq(w.err, 0, "%s: the stream did not end", modes[i]);
+		cr_assert_eq(sf.w.err, 0, "%s: the stream did not end", modes[i]);
 		clearerr(f);
 		cr_assert_neq(fputs("again\n", f), EOF, "%s", modes[i]);
 		cr_assert_eq(fflush(f), 0, "%s", modes[i]);
 		cr_assert_eq(fclose(f), 0);
 		/* What went out went once; stdio dropped or resent the rest,
 		 * and the retry came after it. */
-		cr_assert_geq(s.len, 11u);
-		cr_assert_eq(memcmp(s.got, "01234", 5), 0, "%s: %.*s", modes[i], (int)s.len, s.got);
-		cr_assert_eq(memcmp(s.got + s.len - 6, "again\n", 6), 0, "%s: %.*s", modes[i],
-			     (int)s.len, s.got);
+		cr_assert_geq(s->len, 11u);
+		cr_assert_eq(memcmp(s->got, "01234", 5), 0, "%s: %.*s", modes[i], (int)s->len, s->got);
+		cr_assert_eq(memcmp(s->got + s->len - 6, "again\n", 6), 0, "%s: %.*s", modes[i],
+			     (int)s->len, s->got);
 	}
 }
 
