@@ -67,6 +67,7 @@
  */
 #include "backend_uring.h"
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -697,7 +698,8 @@ static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *
 		*flags = op->u.rw.flags;
 		break;
 	case ZIO__OP_READV:
-		if (op->u.vec.off >= 0)
+		/* Beyond what readv(2) takes, it answers: -EINVAL. */
+		if (op->u.vec.off >= 0 || op->u.vec.iovcnt < 0 || op->u.vec.iovcnt > IOV_MAX)
 			return NULL;
 		*flags = 0;
 		*n = op->u.vec.iovcnt;
@@ -706,8 +708,9 @@ static const struct iovec *read_iov(struct zio__op *op, struct iovec *one, int *
 		struct msghdr *m = op->u.msg.msg;
 		/* With a control buffer too: once a state serves the
 		 * stream, a plain recvmsg would overtake its queue. (Only a
-		 * plain recv starts one.) */
-		if (m->msg_iovlen > INT32_MAX)
+		 * plain recv starts one.) Beyond what recvmsg(2) takes, it
+		 * answers: -EMSGSIZE. */
+		if (m->msg_iovlen > IOV_MAX)
 			return NULL;
 		*flags = op->u.msg.flags;
 		*n = (int)m->msg_iovlen;

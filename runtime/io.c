@@ -843,7 +843,11 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		}
 		if (r != -EAGAIN || op->state == CONNECT_BACKLOG_FULL)
 			break;
-		if (woke_ready && (traits & ZIO__FD_SOCK) && input_shut_down(op)) {
+		/* Asked after a wait that ended "ready", or on epoll after
+		 * the read side's end was seen: the shutdown is one edge,
+		 * and the receives after the one that took it get none. */
+		if ((woke_ready || __atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED)) &&
+		    (traits & ZIO__FD_SOCK) && input_shut_down(op)) {
 			r = 0;
 			break;
 		}

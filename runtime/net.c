@@ -93,20 +93,25 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 		op.u.sa.addr = (struct sockaddr *)&addr->sa;
 		op.u.sa.len = addr->len;
 		int r = (int)zio__op_run(&op, deadline);
-		if (r == -EALREADY && deadline != 0) {
+		if (r == -EALREADY) {
 			/* A connect of fd is under way already (a try-once call
 			 * left it so, or a ring's connect was cut short by the
 			 * close of a dup): wait for it, as connect(2) does, and
-			 * take its outcome, which connect(2) again tells. */
-			int ev = zio_wait_fd(fd, POLLOUT, deadline);
-			if (ev < 0)
-				return ev;
-			if (ent && zio__fd_replaced(ent, incarnation))
-				return -EBADF;
+			 * take its outcome, which connect(2) again tells. A
+			 * try-once call only looks: -EAGAIN while under way. */
+			if (deadline != 0) {
+				int ev = zio_wait_fd(fd, POLLOUT, deadline);
+				if (ev < 0)
+					return ev;
+				if (ent && zio__fd_replaced(ent, incarnation))
+					return -EBADF;
+			}
 			r = zio__connect_finish(fd, &addr->sa, addr->len);
-			if (r == -EAGAIN || r == -EINPROGRESS)
-				continue; /* still (or again) connecting: wait on */
-			return r;
+			if (r != -EAGAIN && r != -EINPROGRESS)
+				return r;
+			if (deadline == 0)
+				return -EAGAIN;
+			continue; /* still (or again) connecting: wait on */
 		}
 		/* A Unix listener with a full backlog: connect(2) on a blocking
 		 * socket sleeps until it accepts, but a non-blocking one gets

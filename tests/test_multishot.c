@@ -1726,6 +1726,14 @@ static void *other_shapes_of_reads(void *arg)
 
 	cr_assert_eq(zio_write_all(p.client, "C", 1, SOON), 1);
 	zio_sleep(ZIO_MSEC(20));
+	/* More buffers than the kernel takes: its answer, and nothing taken
+	 * (the queue's reads said 1). */
+	static struct iovec too_many[IOV_MAX + 1];
+	for (size_t i = 0; i < IOV_MAX + 1; i++)
+		too_many[i] = (struct iovec){ buf, 1 };
+	cr_assert_eq(zio_readv(p.server, too_many, IOV_MAX + 1, SOON), -EINVAL);
+	struct msghdr big = { .msg_iov = too_many, .msg_iovlen = IOV_MAX + 1 };
+	cr_assert_eq(zio_recvmsg(p.server, &big, 0, SOON), -EMSGSIZE);
 	int ev = zio_wait_fd(p.server, POLLIN | POLLOUT, SOON);
 	cr_assert_eq(ev & (POLLIN | POLLOUT), POLLIN | POLLOUT, "events %#x", ev);
 	struct linger reset = { 1, 0 };

@@ -351,7 +351,7 @@ Test(net, close_during_a_blocking_sockets_connect, .timeout = 20)
 
 /* A connect with a deadline after a try-once connect left one under way:
  * it waits for that one and reports how it went, as connect(2) does (it
- * returned -EALREADY at once). Here the listener's queue is full until a
+ * returned -EALREADY at once); another try-once says -EAGAIN. Here the listener's queue is full until a
  * task makes room, so the SYN's retry (a second later) gets through. */
 static void *accept_soon(void *arg)
 {
@@ -375,6 +375,8 @@ static void *connect_already_under_way(void *arg)
 	int c = zio_socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert_geq(c, 0);
 	cr_assert_eq(zio_connect(c, &a, 0), -EAGAIN); /* under way */
+	/* Tried again, still under way: -EAGAIN too (it said EALREADY). */
+	cr_assert_eq(zio_connect(c, &a, 0), -EAGAIN);
 	zio_task *t;
 	cr_assert_eq(zio_spawn(NULL, &t, accept_soon, &l, NULL), 0);
 	int r = zio_connect(c, &a, zio_deadline_after(ZIO_SEC(5)));
@@ -818,6 +820,44 @@ static void *shutdown_wakes_task(void *arg)
 Test(net, shutdown_for_reading_ends_a_datagram_receive, .timeout = 20)
 {
 	run_in_runtime(1, shutdown_wakes_task, NULL);
+}
+
+/* Every receive after the shutdown says 0, as a blocking recv(2) does, not
+ * only the first: on epoll the shutdown is one edge, and the receives
+ * after the one that took it waited for another until their deadline. */
+static void *every_receive_after_shutdown_task(void *arg)
+{
+	(void)arg;
+	zio_addr a;
+	cr_assert_eq(zio_addr_parse(&a, "127.0.0.1:0"), 0);
+	int server = zio_udp_bind(&a);
+	cr_assert_geq(server, 0);
+	cr_assert_eq(zio_local_addr(server, &a), 0);
+	int udp = zio_udp_socket(AF_INET);
+	cr_assert_geq(udp, 0);
+	cr_assert_eq(zio_connect(udp, &a, ZIO_FOREVER), 0);
+	int unix_pair[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_DGRAM, unix_pair), 0);
+	const int fds[] = { udp, unix_pair[0] };
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(zio_shutdown(fds[k], SHUT_RD), 0);
+		for (int i = 0; i < 3; i++) {
+			char buf[16];
+			ssize_t n = zio_recv(fds[k], buf, sizeof(buf), 0,
+					     zio_deadline_after(ZIO_SEC(2)));
+			cr_assert_eq(n, 0, "%s: receive %d after SHUT_RD: %zd", k ? "unix" : "udp", i, n);
+		}
+	}
+	zio_close(server);
+	zio_close(udp);
+	zio_close(unix_pair[0]);
+	zio_close(unix_pair[1]);
+	return NULL;
+}
+
+Test(net, every_receive_after_shutdown_for_reading_is_0, .timeout = 30)
+{
+	run_in_runtime(1, every_receive_after_shutdown_task, NULL);
 }
 
 /* A receive that waits while the socket's error queue holds an entry
