@@ -259,7 +259,7 @@ void zio__fd_link(struct zio__fd *ent, struct zio__op *op)
 	if (*head)
 		(*head)->prev = op;
 	*head = op;
-	op->linked = 1;
+	__atomic_store_n(&op->linked, 1, __ATOMIC_RELAXED);
 }
 
 void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op)
@@ -273,7 +273,8 @@ void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op)
 	if (op->next)
 		op->next->prev = op->prev;
 	op->next = op->prev = NULL;
-	op->linked = 0;
+	/* Atomic: the poll backend looks without the lock. */
+	__atomic_store_n(&op->linked, 0, __ATOMIC_RELEASE);
 }
 
 /* Claims every wait of dir: readiness waits (POLL) with poll_events if

@@ -177,6 +177,12 @@ struct zio__backend {
 	/* zio_close(): stop every op this executor has on fd, before the fd
 	 * number can be reused (completion backends; may suspend). */
 	void (*close_fd)(struct zio__loop *l, int fd);
+	/* zio_close(), after it ended this loop's waits on the fd: waits
+	 * until a poll of l in progress, which may hold the fd's file (as
+	 * poll(2) does, until it returns), is over, so the close releases
+	 * it (a listener's address free for the next listen). From another
+	 * thread than l's. May be NULL. */
+	void (*release_files)(struct zio__loop *l);
 	/* Completion backends: before a task submits op again on the fd of
 	 * ent it began with at incarnation, whether zio_close() has closed it
 	 * since (then it must not: the number may name another file). */

@@ -40,6 +40,10 @@ struct poll_loop {
 	unsigned *hash;       /* fd -> pfd index + 1, open addressing, 2 x cap */
 	bool in_turns;        /* RLIMIT_NOFILE was lowered below the fds waited on */
 	unsigned room;        /* then: the pollfds ppoll() takes */
+	/* Set from before the pollfds are made until ppoll() has returned,
+	 * which holds the files polled until then; polls counts the ends. */
+	atomic_bool polling;
+	atomic_uint polls;
 };
 
 #define TURN_NS ZIO_MSEC(10) /* a turn of the waits polled in turns */
@@ -199,6 +203,10 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 			l->room = rl.rlim_cur < UINT_MAX ? (unsigned)rl.rlim_cur : UINT_MAX;
 		}
 	}
+	/* Before the waits are read: a zio_close() that ends one after sees
+	 * it, and waits for this poll (pl_release_files). */
+	atomic_store(&l->polling, true);
+	atomic_thread_fence(memory_order_seq_cst);
 	memset(l->hash, 0, 2 * l->cap * sizeof(*l->hash));
 	unsigned n = 0, waits = 0, max = l->in_turns ? l->room : UINT_MAX;
 	struct zio__op *left_out = NULL; /* the first wait not polled */
@@ -206,6 +214,10 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 	if (eventfd_in)
 		l->pfd[n++] = (struct pollfd){ .fd = l->wakefd, .events = POLLIN };
 	for (struct zio__op *op = l->head; op; op = op->lnext) {
+		/* Ended by a zio_close() (its task has yet to run): not its
+		 * file, which poll would hold past the close. */
+		if (!__atomic_load_n(&op->linked, __ATOMIC_ACQUIRE))
+			continue;
 		unsigned i = pfd_slot(l, op->fd, &n, max);
 		if (i == UINT_MAX) {
 			if (!left_out)
@@ -225,6 +237,10 @@ static int pl_poll(struct zio__loop *base, int64_t timeout_ns)
 		tsp = &ts;
 	}
 	int r = ppoll(l->pfd, n, tsp, NULL);
+	int poll_errno = errno;
+	atomic_fetch_add_explicit(&l->polls, 1, memory_order_release);
+	atomic_store_explicit(&l->polling, false, memory_order_release);
+	errno = poll_errno;
 	if (r < 0 && errno == EINVAL) {
 		/* More pollfds than RLIMIT_NOFILE allows: it was lowered below
 		 * the fds waited on. In turns from the next poll on. */
@@ -265,6 +281,26 @@ static void pl_wake(struct zio__loop *base)
 	uint64_t one = 1;
 	ssize_t r = write(l->wakefd, &one, sizeof(one));
 	(void)r;
+}
+
+/* The closer's thread, after it ended the waits it found here. Bounded:
+ * an executor that computes without yielding polls late (and may be
+ * waiting for what the closer does next); its poll then holds the file
+ * until it returns. */
+static void pl_release_files(struct zio__loop *base)
+{
+	struct poll_loop *l = (struct poll_loop *)base;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load(&l->polling))
+		return;
+	unsigned seen = atomic_load_explicit(&l->polls, memory_order_acquire);
+	pl_wake(base);
+	int64_t give_up = zio__now() + ZIO_MSEC(20);
+	for (unsigned i = 0; atomic_load(&l->polling) &&
+			     atomic_load_explicit(&l->polls, memory_order_acquire) == seen &&
+			     zio__now() < give_up;
+	     i++)
+		zio__pause(i);
 }
 
 static void pl_submit(struct zio__loop *base, struct zio__op *op)
@@ -316,4 +352,5 @@ const struct zio__backend zio__backend_poll = {
 	.wake = pl_wake,
 	.submit = pl_submit,
 	.cancel = pl_cancel,
+	.release_files = pl_release_files,
 };

@@ -31,9 +31,10 @@
  * multishot POLL_ADD. zio_close() on an fd whose file another executor's
  * ring holds requests on (or from a plain thread) hands the file, under a
  * spare number, to that ring's thread, which cancels them all and closes
- * it (struct uring_close); the closer waits only until that ring has
+ * it (struct uring_close); the closer waits until that ring has
  * submitted the SQEs it had queued on fds, whose numbers the kernel
- * resolves at submission (await_submitted).
+ * resolves at submission (await_submitted), then, while that ring's
+ * executor runs, until the file is closed (20 ms at most).
  *
  * CQ overflow: with FEAT_NODROP the kernel keeps overflowed CQEs; poll()
  * flushes them (io_uring_get_events) and reaps again.
@@ -285,27 +286,57 @@ static uint64_t thread_serial(void)
 
 /* zio_close() of an fd this ring may hold requests on, from a thread that
  * cannot drive the ring (a task on another executor, a plain thread). The
- * closer does not wait for the cancel: it keeps the file open under a
- * spare number (a dup
- * at or above the closed one, so the numbers below stay as they were) and
- * leaves this request to the ring's thread, which cancels everything on
- * the file by the spare number and then closes it. The closed number is
- * free at once; the file (and the connection) ends when the ring's
- * thread next polls: at once if it is running, at the next
- * zio_runtime_run() or zio_runtime_destroy() if it is not. */
+ * closer keeps the file open under a spare number (a dup at or above the
+ * closed one, so the numbers below stay as they were) and leaves this
+ * request to the ring's thread, which cancels everything on the file by
+ * the spare number and then closes it. The closed number is free at once.
+ * While the ring's executor runs, the closer waits for the file's close,
+ * as close(2) would have closed it (a listener's port free for the next
+ * listen, the peer's FIN on its way), for CLOSE_WAIT_MAX at most: an
+ * executor that computes without yielding polls late, and may itself be
+ * waiting for what the closer does next. (Executor 0, stopped between
+ * zio_runtime_run() calls, is not waited for: its ring's next poll is at
+ * the next run or destroy.) The closer and the ring each hold a reference
+ * while the closer waits: either may be last. */
 struct uring_close {
 	struct zio__op op;         /* on l->remote: CANCEL_FD of the spare
 				    * number (-1: none), parker NULL */
 	struct uring_close *next;  /* l->closing, once its cancel is queued */
 	struct zio__fd *ent;       /* the closed number's entry, or NULL */
 	struct uring_ms *ms;       /* the multishot state ent had, or NULL */
+	/* Who waits for the close, taken (exchanged for NULL) by whichever
+	 * of the ring (to wake it) and the closer (out of time) is first; a
+	 * closer that finds it taken waits until the ring's wake, which
+	 * reads its parker, is over (closer_left). */
+	struct zio__parker *_Atomic closer;
+	uint32_t closer_gen;
+	atomic_bool closer_left; /* the ring is done with closer */
+	atomic_uint refs;
 };
+
+static void close_unref(struct uring_close *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		free(c);
+}
+
+/* The closer, if it still waits, goes on. */
+static void close_let_go(struct uring_close *c)
+{
+	uint32_t gen = c->closer_gen;
+	struct zio__parker *closer = atomic_exchange_explicit(&c->closer, NULL, memory_order_acq_rel);
+	if (closer) {
+		zio__unpark(closer, gen, 0);
+		atomic_store_explicit(&c->closer_left, true, memory_order_release);
+	}
+}
 
 static void close_free(struct uring_close *c)
 {
 	if (c->op.fd >= 0)
 		close(c->op.fd);
-	free(c);
+	close_let_go(c);
+	close_unref(c);
 }
 
 /* On the ring's thread, from take_remote(). */
@@ -313,7 +344,7 @@ static void close_start(struct uring_loop *l, struct uring_close *c)
 {
 	zio__uring_ms_detach_closed(l, c->ms, c->ent);
 	if (c->op.fd < 0) {
-		free(c);
+		close_free(c);
 		return;
 	}
 	struct io_uring_sqe *sqe = zio__uring_sqe(l);
@@ -344,8 +375,11 @@ static void push_remote(struct uring_loop *l, struct zio__op *op)
 	zio__loop_wake(l->base.exec);
 }
 
-/* Queues c for l's thread; false (nothing queued) if memory or a spare
- * number is short, and the closer must wait for the cancel instead. */
+#define CLOSE_WAIT_MAX ZIO_MSEC(20)
+
+/* Queues fd's close for l's thread and, while l's executor runs, waits
+ * for it; false (nothing queued) if memory or a spare number is short,
+ * and the closer must wait for the cancel instead. */
 static bool close_later(struct uring_loop *l, int fd)
 {
 	struct uring_close *c = malloc(sizeof(*c));
@@ -358,13 +392,31 @@ static bool close_later(struct uring_loop *l, int fd)
 	}
 	/* EBADF: closed behind zio's back, nothing to name the file by;
 	 * the multishot state still goes. */
-	*c = (struct uring_close){ .op = { .opcode = ZIO__OP_CANCEL_FD, .fd = spare } };
+	*c = (struct uring_close){ .op = { .opcode = ZIO__OP_CANCEL_FD, .fd = spare }, .refs = 1 };
 	c->ent = zio__fd_peek(fd);
 	struct uring_ms *ms = c->ent ? atomic_load_explicit(&c->ent->ms, memory_order_acquire) : NULL;
 	/* A state's first member is its loop, fixed for the memory's life. */
 	if (ms && *(struct uring_loop *const *)ms == l)
 		c->ms = ms;
+	struct zio__exec *e = l->base.exec;
+	if (!atomic_load(&e->driven)) {
+		push_remote(l, &c->op);
+		return true;
+	}
+	struct zio__parker *p = zio__parker_self();
+	c->closer_gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
+	atomic_store_explicit(&c->closer, p, memory_order_relaxed);
+	c->refs = 2;
 	push_remote(l, &c->op);
+	if (zio__park(p, zio__now() + CLOSE_WAIT_MAX) != 0 &&
+	    !atomic_exchange_explicit(&c->closer, NULL, memory_order_acq_rel)) {
+		/* Out of time just as the ring took it to wake: its
+		 * zio__unpark() (which finds the wait over) reads p until
+		 * it returns. */
+		for (unsigned i = 0; !atomic_load_explicit(&c->closer_left, memory_order_acquire); i++)
+			zio__pause(i);
+	}
+	close_unref(c);
 	return true;
 }
 

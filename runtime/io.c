@@ -1269,7 +1269,7 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 static void forget_fd(int fd)
 {
 	struct zio__fd *ent = zio__fd_peek(fd);
-	uint64_t execs = 0;
+	uint64_t execs = 0, polled_by = 0;
 	if (!ent)
 		goto rings;
 	zio__spin_lock(&ent->lock);
@@ -1277,6 +1277,10 @@ static void forget_fd(int fd)
 	__atomic_store_n(&ent->incarnation, ent->incarnation + 1, __ATOMIC_RELEASE);
 	zio__fd_seq_bump(ent, ZIO__DIR_READ);
 	zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
+	for (int dir = ZIO__DIR_READ; dir <= ZIO__DIR_WRITE; dir++)
+		for (struct zio__op *op = ent->waiters[dir]; op; op = op->next)
+			if (op->loop && op->loop->ops->release_files)
+				polled_by |= 1ull << (op->loop->exec->id & 63);
 	zio__fd_wake(ent, ZIO__DIR_READ, -EBADF);
 	zio__fd_wake(ent, ZIO__DIR_WRITE, -EBADF);
 	if (ent->owner_epfd >= 0) {
@@ -1311,6 +1315,14 @@ rings:;
 		owner->ops->close_fd(owner, fd);
 	if (!rt)
 		return;
+	/* Executors whose waits on fd were woken above (in this runtime: a
+	 * loop of another may be gone by now) may still be in a poll that
+	 * holds the file. */
+	for (unsigned i = 0; polled_by && i < rt->n_exec; i++) {
+		struct zio__exec *x = rt->exec[i];
+		if ((polled_by & (1ull << (x->id & 63))) && x != zio__exec_current())
+			x->loop->ops->release_files(x->loop);
+	}
 	if (!rt->exec[0]->loop->ops->close_fd)
 		return;
 	if (rt->n_exec == 1)

@@ -1458,6 +1458,58 @@ Test(multishot, close_beside_a_busy_executor, .timeout = 30)
 	cr_assert_eq(open_fds(), fds_before);
 }
 
+struct relisten {
+	int lfd;
+	unsigned exec;
+	atomic_bool accepting;
+};
+
+static void *accept_on_exec(void *arg)
+{
+	struct relisten *rl = arg;
+	settle_on(rl->exec);
+	atomic_store(&rl->accepting, true);
+	return (void *)(intptr_t)zio_accept(rl->lfd, NULL, SOON);
+}
+
+/* zio_close() of a listener a task of another executor waits to accept
+ * on frees its address, as close(2) would: a listen on it right after
+ * works. On io_uring the accept is in the other executor's ring, which
+ * closed the file at its next poll, after zio_close() had returned (the
+ * listen then failed with EADDRINUSE, a few times in a hundred). Both
+ * ways round: executor 0 closing what executor 1 accepts on, and back. */
+static void *close_then_listen_again(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < 200; i++) {
+		unsigned closer = i % 2;
+		settle_on(closer);
+		zio_addr a;
+		struct relisten rl = { .lfd = listen_any(&a), .exec = !closer };
+		zio_task *t;
+		cr_assert_eq(zio_spawn(NULL, &t, accept_on_exec, &rl, NULL), 0);
+		while (!atomic_load(&rl.accepting))
+			zio_yield();
+		zio_sleep(ZIO_MSEC(1)); /* into its wait */
+		cr_assert_eq(zio_close(rl.lfd), 0);
+		int again = zio_tcp_listen(&a, NULL);
+		cr_assert_geq(again, 0, "round %u (closed on executor %u): listen again: %d", i,
+			      closer, again);
+		void *r;
+		zio_task_join(t, &r);
+		cr_assert_eq((intptr_t)r, -EBADF, "round %u: accept: %d", i, (int)(intptr_t)r);
+		cr_assert_eq(zio_close(again), 0);
+		struct zio__fiber *me = zio__fiber_current();
+		me->flags &= ~ZIO__FIBER_PINNED;
+	}
+	return NULL;
+}
+
+Test(multishot, close_frees_a_listeners_address_for_the_next_listen, .timeout = 60)
+{
+	run_in_runtime(2, close_then_listen_again, NULL);
+}
+
 /* A read queued for the kernel but not yet submitted (io_uring: the
  * executor has not polled since) when another executor closes the fd and
  * the number goes to a new pipe: the read must end with -EBADF, not be
