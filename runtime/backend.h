@@ -150,6 +150,12 @@ struct zio__op {
 
 struct zio__fd;
 
+/* How long zio_close() waits for another executor to let go of the file
+ * (its ring's requests, its poll): any longer, and the executor is busy
+ * computing, perhaps waiting for what the closer does next; the file then
+ * closes when it next polls. */
+#define ZIO__CLOSE_WAIT_MAX ZIO_MSEC(50)
+
 struct zio__backend {
 	const char *name;
 	/* 0 if this backend can work in this process (kernel, seccomp, sysctl). */

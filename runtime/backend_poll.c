@@ -295,7 +295,7 @@ static void pl_release_files(struct zio__loop *base)
 		return;
 	unsigned seen = atomic_load_explicit(&l->polls, memory_order_acquire);
 	pl_wake(base);
-	int64_t give_up = zio__now() + ZIO_MSEC(20);
+	int64_t give_up = zio__now() + ZIO__CLOSE_WAIT_MAX;
 	for (unsigned i = 0; atomic_load(&l->polling) &&
 			     atomic_load_explicit(&l->polls, memory_order_acquire) == seen &&
 			     zio__now() < give_up;

@@ -34,7 +34,7 @@
  * it (struct uring_close); the closer waits until that ring has
  * submitted the SQEs it had queued on fds, whose numbers the kernel
  * resolves at submission (await_submitted), then, while that ring's
- * executor runs, until the file is closed (20 ms at most).
+ * executor runs, until the file is closed (ZIO__CLOSE_WAIT_MAX at most).
  *
  * CQ overflow: with FEAT_NODROP the kernel keeps overflowed CQEs; poll()
  * flushes them (io_uring_get_events) and reaps again.
@@ -292,7 +292,7 @@ static uint64_t thread_serial(void)
  * the spare number and then closes it. The closed number is free at once.
  * While the ring's executor runs, the closer waits for the file's close,
  * as close(2) would have closed it (a listener's port free for the next
- * listen, the peer's FIN on its way), for CLOSE_WAIT_MAX at most: an
+ * listen, the peer's FIN on its way), for ZIO__CLOSE_WAIT_MAX at most: an
  * executor that computes without yielding polls late, and may itself be
  * waiting for what the closer does next. (Executor 0, stopped between
  * zio_runtime_run() calls, is not waited for: its ring's next poll is at
@@ -375,8 +375,6 @@ static void push_remote(struct uring_loop *l, struct zio__op *op)
 	zio__loop_wake(l->base.exec);
 }
 
-#define CLOSE_WAIT_MAX ZIO_MSEC(20)
-
 /* Queues fd's close for l's thread and, while l's executor runs, waits
  * for it; false (nothing queued) if memory or a spare number is short,
  * and the closer must wait for the cancel instead. */
@@ -408,7 +406,7 @@ static bool close_later(struct uring_loop *l, int fd)
 	atomic_store_explicit(&c->closer, p, memory_order_relaxed);
 	c->refs = 2;
 	push_remote(l, &c->op);
-	if (zio__park(p, zio__now() + CLOSE_WAIT_MAX) != 0 &&
+	if (zio__park(p, zio__now() + ZIO__CLOSE_WAIT_MAX) != 0 &&
 	    !atomic_exchange_explicit(&c->closer, NULL, memory_order_acq_rel)) {
 		/* Out of time just as the ring took it to wake: its
 		 * zio__unpark() (which finds the wait over) reads p until

@@ -1474,7 +1474,7 @@ static void *accept_on_exec(void *arg)
 
 /* zio_close() of a listener a task of another executor waits to accept
  * on frees its address, as close(2) would: a listen on it right after
- * works. On io_uring the accept is in the other executor's ring, which
+ * works (unless that executor did not poll within the close's wait). On io_uring the accept is in the other executor's ring, which
  * closed the file at its next poll, after zio_close() had returned (the
  * listen then failed with EADDRINUSE, a few times in a hundred). Both
  * ways round: executor 0 closing what executor 1 accepts on, and back. */
@@ -1491,10 +1491,20 @@ static void *close_then_listen_again(void *arg)
 		while (!atomic_load(&rl.accepting))
 			zio_yield();
 		zio_sleep(ZIO_MSEC(1)); /* into its wait */
+		int64_t t0 = zio_now();
 		cr_assert_eq(zio_close(rl.lfd), 0);
+		int64_t took = zio_now() - t0;
 		int again = zio_tcp_listen(&a, NULL);
-		cr_assert_geq(again, 0, "round %u (closed on executor %u): listen again: %d", i,
-			      closer, again);
+		if (again < 0) {
+			/* Only if the other executor did not poll within the
+			 * close's wait (a loaded machine, a sanitizer). */
+			cr_assert(again == -EADDRINUSE && took >= ZIO__CLOSE_WAIT_MAX,
+				  "round %u (closed on executor %u in %lld us): listen again: %d", i,
+				  closer, (long long)took / 1000, again);
+			while ((again = zio_tcp_listen(&a, NULL)) == -EADDRINUSE)
+				zio_sleep(ZIO_MSEC(1));
+			cr_assert_geq(again, 0, "round %u: listen again: %d", i, again);
+		}
 		/* Closed before the join: an acceptor slow to start its wait
 		 * (under a sanitizer, an emulator) accepts on the new listener,
 		 * which took the closed one's number. */

@@ -194,22 +194,24 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * closes it; the number is free when it returns, and so is the file (a
  * listener's address, for the next listen) unless noted here. On io_uring,
  * requests on fd in another executor's ring end at that executor's next
- * poll, and the file with them: the caller waits up to 20 ms for that poll
+ * poll, and the file with them: the caller waits up to 50 ms for that poll
  * (then goes on, and the file closes at it), and in any case until that
  * executor has handed the kernel what it had queued on fd (or, out of
- * descriptors, until it has cancelled). A busy executor polls when it next
- * yields; executor 0, after zio_runtime_run() has returned, at once if
- * zio_close is called on the thread that ran it, else at the next run or
- * destroy (not waited for). Call it from a task, or from the thread that
- * runs the runtime: another plain thread, or a task of another runtime,
- * cannot reach the single io_uring requests tasks have in flight on fd
- * (multishot requests excepted), which then end only with their tasks.
- * File work zio does on the blocking pool (file and path ops on epoll and
- * poll, reads and writes at a file's position on io_uring too,
- * zio_sendfile between files everywhere) that names fd by number is waited
- * for while it runs: on a regular file or a directory (fd as a dirfd); one
- * not yet started is not done (-EBADF). What user code does in
- * zio_blocking_call() is not waited for. */
+ * descriptors, until it has cancelled); on poll, likewise up to 50 ms for
+ * another executor's poll(2), which holds the file until it returns. A
+ * busy executor polls when it next yields; executor 0, after
+ * zio_runtime_run() has returned, at once if zio_close is called on the
+ * thread that ran it, else at the next run or destroy (not waited for).
+ * Call it from a task, or from the thread that runs the runtime: another
+ * plain thread, or a task of another runtime, cannot reach the single
+ * io_uring requests tasks have in flight on fd (multishot requests
+ * excepted), which then end only with their tasks. File work zio does on
+ * the blocking pool (file and path ops on epoll and poll, reads and writes
+ * at a file's position on io_uring too, zio_sendfile between files
+ * everywhere) that names fd by number is waited for while it runs: on a
+ * regular file or a directory (fd as a dirfd); one not yet started is not
+ * done (-EBADF). What user code does in zio_blocking_call() is not waited
+ * for. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
