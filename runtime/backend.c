@@ -49,7 +49,7 @@ int zio__backend_choose(const char *name, const struct zio__backend **out, bool 
 	if (!*automatic) {
 		const struct zio__backend *b = by_name(name);
 		if (!b) {
-			zio__log(1, "unknown backend \"%s\" (have: uring, epoll, poll)", name);
+			zio__log(1, "backend \"%s\" is unknown: uring, epoll, poll or auto", name);
 			return -EINVAL;
 		}
 		int err = b->probe();
@@ -74,8 +74,8 @@ int zio__backend_choose(const char *name, const struct zio__backend **out, bool 
 			break;
 		}
 		for_now |= zio__err_transient(err);
-		zio__log(1, "backend %s unavailable (%s), falling back", all_backends[i]->name,
-			 strerror(-err));
+		zio__log(1, "backend %s unavailable (%s), trying %s", all_backends[i]->name,
+			 strerror(-err), i + 1 < N_BACKENDS ? all_backends[i + 1]->name : "no other");
 	}
 	if (!b)
 		return err;

@@ -821,23 +821,32 @@ static unsigned cpu_count(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
-static size_t env_size(const char *name, size_t dflt)
+/* A decimal number from the environment variable name (dflt if unset),
+ * with k, m or g after it where scale is true; 0 for anything else (not
+ * decimal digits, too large): the caller refuses it. */
+static uint64_t env_number(const char *name, uint64_t dflt, bool scale)
 {
 	const char *v = getenv(name);
 	if (!v || !*v)
 		return dflt;
-	char *end;
-	unsigned long long n = strtoull(v, &end, 0);
-	switch (*end) {
-	case 'k': case 'K': n <<= 10; break;
-	case 'm': case 'M': n <<= 20; break;
-	case 'g': case 'G': n <<= 30; break;
-	case '\0': break;
-	default:
-		zio__log(1, "ignoring %s=%s: not a size", name, v);
-		return dflt;
+	uint64_t n = 0;
+	const char *c = v;
+	for (; *c >= '0' && *c <= '9'; c++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return 0;
+		n = n * 10 + (uint64_t)(*c - '0');
 	}
-	return (size_t)n;
+	unsigned shift = 0;
+	if (scale && c > v && c[1] == '\0') {
+		switch (*c) {
+		case 'k': case 'K': shift = 10; c++; break;
+		case 'm': case 'M': shift = 20; c++; break;
+		case 'g': case 'G': shift = 30; c++; break;
+		}
+	}
+	if (c == v || *c || n > (UINT64_MAX >> shift))
+		return 0;
+	return n << shift;
 }
 
 static void exec_free(struct zio__exec *e)
@@ -874,18 +883,30 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 	if (opts)
 		o = *opts;
 	unsigned n = o.executors;
-	if (n == 0)
-		n = (unsigned)env_size("ZIO_EXECUTORS", 1);
-	if (n == ZIO_EXECUTORS_AUTO || n == 0)
-		n = cpu_count();
+	if (n == 0) {
+		const char *v = getenv("ZIO_EXECUTORS");
+		uint64_t e = v && strcmp(v, "auto") == 0 ? ZIO_EXECUTORS_AUTO
+							   : env_number("ZIO_EXECUTORS", 1, false);
+		if (e == 0 || (e > 256 && e != ZIO_EXECUTORS_AUTO)) {
+			zio__log(1, "ZIO_EXECUTORS=%s: must be 1 to 256, or auto (one per CPU)", v);
+			return -EINVAL;
+		}
+		n = (unsigned)e;
+	}
+	if (n == ZIO_EXECUTORS_AUTO)
+		n = cpu_count() < 256 ? cpu_count() : 256;
 	if (n > 256) {
-		zio__log(1, "%u executors asked for: at most 256", n);
+		zio__log(1, "%u executors asked for (zio_runtime_options.executors): at most 256", n);
 		return -EINVAL;
 	}
-	size_t stack = o.stack_size ? o.stack_size : env_size("ZIO_STACK_SIZE", ZIO__STACK_DEFAULT);
+	size_t stack = o.stack_size ? o.stack_size
+				    : (size_t)env_number("ZIO_STACK_SIZE", ZIO__STACK_DEFAULT, true);
 	if (stack < ZIO__STACK_MIN || stack > ((size_t)1 << 36)) {
-		zio__log(1, "a stack size of %zu bytes asked for: from %zu to 64 GiB", stack,
-			 (size_t)ZIO__STACK_MIN);
+		if (o.stack_size)
+			zio__log(1, "a stack size of %zu bytes asked for: 16 KiB to 64 GiB", stack);
+		else
+			zio__log(1, "ZIO_STACK_SIZE=%s: must be 16k to 64g (bytes, or k, m, g for KiB, MiB, GiB)",
+				 getenv("ZIO_STACK_SIZE"));
 		return -EINVAL;
 	}
 

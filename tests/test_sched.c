@@ -380,3 +380,48 @@ Test(sched, run_inside_a_task_is_refused, .timeout = 10)
 	cr_assert_eq((intptr_t)run_in_runtime(1, nested_run, inner), -EDEADLK);
 	zio_runtime_destroy(inner);
 }
+
+/* $ZIO_EXECUTORS is a count in decimal, 1 to 256, or "auto"; anything else
+ * is refused, not read as something else (010 was 8 executors, k and -1
+ * one per CPU, 4294967297 one). $ZIO_STACK_SIZE likewise, with k, m, g. */
+static int executors_from_env(const char *v)
+{
+	setenv("ZIO_EXECUTORS", v, 1);
+	zio_runtime *rt;
+	int r = zio_runtime_create(&rt, NULL);
+	unsetenv("ZIO_EXECUTORS");
+	if (r)
+		return r;
+	r = (int)zio_runtime_executors(rt);
+	zio_runtime_destroy(rt);
+	return r;
+}
+
+static int stack_size_env_refused(const char *v)
+{
+	setenv("ZIO_STACK_SIZE", v, 1);
+	zio_runtime *rt;
+	int r = zio_runtime_create(&rt, NULL);
+	unsetenv("ZIO_STACK_SIZE");
+	if (!r)
+		zio_runtime_destroy(rt);
+	return r == -EINVAL;
+}
+
+Test(sched, environment_numbers_are_decimal_and_checked, .timeout = 10)
+{
+	cr_assert_eq(executors_from_env("2"), 2);
+	cr_assert_eq(executors_from_env("010"), 10);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int any = executors_from_env("auto");
+	cr_assert(any >= 1 && any <= (cpus > 256 ? 256 : cpus), "auto: %d", any);
+	const char *bad[] = { "0", "-1", "k", "2k", "0x2", "257", "4294967297", "99999999999999999999999", "two", " 2" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(executors_from_env(bad[i]), -EINVAL, "ZIO_EXECUTORS=%s", bad[i]);
+	cr_assert_not(stack_size_env_refused("64k"));
+	cr_assert_not(stack_size_env_refused("1m"));
+	cr_assert_not(stack_size_env_refused("65536"));
+	const char *bad_stack[] = { "1", "64q", "0x10000", "k", "-64k", "65g", "64kk" };
+	for (size_t i = 0; i < sizeof(bad_stack) / sizeof(bad_stack[0]); i++)
+		cr_assert(stack_size_env_refused(bad_stack[i]), "ZIO_STACK_SIZE=%s", bad_stack[i]);
+}

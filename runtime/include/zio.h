@@ -63,13 +63,15 @@ typedef void *(*zio_task_fn)(void *arg);
 #define ZIO_EXECUTORS_AUTO 0xffffffffu /* one per CPU in our affinity mask */
 
 struct zio_runtime_options {
-	/* Number of executors. 0 means the default, 1 (or $ZIO_EXECUTORS):
-	 * a single-threaded runtime has no cross-thread traffic at all, and is
-	 * the fastest choice until one core is saturated. The thread that calls
-	 * zio_runtime_run() is always executor 0. */
+	/* Number of executors, at most 256, or ZIO_EXECUTORS_AUTO. 0 means
+	 * $ZIO_EXECUTORS (1 to 256 in decimal, or "auto"; any other text is
+	 * zio_runtime_create's -EINVAL), else 1: a single-threaded runtime
+	 * has no cross-thread traffic at all, and is the fastest choice until
+	 * one core is saturated. The thread that calls zio_runtime_run() is
+	 * always executor 0. */
 	unsigned executors;
-	/* Virtual stack size reserved per task (default 8 MiB, or
-	 * $ZIO_STACK_SIZE). Pages are committed only when touched, so the
+	/* Virtual stack size reserved per task, 16 KiB to 64 GiB (default 8
+	 * MiB, or $ZIO_STACK_SIZE: bytes in decimal, or with k, m or g). Pages are committed only when touched, so the
 	 * reservation costs address space, not memory. For 100k+ connections
 	 * 256 KiB keeps page tables small (see README). */
 	size_t stack_size;
