@@ -19,6 +19,7 @@
  * SIGINT or SIGTERM stop the server (the listener is closed, clients are
  * cut off; exit status 0).
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -12,6 +12,7 @@
  * environment. SIGINT or SIGTERM stop it: the listener is closed, open
  * connections are cut, and it exits 0 (example_util.h).
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -30,6 +30,7 @@
  *
  *   file_copy big.iso /tmp/copy.iso
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -27,6 +27,7 @@
  * SIGINT or SIGTERM stop the server (the listener is closed, connections
  * are cut; exit status 0).
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,23 +58,23 @@ static const char reply_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static int64_t request_timeout = ZIO_SEC(10);
 
-/* The first "\r\n\r\n" in [p, p + n), or NULL: hops from '\n' to '\n'
- * with memchr instead of a general substring search (the request is
- * scanned again after every short read). An empty line ended by a bare
- * "\n" ends the head too (what a person typing into a plain TCP client
- * sends): returned so that head + 4 is past it, and the request line,
- * which then lacks its "\r\n", gets a 400 rather than no answer. */
+/* The end of the head in [p, p + n), just past its blank line, or NULL if
+ * none has come: hops from '\n' to '\n' with memchr instead of a general
+ * substring search (the request is scanned again after every short read).
+ * A blank line is "\r\n" or a bare "\n" after any line end (what a person
+ * typing into a plain TCP client sends), so such a head is answered: a
+ * request line without its "\r\n" gets a 400 (header lines may end in a
+ * bare "\n", RFC 9112 2.2). */
 static char *find_head_end(char *p, size_t n)
 {
-	if (n < 4)
-		return NULL;
 	char *end = p + n;
-	for (char *q = p + 3; q < end;) {
+	for (char *q = p; q < end;) {
 		char *nl = memchr(q, '\n', (size_t)(end - q));
 		if (!nl)
 			return NULL;
-		if ((nl[-1] == '\r' && nl[-2] == '\n' && nl[-3] == '\r') || nl[-1] == '\n')
-			return nl - 3;
+		size_t at = (size_t)(nl - p);
+		if ((at >= 1 && nl[-1] == '\n') || (at >= 2 && nl[-1] == '\r' && nl[-2] == '\n'))
+			return nl + 1;
 		q = nl + 1;
 	}
 	return NULL;
@@ -272,10 +273,9 @@ static void *handle(void *arg)
 			if (pos > 0)
 				request_deadline = zio_deadline_after(request_timeout);
 			char *start = in + pos;
-			char *hend = find_head_end(start, have - pos);
-			if (!hend)
+			char *end = find_head_end(start, have - pos);
+			if (!end)
 				break;
-			char *end = hend + 4;
 			struct request rq;
 			parse_request(start, end, &rq);
 			size_t rl;

@@ -9,6 +9,7 @@
  * away), with the reason on stderr; 2 for a usage error. stdin is read
  * through zio too, so a slow producer never blocks the executor.
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,6 +6,7 @@
  * One task receives and answers; -p 0 picks a free port (see the banner).
  * SIGINT or SIGTERM stop it (the socket is closed; exit status 0).
  */
+#define _GNU_SOURCE /* the examples use Linux's and glibc's extensions */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
