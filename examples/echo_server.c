@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 	zio_runtime *rt;
 	err = zio_runtime_create(&rt, NULL);
 	if (err) {
-		fprintf(stderr, "echo_server: runtime: %s\n", strerror(-err));
+		fprintf(stderr, "echo_server: cannot start the zio runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;

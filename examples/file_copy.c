@@ -286,7 +286,7 @@ int main(int argc, char **argv)
 	zio_runtime *rt;
 	int err = zio_runtime_create(&rt, NULL);
 	if (err) {
-		fprintf(stderr, "file_copy: runtime: %s\n", strerror(-err));
+		fprintf(stderr, "file_copy: cannot start the zio runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;

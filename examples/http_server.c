@@ -415,7 +415,7 @@ int main(int argc, char **argv)
 	zio_runtime *rt;
 	err = zio_runtime_create(&rt, NULL);
 	if (err) {
-		fprintf(stderr, "http_server: runtime: %s\n", strerror(-err));
+		fprintf(stderr, "http_server: cannot start the zio runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;

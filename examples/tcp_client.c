@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 	zio_runtime *rt;
 	int err = zio_runtime_create(&rt, NULL);
 	if (err) {
-		fprintf(stderr, "tcp_client: runtime: %s\n", strerror(-err));
+		fprintf(stderr, "tcp_client: cannot start the zio runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;

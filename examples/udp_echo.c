@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 	zio_runtime *rt;
 	err = zio_runtime_create(&rt, NULL);
 	if (err) {
-		fprintf(stderr, "udp_echo: runtime: %s\n", strerror(-err));
+		fprintf(stderr, "udp_echo: cannot start the zio runtime: %s\n", strerror(-err));
 		return 1;
 	}
 	void *res = NULL;
