@@ -1,6 +1,8 @@
 /*
  * tcp_client - connects to HOST:PORT with a timeout, sends each line of
- * stdin and prints each reply line, waiting at most the timeout for it.
+ * stdin and prints the one reply line it expects for it, waiting at most
+ * the timeout for that (a line-based echo server's way; lines of stdin
+ * are at most 4094 bytes).
  *
  *   tcp_client [-t TIMEOUT_MS] HOST PORT
  *
@@ -55,7 +57,12 @@ static void *client(void *arg)
 		sock.deadline = zio_deadline_after(o->timeout);
 		ssize_t r = zio_reader_take_delim(&sock, '\n', true, line, sizeof(line));
 		if (r <= 0) {
-			fprintf(stderr, "tcp_client: reply: %s\n", r == 0 ? "connection closed" : strerror((int)-r));
+			if (r == -ETIMEDOUT)
+				fprintf(stderr, "tcp_client: no reply within %lld ms (timed out)\n",
+					(long long)(o->timeout / ZIO_MSEC(1)));
+			else
+				fprintf(stderr, "tcp_client: reply: %s\n",
+					r == 0 ? "connection closed" : strerror((int)-r));
 			rc = 1;
 			break;
 		}
@@ -69,7 +76,11 @@ static void *client(void *arg)
 		}
 	}
 	if (n < 0 && rc == 0) {
-		fprintf(stderr, "tcp_client: stdin: %s\n", strerror((int)-n));
+		if (n == -EMSGSIZE)
+			fprintf(stderr, "tcp_client: stdin: a line longer than %zu bytes\n",
+				sizeof(line) - 2);
+		else
+			fprintf(stderr, "tcp_client: stdin: %s\n", strerror((int)-n));
 		rc = 1;
 	}
 	zio_close(fd);
