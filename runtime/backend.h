@@ -96,7 +96,9 @@ struct zio__op {
 	uint8_t opcode;
 	uint8_t dir;          /* ZIO__DIR_*: which readiness the op waits for */
 	volatile uint8_t done; /* set by the backend with res (completion kind) */
-	uint8_t linked;       /* readiness: on an fd wait list (under its lock) */
+	uint8_t linked;       /* readiness: on an fd wait list (changed under its
+			       * lock, atomically: the poll backend reads it
+			       * without) */
 	uint8_t in_loop;      /* poll backend: on the loop's list (owner only) */
 	uint8_t state;        /* io.c: connect in progress, etc. */
 	int fd;

@@ -16,7 +16,10 @@
  * Each wait is also on its fd's wait list in the fd table, under the
  * entry's lock, so that zio_close() from any thread can claim it with
  * -EBADF before the number is reused; ppoll() results for a wait that is
- * no longer on its fd's list are ignored.
+ * no longer on its fd's list are ignored, and such a wait is left out of
+ * the next ppoll(). ppoll() holds the files it polls until it returns, so
+ * zio_close() from another thread waits for that (pl_release_files(), up
+ * to ZIO__CLOSE_WAIT_MAX, with `polling` and `polls`).
  */
 #include "backend.h"
 

@@ -846,7 +846,8 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		/* Asked after a wait that ended "ready", or on epoll after
 		 * the read side's end was seen: the shutdown is one edge,
 		 * and the receives after the one that took it get none. */
-		if ((woke_ready || __atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED)) &&
+		if ((woke_ready || ((traits & ZIO__FD_DGRAM) &&
+				    __atomic_load_n(&ent->no_hint, __ATOMIC_RELAXED))) &&
 		    (traits & ZIO__FD_SOCK) && input_shut_down(op)) {
 			r = 0;
 			break;
@@ -1269,6 +1270,8 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 static void forget_fd(int fd)
 {
 	struct zio__fd *ent = zio__fd_peek(fd);
+	struct zio__fiber *f = zio__fiber_current();
+	zio__runtime *rt = f ? f->rt : zio__runtime_idle_here();
 	uint64_t execs = 0, polled_by = 0;
 	if (!ent)
 		goto rings;
@@ -1277,9 +1280,12 @@ static void forget_fd(int fd)
 	__atomic_store_n(&ent->incarnation, ent->incarnation + 1, __ATOMIC_RELEASE);
 	zio__fd_seq_bump(ent, ZIO__DIR_READ);
 	zio__fd_seq_bump(ent, ZIO__DIR_WRITE);
+	/* Executors of this runtime whose waits on fd are woken here may
+	 * still be in a poll that holds the file. (Another runtime's loop
+	 * may be gone by the time we would ask it.) */
 	for (int dir = ZIO__DIR_READ; dir <= ZIO__DIR_WRITE; dir++)
 		for (struct zio__op *op = ent->waiters[dir]; op; op = op->next)
-			if (op->loop && op->loop->ops->release_files)
+			if (op->loop && op->loop->exec->rt == rt && op->loop->ops->release_files)
 				polled_by |= 1ull << (op->loop->exec->id & 63);
 	zio__fd_wake(ent, ZIO__DIR_READ, -EBADF);
 	zio__fd_wake(ent, ZIO__DIR_WRITE, -EBADF);
@@ -1303,8 +1309,11 @@ static void forget_fd(int fd)
 	execs = atomic_exchange(&ent->execs, 0);
 	zio__spin_unlock(&ent->lock);
 rings:;
-	struct zio__fiber *f = zio__fiber_current();
-	zio__runtime *rt = f ? f->rt : zio__runtime_idle_here();
+	/* Shielded: a close must finish even in a cancelled task, or one out
+	 * of time, whose waits below would otherwise end at once (and whose
+	 * pauses would spin). */
+	if (f)
+		f->shield++;
 	/* A multishot request on fd names its loop, which may be another
 	 * runtime's (or, for a plain thread, any), and would keep the socket
 	 * open and its waiters waiting. (Single requests on fd in a ring of
@@ -1313,29 +1322,21 @@ rings:;
 	struct zio__loop *owner = ms ? *(struct zio__loop *const *)ms : NULL;
 	if (owner && owner->exec->rt != rt)
 		owner->ops->close_fd(owner, fd);
-	if (!rt)
-		return;
-	/* Executors whose waits on fd were woken above (in this runtime: a
-	 * loop of another may be gone by now) may still be in a poll that
-	 * holds the file. */
-	for (unsigned i = 0; polled_by && i < rt->n_exec; i++) {
-		struct zio__exec *x = rt->exec[i];
-		if ((polled_by & (1ull << (x->id & 63))) && x != zio__exec_current())
-			x->loop->ops->release_files(x->loop);
-	}
-	if (!rt->exec[0]->loop->ops->close_fd)
-		return;
-	if (rt->n_exec == 1)
-		execs |= 1ull << (rt->exec[0]->id & 63); /* not tracked per op, see zio__op_run */
-	if (!execs)
-		return;
-	/* Shielded: a close must finish even in a cancelled task. */
-	if (f)
-		f->shield++;
-	for (unsigned i = 0; i < rt->n_exec; i++) {
-		struct zio__exec *x = rt->exec[i];
-		if (execs & (1ull << (x->id & 63)))
-			x->loop->ops->close_fd(x->loop, fd);
+	if (rt) {
+		for (unsigned i = 0; polled_by && i < rt->n_exec; i++) {
+			struct zio__exec *x = rt->exec[i];
+			if ((polled_by & (1ull << (x->id & 63))) && x != zio__exec_current())
+				x->loop->ops->release_files(x->loop);
+		}
+		if (rt->exec[0]->loop->ops->close_fd) {
+			if (rt->n_exec == 1) /* not tracked per op, see zio__op_run */
+				execs |= 1ull << (rt->exec[0]->id & 63);
+			for (unsigned i = 0; execs && i < rt->n_exec; i++) {
+				struct zio__exec *x = rt->exec[i];
+				if (execs & (1ull << (x->id & 63)))
+					x->loop->ops->close_fd(x->loop, fd);
+			}
+		}
 	}
 	if (f)
 		f->shield--;

@@ -885,13 +885,15 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 	unsigned n = o.executors;
 	if (n == 0) {
 		const char *v = getenv("ZIO_EXECUTORS");
-		uint64_t e = v && strcmp(v, "auto") == 0 ? ZIO_EXECUTORS_AUTO
-							   : env_number("ZIO_EXECUTORS", 1, false);
-		if (e == 0 || (e > 256 && e != ZIO_EXECUTORS_AUTO)) {
+		uint64_t e = env_number("ZIO_EXECUTORS", 1, false);
+		if (v && strcmp(v, "auto") == 0) {
+			n = ZIO_EXECUTORS_AUTO;
+		} else if (e == 0 || e > 256) {
 			zio__log(1, "ZIO_EXECUTORS=%s: must be 1 to 256, or auto (one per CPU)", v);
 			return -EINVAL;
+		} else {
+			n = (unsigned)e;
 		}
-		n = (unsigned)e;
 	}
 	if (n == ZIO_EXECUTORS_AUTO)
 		n = cpu_count() < 256 ? cpu_count() : 256;

@@ -2080,6 +2080,36 @@ Test(multishot, a_task_of_another_runtime_closes, .timeout = 20)
 	zio_close(cc.p.client);
 }
 
+/* The same with the reader's runtime on poll and the closer's on this
+ * test's backend, two executors: the close asked the closer's executor 0
+ * to let go of the reader's poll (one runtime's executor numbers taken
+ * for another's: a call through NULL on epoll and io_uring). */
+static void *runtime_a_reads_on_poll(void *arg)
+{
+	run_with(&(struct zio_runtime_options){ .executors = 1, .backend = "poll" }, read_until_closed,
+		 arg);
+	return NULL;
+}
+
+static void *close_from_executor_1(void *arg)
+{
+	settle_on(1);
+	return close_from_runtime_b(arg);
+}
+
+Test(multishot, a_task_of_another_runtime_closes_what_poll_waits_on, .timeout = 20)
+{
+	struct cross_close cc = { .r = LONG_MIN };
+	tcp_pair(&cc.p);
+	pthread_t a;
+	cr_assert_eq(pthread_create(&a, NULL, runtime_a_reads_on_poll, &cc), 0);
+	run_in_runtime(2, close_from_executor_1, &cc);
+	pthread_join(a, NULL);
+	cr_assert_eq(cc.r, -EBADF, "the reader: %zd", cc.r);
+	cr_assert_lt(cc.took, ZIO_SEC(1), "the reader waited %lld ms", (long long)(cc.took / 1000000));
+	zio_close(cc.p.client);
+}
+
 /* -------------------------------------------------------------- fork */
 
 static int child_status(pid_t pid)

@@ -415,7 +415,7 @@ Test(sched, environment_numbers_are_decimal_and_checked, .timeout = 10)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int any = executors_from_env("auto");
 	cr_assert(any >= 1 && any <= (cpus > 256 ? 256 : cpus), "auto: %d", any);
-	const char *bad[] = { "0", "-1", "k", "2k", "0x2", "257", "4294967297", "99999999999999999999999", "two", " 2" };
+	const char *bad[] = { "0", "-1", "k", "2k", "0x2", "257", "4294967295", "4294967297", "99999999999999999999999", "two", " 2" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(executors_from_env(bad[i]), -EINVAL, "ZIO_EXECUTORS=%s", bad[i]);
 	cr_assert_not(stack_size_env_refused("64k"));

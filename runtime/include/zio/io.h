@@ -195,10 +195,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * listener's address, for the next listen) unless noted here. On io_uring,
  * requests on fd in another executor's ring end at that executor's next
  * poll, and the file with them: the caller waits up to 50 ms for that poll
- * (then goes on, and the file closes at it), and in any case until that
- * executor has handed the kernel what it had queued on fd (or, out of
- * descriptors, until it has cancelled); on poll, likewise up to 50 ms for
- * another executor's poll(2), which holds the file until it returns. A
+ * (then goes on, and the file closes at it), for each such executor, and
+ * in any case until it has handed the kernel what it had queued on fd (or,
+ * out of descriptors, until it has cancelled); on poll, likewise up to 50
+ * ms for each other executor's poll(2) that holds the file until it
+ * returns. A
  * busy executor polls when it next yields; executor 0, after
  * zio_runtime_run() has returned, at once if zio_close is called on the
  * thread that ran it, else at the next run or destroy (not waited for).
