@@ -837,7 +837,7 @@ static uint64_t env_number(const char *name, uint64_t dflt, bool scale)
 		n = n * 10 + (uint64_t)(*c - '0');
 	}
 	unsigned shift = 0;
-	if (scale && c > v && c[1] == '\0') {
+	if (scale && c > v && *c && c[1] == '\0') {
 		switch (*c) {
 		case 'k': case 'K': shift = 10; c++; break;
 		case 'm': case 'M': shift = 20; c++; break;
