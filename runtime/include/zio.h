@@ -71,9 +71,10 @@ struct zio_runtime_options {
 	 * always executor 0. */
 	unsigned executors;
 	/* Virtual stack size reserved per task, 16 KiB to 64 GiB (default 8
-	 * MiB, or $ZIO_STACK_SIZE: bytes in decimal, or with k, m or g). Pages are committed only when touched, so the
-	 * reservation costs address space, not memory. For 100k+ connections
-	 * 256 KiB keeps page tables small (see README). */
+	 * MiB, or $ZIO_STACK_SIZE: bytes in decimal, or with k, m or g).
+	 * Pages are committed only when touched, so the reservation costs
+	 * address space, not memory. For 100k+ connections 256 KiB keeps page
+	 * tables small (see README). */
 	size_t stack_size;
 	/* Stacks kept warm for reuse, per executor: a spawn that finds one
 	 * costs no syscall and no page fault. Stacks returned beyond this get
