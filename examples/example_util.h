@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,20 +145,27 @@ static inline void *run_stoppable(void *arg)
 }
 
 /* Whether a failed zio_tcp_accept() leaves the listener serving. Out of
- * descriptors or memory: yes, after a moment for some to be freed. A
- * connection that failed before it was taken (aborted, or one of the
- * network errors accept(2) passes on from the new socket and says to
+ * descriptors or memory: yes, after a moment for some to be freed, said
+ * on stderr at most once a minute (the operator should know connections
+ * wait). A connection that failed before it was taken (aborted, or one of
+ * the network errors accept(2) passes on from the new socket and says to
  * retry, or EPERM from a firewall rule): yes. Anything else, -ECANCELED
  * included, ends the server. */
 static inline bool accept_goes_on(int err)
 {
+	static _Atomic int64_t said_at = -ZIO_SEC(60);
 	switch (err) {
 	case -EMFILE:
 	case -ENFILE:
 	case -ENOBUFS:
-	case -ENOMEM:
+	case -ENOMEM: {
+		int64_t now = zio_now(), last = said_at;
+		if (now - last >= ZIO_SEC(60) && atomic_compare_exchange_strong(&said_at, &last, now))
+			fprintf(stderr, "%s: accept: %s (new connections wait until some close)\n",
+				program_invocation_short_name, strerror(-err));
 		zio_sleep(ZIO_MSEC(10));
 		return true;
+	}
 	case -ECONNABORTED:
 	case -EINTR:
 	case -ENETDOWN:

@@ -859,6 +859,38 @@ Test(examples, accept_goes_on)
 	cr_assert_not(accept_goes_on(-EINVAL));
 }
 
+/* Out of descriptors, a server says so on stderr (once) and goes on
+ * serving once connections close. */
+Test(examples, echo_server_out_of_descriptors, .timeout = 60)
+{
+	struct child s;
+	spawn(&s, (char *[]){ "/bin/sh", "-c", "ulimit -n 20 && exec " EX "echo_server -p 0", NULL },
+	      NULL, false);
+	read_banner(&s);
+	int fds[30];
+	for (int i = 0; i < 30; i++)
+		fds[i] = dial(s.port, SOCK_STREAM);
+	char err[512] = "";
+	size_t n = 0;
+	while (!strstr(err, "accept: Too many open files") && n + 1 < sizeof(err)) {
+		struct pollfd p = { s.err_fd, POLLIN, 0 };
+		cr_assert_gt(poll(&p, 1, 10000), 0, "nothing said: %s", err);
+		ssize_t r = read(s.err_fd, err + n, sizeof(err) - 1 - n);
+		cr_assert_gt(r, 0, "server exited: %s", err);
+		n += (size_t)r;
+		err[n] = 0;
+	}
+	for (int i = 0; i < 30; i++)
+		close(fds[i]);
+	int fd = dial(s.port, SOCK_STREAM);
+	char buf[3];
+	send_all(fd, "hi\n", 3);
+	recv_exact(fd, buf, 3);
+	cr_assert_eq(memcmp(buf, "hi\n", 3), 0);
+	close(fd);
+	stop(&s);
+}
+
 /* ------------------------------------------------------------ file_copy */
 
 static void copy_check(bool buffered)
