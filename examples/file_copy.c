@@ -25,7 +25,8 @@
  * the link (a FIFO needs its reader there already). Copying a file onto
  * itself that way is refused.
  *
- * SIGINT or SIGTERM stop the copy (exit status 1). Prints the byte count.
+ * SIGINT or SIGTERM stop the copy (exit status 1); bad arguments, an empty
+ * SRC or DST among them, are a usage error (2). Prints the byte count.
  * Errors name SRC or DST, as given, and what failed.
  *
  *   file_copy big.iso /tmp/copy.iso
@@ -277,6 +278,10 @@ int main(int argc, char **argv)
 	}
 	o.src = argv[optind];
 	o.dst = argv[optind + 1];
+	if (!*o.src || !*o.dst) {
+		fprintf(stderr, "file_copy: %s is empty (a path is needed)\n", *o.src ? "DST" : "SRC");
+		return 2;
+	}
 	struct stoppable s = { .prog = "file_copy", .fn = copy, .arg = &o,
 			       .sigfd = stop_signals_block() };
 	if (s.sigfd < 0) {

@@ -930,6 +930,15 @@ Test(examples, file_copy, .timeout = 30)
 	copy_check(false);
 	copy_check(true);
 	struct child c;
+	spawn(&c, (char *[]){ EX "file_copy", "/nonexistent/zio", "", NULL }, NULL, true);
+	close(c.in_fd);
+	c.in_fd = -1;
+	cr_assert_eq(exit_status(&c), 2); /* refused before any copying */
+	char said[128];
+	read_stderr(&c, said, sizeof(said));
+	cr_assert(strstr(said, "DST is empty"), "%s", said);
+	close(c.err_fd);
+	close(c.out_fd);
 	spawn(&c, (char *[]){ EX "file_copy", "/nonexistent/zio", "/tmp/zio-never", NULL }, NULL, true);
 	close(c.in_fd);
 	c.in_fd = -1;
