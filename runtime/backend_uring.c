@@ -355,12 +355,23 @@ static void close_start(struct uring_loop *l, struct uring_close *c)
 	l->closing = c;
 }
 
+/* The requests a cancel ended complete in deferred task work, run when
+ * the ring is next entered for events: until then they hold the file (a
+ * listener's address stays taken after the close). For a closer who
+ * waits for the file's end, that is now. On the ring's thread. */
+static void run_cancelled(struct uring_loop *l)
+{
+	io_uring_get_events(&l->ring);
+}
+
 static void close_done(struct uring_loop *l, struct uring_close *c)
 {
 	struct uring_close **pp = &l->closing;
 	while (*pp != c)
 		pp = &(*pp)->next;
 	*pp = c->next;
+	if (atomic_load_explicit(&c->closer, memory_order_relaxed))
+		run_cancelled(l);
 	close_free(c);
 }
 
@@ -897,6 +908,8 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 			break;
 		op.gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
 	}
+	if (ours)
+		run_cancelled(l);
 	if (f)
 		f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
 }
