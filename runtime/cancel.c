@@ -56,8 +56,8 @@ ZIO_API void zio_timeout_begin(struct zio_timeout *scope, int64_t deadline)
 	struct zio__fiber *f = zio__fiber_current();
 	scope->deadline = deadline;
 	scope->outer = f ? f->deadline : ZIO_FOREVER;
-	if (f && deadline != ZIO_FOREVER && (f->deadline == ZIO_FOREVER || deadline < f->deadline))
-		f->deadline = deadline;
+	if (f)
+		f->deadline = zio__earlier(f->deadline, deadline);
 }
 
 ZIO_API bool zio_timeout_end(struct zio_timeout *scope)
@@ -68,11 +68,7 @@ ZIO_API bool zio_timeout_end(struct zio_timeout *scope)
 		 * outer one. Anything else means an enclosing scope ended
 		 * first (out of order): restoring this one's outer deadline
 		 * would bring the ended scope's back, for good. */
-		int64_t set = scope->deadline != ZIO_FOREVER &&
-					      (scope->outer == ZIO_FOREVER || scope->deadline < scope->outer)
-				      ? scope->deadline
-				      : scope->outer;
-		if (f->deadline == set) {
+		if (f->deadline == zio__earlier(scope->outer, scope->deadline)) {
 			f->deadline = scope->outer;
 		} else {
 			static atomic_bool said;

@@ -207,6 +207,12 @@ struct zio__timer {
 	struct zio__timer *child, *sibling, *prev; /* prev: parent or left sibling */
 	void (*fire)(struct zio__timer *t);
 };
+/* The earlier of two deadlines (ZIO_FOREVER, -1, is none). */
+static inline int64_t zio__earlier(int64_t a, int64_t b)
+{
+	return a == ZIO_FOREVER || (b != ZIO_FOREVER && b < a) ? b : a;
+}
+
 struct zio__timers {
 	struct zio__timer *root;
 	size_t count;

@@ -895,8 +895,10 @@ ZIO_API int zio_runtime_create(zio_runtime **out, const struct zio_runtime_optio
 			n = (unsigned)e;
 		}
 	}
-	if (n == ZIO_EXECUTORS_AUTO)
-		n = cpu_count() < 256 ? cpu_count() : 256;
+	if (n == ZIO_EXECUTORS_AUTO) {
+		unsigned cpus = cpu_count();
+		n = cpus < 256 ? cpus : 256;
+	}
 	if (n > 256) {
 		zio__log(1, "%u executors asked for (zio_runtime_options.executors): at most 256", n);
 		return -EINVAL;

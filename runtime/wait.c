@@ -158,10 +158,7 @@ static void park_timer_fire(struct zio__timer *t)
 
 int64_t zio__effective_deadline(const struct zio__fiber *f, int64_t deadline)
 {
-	if (f->shield == 0 && f->deadline != ZIO_FOREVER &&
-	    (deadline == ZIO_FOREVER || f->deadline < deadline))
-		return f->deadline;
-	return deadline;
+	return f->shield ? deadline : zio__earlier(deadline, f->deadline);
 }
 
 int zio__park(struct zio__parker *p, int64_t deadline)
