@@ -9,7 +9,8 @@
  * only appends to outboxes under a short mutex (nothing suspends while it
  * is held) and pokes each recipient's eventfd, which its writer waits on
  * with zio_read. A slow recipient never holds up the sender; one whose
- * outbox passes 1 MiB is disconnected.
+ * outbox passes 1 MiB is disconnected at once (beside the outbox, its
+ * writer holds at most the 1 MiB it took last).
  *
  * A line is at most MAX_LINE (1024) bytes, its newline included; a last
  * line without one gets one, so a line carries up to 1023 bytes of text.
@@ -33,6 +34,17 @@
 
 #define OUTBOX_MAX (1 << 20)
 #define MAX_LINE 1024 /* newline included */
+
+static const char synopsis[] = "[-p PORT] [-h ADDR]";
+static const char help[] =
+	"A line-based chat room: each line a client sends goes to every other\n"
+	"client as \"[#id] line\"; joins and leaves are announced. Lines are at\n"
+	"most 1023 bytes; a client more than 1 MiB behind is disconnected.\n\n"
+	"  -p PORT  the port to listen on (default 8080; 0 picks a free one, which\n"
+	"           the banner on stderr names)\n"
+	"  -h ADDR  the numeric IPv4 or IPv6 address to listen on (default\n"
+	"           127.0.0.1; 0.0.0.0 or :: for every interface)\n"
+	"\n" EXAMPLE_ENV_HELP "SIGINT or SIGTERM stop it (exit status 0).\n";
 
 static const char too_long[] = "* line too long (max 1023 bytes), not sent\n";
 
@@ -68,7 +80,13 @@ static void enqueue(struct client *c, const char *text, size_t len)
 	if (c->overflow)
 		return;
 	if (c->queued + len > OUTBOX_MAX) {
-		c->overflow = true; /* too slow: its writer will hang up */
+		/* Too slow: hang up now, not when the send its writer is in
+		 * times out (a client that reads nothing would hold its queue
+		 * for that long). The send fails, the reader sees the end and
+		 * cleans up; shutdown(2) does not wait, so it may be called
+		 * under the lock. */
+		c->overflow = true;
+		zio_shutdown(c->fd, SHUT_RDWR);
 		poke(c);
 		return;
 	}
@@ -272,6 +290,7 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	int port = 8080, ch;
 	bool bad = false;
+	help_exits(argc, argv, synopsis, help);
 	while ((ch = getopt(argc, argv, "p:h:")) != -1) {
 		if (ch == 'p')
 			port = port_arg(optarg);
@@ -280,10 +299,8 @@ int main(int argc, char **argv)
 		else
 			bad = true;
 	}
-	if (bad || optind != argc) {
-		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
-		return 2;
-	}
+	if (bad || optind != argc)
+		return usage_error(argv[0], synopsis);
 	zio_addr addr;
 	int err = listen_addr(&addr, "chat_server", host, port);
 	if (err)

@@ -23,6 +23,17 @@
 
 static bool line_mode;
 
+static const char synopsis[] = "[-p PORT] [-h ADDR] [-l]";
+static const char help[] =
+	"A TCP echo server, one task per connection: it sends back whatever comes.\n\n"
+	"  -p PORT  the port to listen on (default 8080; 0 picks a free one, which\n"
+	"           the banner on stderr names)\n"
+	"  -h ADDR  the numeric IPv4 or IPv6 address to listen on (default\n"
+	"           127.0.0.1; 0.0.0.0 or :: for every interface)\n"
+	"  -l       line mode: read each line through a buffered reader and send\n"
+	"           it back through a buffered writer\n\n" EXAMPLE_ENV_HELP
+	"SIGINT or SIGTERM stop it (exit status 0).\n";
+
 static void *handle_client(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -98,6 +109,7 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	int port = 8080, c;
 	bool bad = false;
+	help_exits(argc, argv, synopsis, help);
 	while ((c = getopt(argc, argv, "p:h:l")) != -1) {
 		switch (c) {
 		case 'p':
@@ -113,10 +125,8 @@ int main(int argc, char **argv)
 			bad = true;
 		}
 	}
-	if (bad || optind != argc) {
-		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-l]\n", argv[0]);
-		return 2;
-	}
+	if (bad || optind != argc)
+		return usage_error(argv[0], synopsis);
 	zio_addr addr;
 	int err = listen_addr(&addr, "echo_server", host, port);
 	if (err)

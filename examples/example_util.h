@@ -6,7 +6,8 @@
  *
  * Usage errors (a bad option, a stray argument, a PORT or ADDR that is
  * not one) exit with status 2, as getopt-based tools do; failures at run
- * time with 1.
+ * time with 1. --help prints the usage and what each option does on
+ * stdout and exits 0.
  */
 #ifndef EXAMPLE_UTIL_H
 #define EXAMPLE_UTIL_H
@@ -22,6 +23,31 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <zio.h>
+
+/* The runtime's environment, for every example's --help. */
+#define EXAMPLE_ENV_HELP                                                              \
+	"ZIO_EXECUTORS (1 to 256, or auto: one per CPU; default 1) and ZIO_BACKEND\n" \
+	"(uring, epoll or poll; default: the best that works) choose the runtime.\n"
+
+/* Prints "usage: PROG SYNOPSIS" and help on stdout and exits 0 if "--help"
+ * comes before any "--" among the arguments, as GNU programs do. Call it
+ * before getopt(), which would take "--help" for bad options. */
+static inline void help_exits(int argc, char **argv, const char *synopsis, const char *help)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0) {
+			printf("usage: %s %s\n\n%s", argv[0], synopsis, help);
+			exit(fflush(stdout) == 0 ? 0 : 1);
+		}
+}
+
+/* Says how the program is called and where to learn more; returns 2, the
+ * exit status of a usage error. */
+static inline int usage_error(const char *argv0, const char *synopsis)
+{
+	fprintf(stderr, "usage: %s %s\n(%s --help says more)\n", argv0, synopsis, argv0);
+	return 2;
+}
 
 /* A whole number from text, min to max, or -1 for anything else. */
 static inline long num_arg(const char *s, long min, long max)
@@ -49,7 +75,8 @@ static inline int listen_addr(zio_addr *out, const char *prog, const char *host,
 		return 2;
 	}
 	if (zio_addr_ip(out, host, (uint16_t)port)) {
-		fprintf(stderr, "%s: bad address %s (a numeric IPv4 or IPv6 address)\n", prog, host);
+		fprintf(stderr, "%s: -h takes a numeric IPv4 or IPv6 address, such as 127.0.0.1, "
+				"0.0.0.0 or ::1 (not \"%s\")\n", prog, host);
 		return 2;
 	}
 	return 0;

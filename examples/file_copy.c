@@ -259,6 +259,17 @@ static void *copy(void *arg)
 	return NULL;
 }
 
+static const char synopsis[] = "[-b] SRC DST";
+static const char help[] =
+	"Copies SRC to DST. A regular DST, or a new one, is replaced whole: the\n"
+	"copy is synced and renamed over it, so DST is the old file or the whole\n"
+	"new one, never a part. Another kind of DST (a device, a FIFO, a symlink)\n"
+	"is written in place, as cp does.\n\n"
+	"  -b  copy through a buffer (pread and write) instead of letting the\n"
+	"      kernel copy (sendfile, copy_file_range)\n\n" EXAMPLE_ENV_HELP
+	"Exit status: 0 after a whole copy, 1 on a failure or on SIGINT or\n"
+	"SIGTERM, 2 for a usage error.\n";
+
 int main(int argc, char **argv)
 {
 	if (!std_fds_open())
@@ -266,16 +277,15 @@ int main(int argc, char **argv)
 	struct opts o = { 0 };
 	int c;
 	bool bad = false;
+	help_exits(argc, argv, synopsis, help);
 	while ((c = getopt(argc, argv, "b")) != -1) {
 		if (c == 'b')
 			o.buffered = true;
 		else
 			bad = true;
 	}
-	if (bad || argc - optind != 2) {
-		fprintf(stderr, "usage: %s [-b] SRC DST\n", argv[0]);
-		return 2;
-	}
+	if (bad || argc - optind != 2)
+		return usage_error(argv[0], synopsis);
 	o.src = argv[optind];
 	o.dst = argv[optind + 1];
 	if (!*o.src || !*o.dst) {

@@ -371,6 +371,18 @@ static void *serve(void *arg)
 	return (void *)1;
 }
 
+static const char synopsis[] = "[-p PORT] [-h ADDR] [-t SECONDS]";
+static const char help[] =
+	"An HTTP/1.1 server that answers every request with \"Hello, World!\",\n"
+	"keeping connections alive; one task per connection.\n\n"
+	"  -p PORT  the port to listen on (default 8080; 0 picks a free one, which\n"
+	"           the banner on stderr names)\n"
+	"  -h ADDR  the numeric IPv4 or IPv6 address to listen on (default\n"
+	"           127.0.0.1; 0.0.0.0 or :: for every interface)\n"
+	"  -t SECONDS  how long a request, once begun, may take to arrive whole\n"
+	"           (1 to 3600; default 10)\n\n" EXAMPLE_ENV_HELP
+	"SIGINT or SIGTERM stop it (exit status 0).\n";
+
 int main(int argc, char **argv)
 {
 	if (!std_fds_open())
@@ -379,6 +391,7 @@ int main(int argc, char **argv)
 	int port = 8080, c;
 	long secs;
 	bool bad = false;
+	help_exits(argc, argv, synopsis, help);
 	while ((c = getopt(argc, argv, "p:h:t:")) != -1) {
 		switch (c) {
 		case 'p':
@@ -398,10 +411,8 @@ int main(int argc, char **argv)
 			bad = true;
 		}
 	}
-	if (bad || optind != argc) {
-		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR] [-t SECONDS]\n", argv[0]);
-		return 2;
-	}
+	if (bad || optind != argc)
+		return usage_error(argv[0], synopsis);
 	zio_addr addr;
 	int err = listen_addr(&addr, "http_server", host, port);
 	if (err)

@@ -87,12 +87,23 @@ static void *client(void *arg)
 	return (void *)rc;
 }
 
+static const char synopsis[] = "[-t TIMEOUT_MS] HOST PORT";
+static const char help[] =
+	"Connects to HOST (a name or an address) at PORT, sends each line of stdin\n"
+	"and prints the reply line it expects for each (a line-based echo\n"
+	"server's way). Lines are at most 4094 bytes.\n\n"
+	"  -t TIMEOUT_MS  how long the connect, and each reply, may take\n"
+	"                 (1 to 86400000; default 5000)\n\n" EXAMPLE_ENV_HELP
+	"Exit status: 0 once stdin ends, 1 on a connection error, a timeout or a\n"
+	"failed write to stdout, 2 for a usage error.\n";
+
 int main(int argc, char **argv)
 {
 	if (!std_fds_open())
 		return 1;
 	struct opts o = { .timeout = ZIO_SEC(5) };
 	int c;
+	help_exits(argc, argv, synopsis, help);
 	while ((c = getopt(argc, argv, "t:")) != -1) {
 		if (c == 't') {
 			long ms = num_arg(optarg, 1, 86400000);
@@ -102,14 +113,11 @@ int main(int argc, char **argv)
 			}
 			o.timeout = ZIO_MSEC(ms);
 		} else {
-			fprintf(stderr, "usage: %s [-t TIMEOUT_MS] HOST PORT\n", argv[0]);
-			return 2;
+			return usage_error(argv[0], synopsis);
 		}
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "usage: %s [-t TIMEOUT_MS] HOST PORT\n", argv[0]);
-		return 2;
-	}
+	if (argc - optind != 2)
+		return usage_error(argv[0], synopsis);
 	o.host = argv[optind];
 	o.port = port_arg(argv[optind + 1]);
 	if (o.port < 0) {

@@ -49,6 +49,15 @@ static void *serve(void *arg)
 	return (void *)1;
 }
 
+static const char synopsis[] = "[-p PORT] [-h ADDR]";
+static const char help[] =
+	"Sends every UDP datagram back to where it came from.\n\n"
+	"  -p PORT  the port to listen on (default 8080; 0 picks a free one, which\n"
+	"           the banner on stderr names)\n"
+	"  -h ADDR  the numeric IPv4 or IPv6 address to listen on (default\n"
+	"           127.0.0.1; 0.0.0.0 or :: for every interface)\n"
+	"\n" EXAMPLE_ENV_HELP "SIGINT or SIGTERM stop it (exit status 0).\n";
+
 int main(int argc, char **argv)
 {
 	if (!std_fds_open())
@@ -56,6 +65,7 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	int port = 8080, c;
 	bool bad = false;
+	help_exits(argc, argv, synopsis, help);
 	while ((c = getopt(argc, argv, "p:h:")) != -1) {
 		if (c == 'p')
 			port = port_arg(optarg);
@@ -64,10 +74,8 @@ int main(int argc, char **argv)
 		else
 			bad = true;
 	}
-	if (bad || optind != argc) {
-		fprintf(stderr, "usage: %s [-p PORT] [-h ADDR]\n", argv[0]);
-		return 2;
-	}
+	if (bad || optind != argc)
+		return usage_error(argv[0], synopsis);
 	zio_addr addr;
 	int err = listen_addr(&addr, "udp_echo", host, port);
 	if (err)

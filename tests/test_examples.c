@@ -758,9 +758,55 @@ Test(examples, bad_arguments, .timeout = 30)
 	cr_assert_eq(exit_status(&c), 2);
 	char err[256] = { 0 };
 	cr_assert_gt(read(c.err_fd, err, sizeof(err) - 1), 0);
-	cr_assert(strstr(err, "bad address nosuchhost"), "%s", err);
+	cr_assert(strstr(err, "-h takes a numeric IPv4 or IPv6 address"), "%s", err);
+	cr_assert(strstr(err, "(not \"nosuchhost\")"), "%s", err);
 	close(c.err_fd);
 	close(c.out_fd);
+}
+
+/* --help prints the usage and what the options do on stdout and exits 0
+ * (getopt took it for bad options, or echo_server's -h with "elp"); a bad
+ * option's message says where to look. */
+Test(examples, help, .timeout = 30)
+{
+	static const struct {
+		const char *prog, *synopsis, *option;
+	} progs[] = {
+		{ "echo_server", "[-p PORT] [-h ADDR] [-l]", "  -l " },
+		{ "http_server", "[-p PORT] [-h ADDR] [-t SECONDS]", "  -t SECONDS " },
+		{ "chat_server", "[-p PORT] [-h ADDR]", "  -h ADDR " },
+		{ "udp_echo", "[-p PORT] [-h ADDR]", "  -p PORT " },
+		{ "tcp_client", "[-t TIMEOUT_MS] HOST PORT", "  -t TIMEOUT_MS " },
+		{ "file_copy", "[-b] SRC DST", "  -b " },
+	};
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		char path[256], want[640], out[2048] = { 0 };
+		snprintf(path, sizeof(path), EX "%s", progs[i].prog);
+		struct child c;
+		/* After other arguments too, and before a bad one. */
+		spawn(&c, (char *[]){ path, "-p", "1", "--help", "-z", NULL }, NULL, true);
+		close(c.in_fd);
+		c.in_fd = -1;
+		cr_assert_eq(exit_status_within(&c, 10), 0, "%s --help", progs[i].prog);
+		read_to_eof(c.out_fd, out, sizeof(out));
+		snprintf(want, sizeof(want), "usage: %s %s\n\n", path, progs[i].synopsis);
+		cr_assert_eq(strncmp(out, want, strlen(want)), 0, "%s", out);
+		cr_assert(strstr(out, progs[i].option), "%s", out);
+		cr_assert(strstr(out, "ZIO_EXECUTORS"), "%s", out);
+		char err[256] = { 0 };
+		cr_assert_eq(read(c.err_fd, err, sizeof(err) - 1), 0, "%s", err);
+		stop(&c);
+
+		spawn(&c, (char *[]){ path, "-z", NULL }, NULL, true);
+		close(c.in_fd);
+		c.in_fd = -1;
+		cr_assert_eq(exit_status_within(&c, 10), 2, "%s -z", progs[i].prog);
+		read_stderr(&c, err, sizeof(err));
+		snprintf(want, sizeof(want), "usage: %s %s\n(%s --help says more)\n", path,
+			 progs[i].synopsis, path);
+		cr_assert(strstr(err, want), "%s", err);
+		stop(&c);
+	}
 }
 
 /* ------------------------------------------------------------ udp_echo */
@@ -1233,6 +1279,51 @@ Test(examples, chat_server, .timeout = 30)
 {
 	chat_check(NULL);
 	chat_check("ZIO_EXECUTORS=2");
+}
+
+/* A client that reads nothing is cut off as soon as its outbox passes 1
+ * MiB: the others hear it left at once, and the room goes on. (The cut
+ * used to wait for the send the server was in to time out, 10 s.) */
+Test(examples, chat_server_cuts_off_a_client_that_reads_nothing, .timeout = 30)
+{
+	struct child s;
+	spawn(&s, (char *[]){ EX "chat_server", "-p", "0", NULL }, NULL, false);
+	read_banner(&s);
+	int slow = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(slow, 0);
+	int small = 4096; /* its window stays small: the server's sends block soon */
+	cr_assert_eq(setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)s.port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = { 10, 0 };
+	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	cr_assert_eq(connect(slow, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* Greeted before the next client comes: the ids go by the order in
+	 * which the server's connection tasks start. */
+	expect_line(slow, "you are #1, 1 online");
+	int a = dial(s.port, SOCK_STREAM);
+	expect_line(a, "you are #2, 2 online");
+	/* 16 MiB of lines: more than the outbox and every kernel buffer on
+	 * the way (the server's send buffer grows to 4 MiB at most). */
+	static char line[1000];
+	memset(line, 'L', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\n';
+	for (int i = 0; i < 16 * 1024 * 1024 / (int)sizeof(line); i++)
+		send_all(a, line, sizeof(line));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	expect_line(a, "* #1 left");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_lt(waited, 5.0, "the slow client was cut off after %.1f s", waited);
+	int c = dial(s.port, SOCK_STREAM);
+	expect_line(c, "you are #3, 2 online");
+	send_all(c, "still on\n", 9);
+	expect_line(a, "[#3] still on");
+	close(c);
+	close(a);
+	close(slow);
+	stop(&s);
 }
 
 /* Lines at the limit, 1024 bytes with the newline: exactly what the
