@@ -23,7 +23,7 @@
  * A DST that exists and is not a regular file (a device, a FIFO) or is a
  * symlink is written in place, as cp does: opened with O_TRUNC, through
  * the link (a FIFO needs its reader there already). Copying a file onto
- * itself that way is refused.
+ * itself that way is refused, and so is a dangling symlink, as cp does.
  *
  * SIGINT or SIGTERM stop the copy (exit status 1); bad arguments, an empty
  * SRC or DST among them, are a usage error (2). Prints the byte count.
@@ -213,6 +213,17 @@ static ssize_t copy_file(const struct opts *o, struct job *j)
 			}
 		}
 		j->out = zio_file_open(o->dst, O_WRONLY | O_TRUNC, 0, ZIO_FOREVER);
+		if (j->out == -ENOENT && S_ISLNK(dst.st_mode)) {
+			/* dst is still the link's own stat: what it names is not there. */
+			fprintf(stderr, "file_copy: not writing through dangling symlink %s\n", o->dst);
+			return -ENOENT;
+		}
+		if (j->out == -ENXIO && S_ISFIFO(dst.st_mode)) {
+			/* zio opens without waiting, so a FIFO's reader must come first. */
+			fprintf(stderr, "file_copy: open %s: a FIFO with no reader (start the reader first)\n",
+				o->dst);
+			return -ENXIO;
+		}
 		if (j->out < 0)
 			return fail("open", o->dst, j->out);
 	} else {

@@ -1060,7 +1060,8 @@ static int run_copy(bool buffered, const char *src, const char *dst, int out, ch
 /* A DST that is not a regular file is written in place, as cp does: a
  * FIFO gets the data (it was replaced by a regular file), so does a
  * symlink's target (the link was replaced), and so does a device (as
- * root, /dev/null became a regular file). */
+ * root, /dev/null became a regular file). A dangling symlink is not
+ * written through, as cp refuses it. */
 Test(examples, file_copy_in_place, .timeout = 30)
 {
 	char dir[64], src[128], dst[128], target[128], err[512];
@@ -1102,6 +1103,21 @@ Test(examples, file_copy_in_place, .timeout = 30)
 	cr_assert(strstr(err, "are the same file"), "%s", err);
 	cr_assert_eq(stat(src, &st), 0);
 	cr_assert_eq(st.st_size, 9);
+	/* A dangling link and a FIFO nobody reads are refused in words that
+	 * say so (it said "No such file or directory" of a link that is
+	 * there, and "No such device or address"); nothing is created. */
+	unlink(dst);
+	cr_assert_eq(symlink("nowhere", dst), 0);
+	cr_assert_eq(run_copy(false, src, dst, STDIO_PIPE, err), 1);
+	cr_assert(strstr(err, "not writing through dangling symlink"), "%s", err);
+	snprintf(target, sizeof(target), "%s/nowhere", dir);
+	cr_assert_eq(access(target, F_OK), -1);
+	unlink(dst);
+	cr_assert_eq(mkfifo(dst, 0600), 0);
+	cr_assert_eq(run_copy(true, src, dst, STDIO_PIPE, err), 1);
+	cr_assert(strstr(err, "a FIFO with no reader (start the reader first)"), "%s", err);
+	cr_assert_eq(lstat(dst, &st), 0);
+	cr_assert(S_ISFIFO(st.st_mode));
 	/* A device node of our own (mknod needs root). */
 	snprintf(dst, sizeof(dst), "%s/null", dir);
 	if (mknod(dst, S_IFCHR | 0600, makedev(1, 3)) == 0) {
