@@ -124,17 +124,17 @@ static bool member(const zio_group *g)
 }
 
 /* Waits until the group holds no task but the caller's (none, if it is
- * not one of them); cancellable unless nocancel. */
-static int wait_empty(zio_group *g, bool nocancel)
+ * not one of them); cancellable unless nocancel. Returns 0 with g->lock
+ * held, so what the caller reads of the round is the round it saw end (a
+ * spawn in between would have joined it), or -errno without the lock. */
+static int wait_empty_locked(zio_group *g, bool nocancel)
 {
 	struct zio__parker *p = zio__parker_self();
 	unsigned self = member(g);
 	for (;;) {
 		zio__spin_lock(&g->lock);
-		if (g->count <= self) {
-			zio__spin_unlock(&g->lock);
+		if (g->count <= self)
 			return 0;
-		}
 		struct zio__waiter w;
 		zio__waiter_init(&w, p, zio__park_prepare(p, nocancel ? ZIO__PARK_NOCANCEL : 0));
 		zio__waitq_push(&g->waiters, &w);
@@ -170,8 +170,8 @@ ZIO_API void zio_group_cancel(zio_group *g)
 	g->cancelling = true;
 	cancel_locked(g);
 	zio__spin_unlock(&g->lock);
-	wait_empty(g, true);
-	zio__spin_lock(&g->lock);
+	if (wait_empty_locked(g, true) < 0)
+		return; /* not reached: a shielded wait for ever ends only by a wake */
 	round_over_locked(g);
 	zio__spin_unlock(&g->lock);
 }
@@ -182,12 +182,11 @@ ZIO_API int zio_group_wait(zio_group *g)
 		return -EINVAL;
 	if (member(g))
 		return -EDEADLK; /* it would wait for itself */
-	int r = wait_empty(g, false);
+	int r = wait_empty_locked(g, false);
 	if (r < 0) {
 		zio_group_cancel(g);
 		return r;
 	}
-	zio__spin_lock(&g->lock);
 	r = g->first_error;
 	round_over_locked(g);
 	zio__spin_unlock(&g->lock);
