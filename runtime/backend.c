@@ -65,6 +65,10 @@ int zio__backend_choose(const char *name, const struct zio__backend **out, bool 
 		*out = b;
 		return 0;
 	}
+	/* The last failure said of each backend: a failure that may pass is
+	 * asked about again by every runtime, and said again only when it
+	 * changes (a lasting memlock limit logged a line per runtime). */
+	static _Atomic int said[N_BACKENDS];
 	int err = -ENOSYS;
 	bool for_now = false;
 	for (size_t i = 0; i < N_BACKENDS && !b; i++) {
@@ -73,9 +77,12 @@ int zio__backend_choose(const char *name, const struct zio__backend **out, bool 
 			b = all_backends[i];
 			break;
 		}
-		for_now |= zio__err_transient(err);
-		zio__log(1, "backend %s unavailable (%s), trying %s", all_backends[i]->name,
-			 strerror(-err), i + 1 < N_BACKENDS ? all_backends[i + 1]->name : "no other");
+		bool transient = zio__err_transient(err);
+		for_now |= transient;
+		if (atomic_exchange(&said[i], err) != err)
+			zio__log(1, "backend %s unavailable (%s%s), trying %s", all_backends[i]->name,
+				 strerror(-err), transient ? ", asked again for each runtime" : "",
+				 i + 1 < N_BACKENDS ? all_backends[i + 1]->name : "no other");
 	}
 	if (!b)
 		return err;
