@@ -247,13 +247,14 @@ struct zio__fd *zio__fd_get(int fd)
 	return &c[(unsigned)fd & (FD_CHUNK - 1)];
 }
 
-void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg)
+void zio__fd_foreach(int end, void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg)
 {
-	for (unsigned i = 0; i < FD_CHUNKS; i++) {
+	unsigned chunks = end <= 0 ? 0 : ((unsigned)end + FD_CHUNK - 1) >> FD_CHUNK_SHIFT;
+	for (unsigned i = 0; i < chunks && i < FD_CHUNKS; i++) {
 		struct zio__fd *c = atomic_load_explicit(&fd_chunks[i], memory_order_acquire);
 		if (!c)
 			continue;
-		for (unsigned k = 0; k < FD_CHUNK; k++)
+		for (unsigned k = 0; k < FD_CHUNK && (int)(i * FD_CHUNK + k) < end; k++)
 			fn((int)(i * FD_CHUNK + k), &c[k], arg);
 	}
 }

@@ -313,8 +313,10 @@ static inline bool zio__fd_replaced(const struct zio__fd *ent, uint32_t incarnat
 /* fd's ZIO__FD_* kind, from ent (may be NULL) or learnt with fcntl and
  * fstat and remembered there; -errno if fd is not open. */
 int zio__fd_kind(int fd, struct zio__fd *ent);
-/* Calls fn on every allocated entry (loop destruction). */
-void zio__fd_foreach(void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg);
+/* Calls fn on every allocated entry below fd number end (an epoll loop's
+ * stop and destruction). The table spans 64M numbers: a walk of all of it
+ * reads 512 KiB of chunk pointers. */
+void zio__fd_foreach(int end, void (*fn)(int fd, struct zio__fd *ent, void *arg), void *arg);
 /* Readiness wait lists: under ent->lock. */
 void zio__fd_link(struct zio__fd *ent, struct zio__op *op);
 void zio__fd_unlink(struct zio__fd *ent, struct zio__op *op);

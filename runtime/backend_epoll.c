@@ -42,6 +42,7 @@ struct epoll_loop {
 	struct zio__loop base;
 	int epfd;
 	int wakefd;
+	atomic_int fd_end; /* above every fd ever registered here: what disown() walks */
 	struct epoll_event evs[MAX_EVENTS];
 };
 
@@ -109,7 +110,7 @@ static void disown(int fd, struct zio__fd *ent, void *arg)
 static void ep_destroy(struct zio__loop *base)
 {
 	struct epoll_loop *l = (struct epoll_loop *)base;
-	zio__fd_foreach(disown, l);
+	zio__fd_foreach(atomic_load(&l->fd_end), disown, l);
 	close(l->epfd);
 	close(l->wakefd);
 	free(l);
@@ -119,7 +120,8 @@ static void ep_destroy(struct zio__loop *base)
  * owns, which tasks of the other executors may be waiting for. */
 static void ep_stop(struct zio__loop *base)
 {
-	zio__fd_foreach(disown, base);
+	struct epoll_loop *l = (struct epoll_loop *)base;
+	zio__fd_foreach(atomic_load(&l->fd_end), disown, l);
 }
 
 /* What an fd is registered for. Writability only while someone waits for
@@ -245,6 +247,9 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 		} else {
 			__atomic_store_n(&ent->owner_epfd, l->epfd, __ATOMIC_RELAXED);
 			ent->ep_out = out;
+			int end = atomic_load_explicit(&l->fd_end, memory_order_relaxed);
+			while (op->fd >= end && !atomic_compare_exchange_weak(&l->fd_end, &end, op->fd + 1))
+				;
 		}
 	} else if (out && !ent->ep_out) {
 		/* MOD re-checks readiness: writable by now means an event. */

@@ -917,6 +917,7 @@ Test(multishot, close_after_run_returned_two_executors, .timeout = 20)
 struct used_by_exec0 {
 	struct pair p;
 	int pipe[2];
+	int high; /* the pipe's read end again, past the fd table's first chunk */
 	int lfd;
 	zio_addr addr;
 };
@@ -931,6 +932,9 @@ static void *wait_on_three_fds(void *arg)
 	cr_assert_eq(zio_read(u->p.server, &c, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
 	cr_assert_eq(zio_pipe(u->pipe), 0);
 	cr_assert_eq(zio_read(u->pipe[0], &c, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
+	u->high = fcntl(u->pipe[0], F_DUPFD_CLOEXEC, 1500);
+	cr_assert_geq(u->high, 1500);
+	cr_assert_eq(zio_read(u->high, &c, 1, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
 	u->lfd = listen_any(&u->addr);
 	cr_assert_eq(zio_tcp_accept(u->lfd, NULL, zio_deadline_after(ZIO_MSEC(1))), -ETIMEDOUT);
 	return NULL;
@@ -991,6 +995,9 @@ Test(multishot, fds_of_a_stopped_executor_0_serve_the_others, .timeout = 30)
 	cr_assert_eq(served_soon(rt, &w, write_a_byte, (void *)(intptr_t)u.p.client), 1);
 	w = (struct exec1_wait){ .fd = u.pipe[0] };
 	cr_assert_eq(served_soon(rt, &w, write_a_byte, (void *)(intptr_t)u.pipe[1]), 1);
+	/* (epoll hands off only below the highest number it registered.) */
+	w = (struct exec1_wait){ .fd = u.high };
+	cr_assert_eq(served_soon(rt, &w, write_a_byte, (void *)(intptr_t)u.pipe[1]), 1);
 	w = (struct exec1_wait){ .fd = u.lfd, .accept = true };
 	long fd = served_soon(rt, &w, connect_to, &u.addr);
 	cr_assert_geq(fd, 0, "accept: %ld", fd);
@@ -1005,7 +1012,7 @@ Test(multishot, fds_of_a_stopped_executor_0_serve_the_others, .timeout = 30)
 		zio_task_join(t, NULL);
 		cr_assert_eq(atomic_load(&w.result), 1, "pinned task %d", i);
 	}
-	int all[] = { u.p.client, u.p.server, u.pipe[0], u.pipe[1], u.lfd };
+	int all[] = { u.p.client, u.p.server, u.pipe[0], u.pipe[1], u.high, u.lfd };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		cr_assert_eq(zio_close(all[i]), 0);
 	zio_runtime_destroy(rt);
