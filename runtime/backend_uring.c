@@ -647,6 +647,11 @@ static void complete(struct uring_loop *l, struct io_uring_cqe *cqe)
 	switch (data & TAG_MASK) {
 	case TAG_OP: {
 		struct zio__op *op = (struct zio__op *)(uintptr_t)data;
+		/* A zio_close()'s cancel, ours or one handed here for want of
+		 * a spare number: the file is let go before its closer goes
+		 * on. (-ENOENT: it found nothing to end.) */
+		if (op->opcode == ZIO__OP_CANCEL_FD && cqe->res > 0)
+			run_cancelled(l);
 		op->res = cqe->res;
 		op->done = 1;
 		/* The fiber is pinned here and parked; it reads op after
@@ -894,10 +899,6 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 			if (r < 0 && r != -EINTR)
 				zio__panic("io_uring: poll failed: %s", strerror(-r));
 		}
-		/* The cancelled requests end in deferred task work, which
-		 * runs when the ring is entered for events: then the file,
-		 * and the connection, are let go. */
-		ur_poll(base, 0);
 		zio__park_abandon(p);
 		return;
 	}
@@ -909,8 +910,6 @@ static void ur_close_fd(struct zio__loop *base, int fd)
 			break;
 		op.gen = zio__park_prepare(p, ZIO__PARK_NOCANCEL);
 	}
-	if (ours)
-		run_cancelled(l);
 	if (f)
 		f->flags = (f->flags & ~ZIO__FIBER_TEMP_PIN) | pin;
 }
