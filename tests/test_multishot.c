@@ -1487,8 +1487,8 @@ static void *accept_on_exec(void *arg)
  * ways round: executor 0 closing what executor 1 accepts on, and back. */
 static void *close_then_listen_again(void *arg)
 {
-	(void)arg;
-	for (unsigned i = 0; i < 200; i++) {
+	bool no_spare = arg != NULL;
+	for (unsigned i = 0; i < (no_spare ? 50u : 200u); i++) {
 		unsigned closer = i % 2;
 		settle_on(closer);
 		zio_addr a;
@@ -1498,9 +1498,20 @@ static void *close_then_listen_again(void *arg)
 		while (!atomic_load(&rl.accepting))
 			zio_yield();
 		zio_sleep(ZIO_MSEC(1)); /* into its wait */
+		struct rlimit old, none_above;
+		if (no_spare) {
+			/* No number free at or above the listener's: the close
+			 * cannot keep the file under a spare one and hands the
+			 * cancel to the other ring by the listener's number. */
+			cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+			none_above = (struct rlimit){ .rlim_cur = (rlim_t)rl.lfd + 1, .rlim_max = old.rlim_max };
+			cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none_above), 0);
+		}
 		int64_t t0 = zio_now();
 		cr_assert_eq(zio_close(rl.lfd), 0);
 		int64_t took = zio_now() - t0;
+		if (no_spare)
+			cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
 		int again = zio_tcp_listen(&a, NULL);
 		if (again < 0) {
 			/* Only if the other executor did not poll within the
@@ -1528,6 +1539,15 @@ static void *close_then_listen_again(void *arg)
 Test(multishot, close_frees_a_listeners_address_for_the_next_listen, .timeout = 60)
 {
 	run_in_runtime(2, close_then_listen_again, NULL);
+}
+
+/* The same at the descriptor limit, where a close has no spare number to
+ * keep the file under (it is when servers close descriptors): the close
+ * went on once the other ring's cancel completed, before the requests it
+ * ended let the file go. */
+Test(multishot, close_at_the_descriptor_limit_frees_a_listeners_address, .timeout = 60)
+{
+	run_in_runtime(2, close_then_listen_again, (void *)1);
 }
 
 /* A read queued for the kernel but not yet submitted (io_uring: the
