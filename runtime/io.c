@@ -1105,10 +1105,21 @@ ZIO_API ssize_t zio_writev(int fd, const struct iovec *iov, int iovcnt, int64_t 
 	return zio__op_run(&op, deadline);
 }
 
+/* Whether fd was zio_close()d since a call of several writes began with
+ * incarnation: the rest must not go to a new file under the number. */
+static bool closed_since_start(struct zio__fd *ent, uint32_t incarnation)
+{
+	return ent && zio__fd_replaced(ent, incarnation);
+}
+
 ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 {
+	struct zio__fd *ent = zio__fd_peek(fd);
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 	size_t done = 0;
 	while (done < len) {
+		if (done && closed_since_start(ent, incarnation))
+			return -EBADF;
 		ssize_t r = zio_write(fd, (const char *)buf + done, len - done, deadline);
 		if (r < 0)
 			return r;
@@ -1125,12 +1136,16 @@ ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t de
 		return -EINVAL;
 	if (!iov && iovcnt > 0)
 		return -EFAULT;
+	struct zio__fd *ent = zio__fd_peek(fd);
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 	size_t total = 0;
 	while (iovcnt > 0 && iov->iov_len == 0) {
 		iov++;
 		iovcnt--;
 	}
 	while (iovcnt > 0) {
+		if (total && closed_since_start(ent, incarnation))
+			return -EBADF;
 		ssize_t r = zio_writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt, deadline);
 		if (r < 0)
 			return r;

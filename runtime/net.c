@@ -423,17 +423,34 @@ static size_t iov_total(const struct iovec *iov, size_t n)
 	return t;
 }
 
+/* The file fd names as a call of several ops begins: a zio_close() of fd
+ * during one op, and a new file under the number, must end the call,
+ * not have the next op read or write the new file. */
+struct fd_at_start {
+	struct zio__fd *ent;
+	uint32_t incarnation;
+};
+
+static struct fd_at_start fd_at_start(int fd)
+{
+	struct zio__fd *ent = zio__fd_peek(fd);
+	return (struct fd_at_start){ ent, ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0 };
+}
+
 /* Fills iov[0..n) past its first got bytes; returns the new total. An
  * error that ends it is left for the next call, as recv(2) leaves it: a
  * receive would take the socket's pending error (and drop it, the bytes so
  * far being the answer), so each one waits first for readiness and stops
  * at POLLERR. (io_uring's own MSG_WAITALL receive, which continues in the
- * kernel, takes it there.) */
-static size_t recv_rest(int fd, const struct iovec *iov, size_t n, size_t got, int flags,
-			int64_t deadline)
+ * kernel, takes it there.) A close of fd since start ends it too (the
+ * ring's receive, cancelled by the close, returned what it had). */
+static size_t recv_rest(int fd, struct fd_at_start start, const struct iovec *iov, size_t n,
+			size_t got, int flags, int64_t deadline)
 {
 	size_t i = 0, off = got;
 	for (;;) {
+		if (start.ent && zio__fd_replaced(start.ent, start.incarnation))
+			return got;
 		while (i < n && off >= iov[i].iov_len) {
 			off -= iov[i].iov_len;
 			i++;
@@ -463,11 +480,12 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.buf = buf;
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = receive_flags(fd, flags);
+	struct fd_at_start start = fd_at_start(fd);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (!wants_rest(r, op.u.rw.len, op.u.rw.flags))
 		return r;
 	struct iovec iov = { buf, op.u.rw.len };
-	return (ssize_t)recv_rest(fd, &iov, 1, (size_t)r, flags, deadline);
+	return (ssize_t)recv_rest(fd, start, &iov, 1, (size_t)r, flags, deadline);
 }
 
 ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline)
@@ -489,10 +507,11 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 	/* With a control buffer the rest is not waited for: a later message's
 	 * fds would have nowhere to go. */
 	bool control = msg->msg_controllen > 0;
+	struct fd_at_start start = fd_at_start(fd);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (control || !msg->msg_iov || !wants_rest(r, iov_total(msg->msg_iov, msg->msg_iovlen), op.u.msg.flags))
 		return r;
-	return (ssize_t)recv_rest(fd, msg->msg_iov, msg->msg_iovlen, (size_t)r, flags, deadline);
+	return (ssize_t)recv_rest(fd, start, msg->msg_iov, msg->msg_iovlen, (size_t)r, flags, deadline);
 }
 
 ZIO_API ssize_t zio_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline)
