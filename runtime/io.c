@@ -208,6 +208,14 @@ static bool poll_now(int fd, short events)
 	return poll(&p, 1, 0) > 0;
 }
 
+/* The MSG_* flags a receive op carries (read and readv: none). */
+static int receive_flags_of(const struct zio__op *op)
+{
+	return op->opcode == ZIO__OP_RECV      ? op->u.rw.flags
+	       : op->opcode == ZIO__OP_RECVMSG ? op->u.msg.flags
+					       : 0;
+}
+
 /* A socket shut down for reading, in the middle of a receive that found
  * nothing: a datagram socket says EAGAIN, not 0, though poll reports
  * POLLIN|POLLRDHUP (a blocking recv(2) returns 0), so the receive would
@@ -658,6 +666,14 @@ again:
 			r = -EBADF;
 		} else if (op->opcode == ZIO__OP_POLL && ent && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* events of a file the number no longer names */
+		} else if (r == -EAGAIN && ent &&
+			   (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM) &&
+			   !(receive_flags_of(op) & MSG_DONTWAIT) && input_shut_down(op)) {
+			/* The ring's receive ends so (recvmsg, and the readv
+			 * and recvfrom made of it) on a datagram socket shut
+			 * down for reading: its end of input, as in
+			 * ready_run(). */
+			r = 0;
 		}
 	} else {
 		l->ops->cancel(l, op);

@@ -877,7 +877,9 @@ Test(net, shutdown_for_reading_ends_a_datagram_receive, .timeout = 20)
 
 /* Every receive after the shutdown says 0, as a blocking recv(2) does, not
  * only the first: on epoll the shutdown is one edge, and the receives
- * after the one that took it waited for another until their deadline. */
+ * after the one that took it waited for another until their deadline.
+ * And every kind of receive: on io_uring the ring's recvmsg (recvfrom's
+ * and readv's too) said -EAGAIN. */
 static void *every_receive_after_shutdown_task(void *arg)
 {
 	(void)arg;
@@ -894,10 +896,17 @@ static void *every_receive_after_shutdown_task(void *arg)
 	const int fds[] = { udp, unix_pair[0] };
 	for (unsigned k = 0; k < 2; k++) {
 		cr_assert_eq(zio_shutdown(fds[k], SHUT_RD), 0);
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < 5; i++) {
 			char buf[16];
-			ssize_t n = zio_recv(fds[k], buf, sizeof(buf), 0,
-					     zio_deadline_after(ZIO_SEC(2)));
+			struct iovec iov = { buf, sizeof(buf) };
+			struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+			zio_addr from;
+			int64_t soon = zio_deadline_after(ZIO_SEC(2));
+			ssize_t n = i == 0   ? zio_recv(fds[k], buf, sizeof(buf), 0, soon)
+				    : i == 1 ? zio_read(fds[k], buf, sizeof(buf), soon)
+				    : i == 2 ? zio_recvfrom(fds[k], buf, sizeof(buf), 0, &from, soon)
+				    : i == 3 ? zio_recvmsg(fds[k], &m, 0, soon)
+					     : zio_readv(fds[k], &iov, 1, soon);
 			cr_assert_eq(n, 0, "%s: receive %d after SHUT_RD: %zd", k ? "unix" : "udp", i, n);
 		}
 	}
