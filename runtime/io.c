@@ -202,6 +202,21 @@ static inline bool dgram_send(const struct zio__op *op, struct zio__fd *ent)
 	       (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM);
 }
 
+/* A send io_uring is not given: it waits for room by readiness and is
+ * tried again. On a datagram socket the kernel's Unix datagram send takes
+ * the payload in before it says EAGAIN, and the ring's retry of it sent an
+ * empty datagram. On any socket but TCP's: a Unix stream send the ring
+ * retried after its poll and still found no room (other writers took it)
+ * goes to io_uring's worker thread, which said -EAGAIN to a call that
+ * waits, or blocked in the kernel past the request's cancel and the fd's
+ * close (found by a stress test with several writers per socket). */
+static inline bool send_by_readiness(const struct zio__op *op, struct zio__fd *ent)
+{
+	return ent && op_dir(op) == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
+	       (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & (ZIO__FD_SOCK | ZIO__FD_TCP)) ==
+		       ZIO__FD_SOCK;
+}
+
 static bool poll_now(int fd, short events)
 {
 	struct pollfd p = { .fd = fd, .events = events };
@@ -840,6 +855,13 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * without letting the op proceed (a socket's error queue: POLLERR)
 	 * would spin a core. */
 	bool woke_ready = false;
+	/* A send on a Unix stream or seqpacket socket cannot see its end by
+	 * readiness: its own SHUT_WR, or the peer's SHUT_RD, ends a blocking
+	 * send(2) with EPIPE, but poll reports neither (TCP reports POLLOUT).
+	 * Its waits are cut at growing intervals, 1 to 50 ms, to try again. */
+	bool blind_end = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
+			 (traits & (ZIO__FD_SOCK | ZIO__FD_TCP | ZIO__FD_DGRAM)) == ZIO__FD_SOCK;
+	int64_t blind_check = ZIO_MSEC(1);
 	int64_t pause = ZIO_USEC(50);
 	unsigned refused = 0,
 		 pause_after = dgram_send(op, ent) ? 1 : l->ops == &zio__backend_epoll ? UINT_MAX : 2;
@@ -881,7 +903,19 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 			woke_ready = false;
 			continue;
 		}
-		int w = wait_ready(l, f, op, deadline);
+		int64_t until = blind_end ? zio__earlier(deadline, zio__now() + blind_check) : deadline;
+		int w = wait_ready(l, f, op, until);
+		if (w == -ETIMEDOUT && until != deadline && zio__now() >= until) {
+			/* The cut, not the call's deadline: look again. */
+			if (blind_check < ZIO_MSEC(50))
+				blind_check *= 2;
+			woke_ready = false;
+			if (zio__fd_replaced(ent, incarnation)) {
+				r = -EBADF;
+				break;
+			}
+			continue;
+		}
 		woke_ready = w == 0;
 		if (w >= 0 && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* also a poll: the events were the old file's */
@@ -1057,10 +1091,7 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			return ready_run(l, f, op, 0);
 		if (!stream_op && op->opcode != ZIO__OP_CANCEL_FD && zio__out_of_time(deadline))
 			return zio__blocking_op(op, deadline);
-		/* A datagram send waits for room and is tried again: the
-		 * kernel's Unix datagram send takes the payload in before it
-		 * says EAGAIN, and io_uring's retry of it sent an empty one. */
-		if (stream_op && dgram_send(op, ent))
+		if (stream_op && send_by_readiness(op, ent))
 			return ready_run(l, f, op, deadline);
 		return native_run(l, f, op, deadline);
 	}

@@ -725,6 +725,137 @@ Test(net, waitall_cut_by_a_close_never_reads_the_next_file, .timeout = 60)
 	run_in_runtime(2, waitall_then_close_and_reuse, NULL);
 }
 
+/* Several tasks send on one Unix stream socket whose reader drains it
+ * slowly, and the socket is shut down for reading (which wakes every wait
+ * on it): none is told -EAGAIN (its calls may wait), and a zio_close() of
+ * the socket then ends every one of them. On io_uring a send the ring
+ * retried after its poll and still found no room went to the ring's
+ * worker thread, which said -EAGAIN, or blocked in the kernel past the
+ * cancel and the close. From the helper's stress test. */
+struct crowded {
+	int fd, peer;
+	atomic_int eagain, running;
+	atomic_bool stop;
+};
+
+static void *crowd_sender(void *arg)
+{
+	struct crowded *c = arg;
+	static char chunk[48 << 10];
+	while (!atomic_load(&c->stop)) {
+		ssize_t r = zio_send(c->fd, chunk, sizeof(chunk), 0, zio_deadline_after(ZIO_MSEC(20)));
+		if (r == -EAGAIN)
+			atomic_fetch_add(&c->eagain, 1);
+		else if (r < 0 && r != -ETIMEDOUT)
+			break;
+	}
+	atomic_fetch_sub(&c->running, 1);
+	return NULL;
+}
+
+static void *slow_drain(void *arg)
+{
+	struct crowded *c = arg;
+	char buf[16 << 10];
+	while (!atomic_load(&c->stop) && zio_read(c->peer, buf, sizeof(buf), zio_deadline_after(ZIO_SEC(5))) > 0)
+		zio_sleep(ZIO_USEC(200));
+	return NULL;
+}
+
+static void *crowded_unix_stream(void *arg)
+{
+	(void)arg;
+	for (int round = 0; round < 20; round++) {
+		int sv[2];
+		cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+		struct crowded c = { .fd = sv[0], .peer = sv[1] };
+		enum { SENDERS = 6 };
+		zio_task *t[SENDERS], *drain;
+		atomic_store(&c.running, SENDERS);
+		for (int i = 0; i < SENDERS; i++)
+			cr_assert_eq(zio_spawn(NULL, &t[i], crowd_sender, &c, NULL), 0);
+		cr_assert_eq(zio_spawn(NULL, &drain, slow_drain, &c, NULL), 0);
+		zio_sleep(ZIO_MSEC(10));
+		/* Wakes the waiting senders' polls, with no more room. */
+		cr_assert_eq(zio_shutdown(sv[0], SHUT_RD), 0);
+		zio_sleep(ZIO_MSEC(30));
+		atomic_store(&c.stop, true);
+		cr_assert_eq(zio_close(sv[0]), 0);
+		int64_t t0 = zio_now();
+		while (atomic_load(&c.running) > 0 && zio_now() - t0 < ZIO_SEC(5))
+			zio_sleep(ZIO_MSEC(1));
+		cr_assert_eq(atomic_load(&c.running), 0, "round %d: senders still in zio_send after the close",
+			     round);
+		for (int i = 0; i < SENDERS; i++)
+			zio_task_join(t[i], NULL);
+		zio_task_join(drain, NULL);
+		zio_close(sv[1]);
+		cr_assert_eq(atomic_load(&c.eagain), 0, "round %d: -EAGAIN from a send that may wait", round);
+	}
+	return NULL;
+}
+
+Test(net, crowded_unix_stream_sends_wait_and_end_at_close, .timeout = 60)
+{
+	run_in_runtime(1, crowded_unix_stream, NULL);
+}
+
+/* A send waiting for room on a Unix stream socket ends with -EPIPE when
+ * its own end is shut down for writing, or the peer's for reading, as a
+ * blocking send(2) does; poll reports neither, so on epoll and poll (and
+ * on io_uring, whose Unix stream sends now wait by readiness) it waited
+ * for its deadline. A shutdown for reading of its own end, or for writing
+ * of the peer's, leaves it waiting, as send(2). */
+struct full_sender {
+	int fd;
+	ssize_t r;
+	atomic_bool done;
+};
+
+static void *send_into_full(void *arg)
+{
+	struct full_sender *s = arg;
+	static char chunk[64 << 10];
+	while (zio_send(s->fd, chunk, sizeof(chunk), MSG_DONTWAIT, 0) > 0)
+		;
+	s->r = zio_send(s->fd, chunk, sizeof(chunk), 0, zio_deadline_after(ZIO_SEC(10)));
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+static void *shutdown_ends_unix_send(void *arg)
+{
+	(void)arg;
+	for (int peer = 0; peer < 2; peer++)
+		for (int how = SHUT_RD; how <= SHUT_RDWR; how++) {
+			int sv[2];
+			cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+			struct full_sender s = { .fd = sv[0] };
+			zio_task *t;
+			cr_assert_eq(zio_spawn(NULL, &t, send_into_full, &s, NULL), 0);
+			zio_sleep(ZIO_MSEC(10));
+			cr_assert(!atomic_load(&s.done));
+			cr_assert_eq(zio_shutdown(sv[peer], how), 0);
+			bool ends = how == SHUT_RDWR || how == (peer ? SHUT_RD : SHUT_WR);
+			int64_t t0 = zio_now();
+			while (!atomic_load(&s.done) && zio_now() - t0 < ZIO_SEC(2))
+				zio_sleep(ZIO_MSEC(1));
+			cr_assert_eq(atomic_load(&s.done), ends, "%s end, how %d: %s", peer ? "peer's" : "own",
+				     how, ends ? "still waiting" : "ended");
+			cr_assert_eq(zio_close(sv[0]), 0);
+			zio_task_join(t, NULL);
+			cr_assert_eq(s.r, ends ? -EPIPE : -EBADF, "%s end, how %d: %zd", peer ? "peer's" : "own",
+				     how, s.r);
+			zio_close(sv[1]);
+		}
+	return NULL;
+}
+
+Test(net, unix_stream_send_ends_when_shut_down, .timeout = 60)
+{
+	run_in_runtime(1, shutdown_ends_unix_send, NULL);
+}
+
 /* MSG_WAITALL cut short by a reset: the bytes that came are the answer and
  * the reset is the next call's, as recv(2) leaves it (the readiness
  * backends' continued receive took it and dropped it: the next call said
