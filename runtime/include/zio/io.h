@@ -161,15 +161,21 @@ ZIO_API ssize_t zio_read(int fd, void *buf, size_t len, int64_t deadline);
 ZIO_API ssize_t zio_write(int fd, const void *buf, size_t len, int64_t deadline);
 ZIO_API ssize_t zio_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
 ZIO_API ssize_t zio_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
-/* Writes everything (len on success). On an error part may have gone out. */
+/* Writes everything (len on success). On an error part may have gone out.
+ * A zio_close() of fd between its writes ends it with -EBADF: the rest
+ * never goes to a new file under the number. */
 ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadline);
-/* Like zio_write_all over an iovec array, which it advances in place. */
+/* Like zio_write_all over an iovec array. It uses the array as scratch:
+ * after an error the element it stopped in has been cut to what remained
+ * of it, but the elements before are left as they were, so the array does
+ * not tell how much went out. */
 ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline);
 
 /* Sockets: send/recv flags as in send(2)/recv(2); MSG_NOSIGNAL is implied.
  * MSG_WAITALL on a stream waits for the whole buffer on every backend
  * (recvmsg: unless it has a control buffer, which a later message's fds
- * would need); on EOF, error, deadline or cancel it returns what came. */
+ * would need); on EOF, error, deadline, cancel or a zio_close() of fd it
+ * returns what came. */
 ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadline);
 ZIO_API ssize_t zio_send(int fd, const void *buf, size_t len, int flags, int64_t deadline);
 ZIO_API ssize_t zio_recvfrom(int fd, void *buf, size_t len, int flags, zio_addr *from,
