@@ -223,12 +223,20 @@ static bool poll_now(int fd, short events)
 	return poll(&p, 1, 0) > 0;
 }
 
-/* The MSG_* flags a receive op carries (read and readv: none). */
-static int receive_flags_of(const struct zio__op *op)
+/* The MSG_* flags a socket op carries (read, write and their vectors:
+ * none). */
+static int msg_flags_of(const struct zio__op *op)
 {
-	return op->opcode == ZIO__OP_RECV      ? op->u.rw.flags
-	       : op->opcode == ZIO__OP_RECVMSG ? op->u.msg.flags
-					       : 0;
+	switch (op->opcode) {
+	case ZIO__OP_RECV:
+	case ZIO__OP_SEND:
+		return op->u.rw.flags;
+	case ZIO__OP_RECVMSG:
+	case ZIO__OP_SENDMSG:
+		return op->u.msg.flags;
+	default:
+		return 0;
+	}
 }
 
 /* A socket shut down for reading, in the middle of a receive that found
@@ -683,7 +691,7 @@ again:
 			r = -EBADF; /* events of a file the number no longer names */
 		} else if (r == -EAGAIN && ent &&
 			   (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM) &&
-			   !(receive_flags_of(op) & MSG_DONTWAIT) && input_shut_down(op)) {
+			   !(msg_flags_of(op) & MSG_DONTWAIT) && input_shut_down(op)) {
 			/* The ring's receive ends so (recvmsg, and the readv
 			 * and recvfrom made of it) on a datagram socket shut
 			 * down for reading: its end of input, as in
@@ -1093,7 +1101,18 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			return zio__blocking_op(op, deadline);
 		if (stream_op && send_by_readiness(op, ent))
 			return ready_run(l, f, op, deadline);
-		return native_run(l, f, op, deadline);
+		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_RELAXED) : 0;
+		ssize_t r = native_run(l, f, op, deadline);
+		/* -EAGAIN to a call that may wait: the ring retried the op
+		 * after its poll, found nothing again (another reader took
+		 * the datagram), and gave it to its worker thread, where a
+		 * readv or writev honours the file's O_NONBLOCK. Waited for
+		 * by readiness instead, as on epoll; not if fd was closed
+		 * meanwhile (the number may name another file by now). */
+		if (zio__unlikely(r == -EAGAIN) && stream_op && !(msg_flags_of(op) & MSG_DONTWAIT))
+			return ent && zio__fd_replaced(ent, incarnation) ? -EBADF
+									 : ready_run(l, f, op, deadline);
+		return r;
 	}
 	if (op->opcode == ZIO__OP_FREAD || op->opcode == ZIO__OP_FWRITE) {
 		/* At the current position, as read(2) and write(2): a pipe,

@@ -856,6 +856,66 @@ Test(net, unix_stream_send_ends_when_shut_down, .timeout = 60)
 	run_in_runtime(1, shutdown_ends_unix_send, NULL);
 }
 
+/* Several tasks wait in zio_readv() on one datagram socket, each
+ * datagram waking them all: those that find it taken wait on, and none is
+ * told -EAGAIN. On io_uring the ring retried a readv that found nothing
+ * after its poll in its worker thread, where the socket's O_NONBLOCK made
+ * it -EAGAIN (a helper's stress test: hundreds a second). */
+struct dgram_crowd {
+	int fd;
+	atomic_int eagain, got;
+	atomic_bool stop;
+};
+
+static void *readv_datagrams(void *arg)
+{
+	struct dgram_crowd *c = arg;
+	char buf[64];
+	struct iovec iov = { buf, sizeof(buf) };
+	while (!atomic_load(&c->stop)) {
+		ssize_t r = zio_readv(c->fd, &iov, 1, zio_deadline_after(ZIO_MSEC(50)));
+		if (r == -EAGAIN)
+			atomic_fetch_add(&c->eagain, 1);
+		else if (r > 0)
+			atomic_fetch_add(&c->got, 1);
+	}
+	return NULL;
+}
+
+static void *crowded_datagram_readers(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_DGRAM, sv), 0);
+	struct dgram_crowd c = { .fd = sv[0] };
+	enum { READERS = 6, DATAGRAMS = 400 };
+	zio_task *t[READERS];
+	for (int i = 0; i < READERS; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], readv_datagrams, &c, NULL), 0);
+	for (int i = 0; i < DATAGRAMS; i++) {
+		cr_assert_eq(zio_send(sv[1], "d", 1, 0, ZIO_FOREVER), 1);
+		if (i % 4 == 0)
+			zio_sleep(ZIO_USEC(100));
+	}
+	int64_t t0 = zio_now();
+	while (atomic_load(&c.got) < DATAGRAMS && zio_now() - t0 < ZIO_SEC(5))
+		zio_sleep(ZIO_MSEC(1));
+	atomic_store(&c.stop, true);
+	for (int i = 0; i < READERS; i++)
+		zio_task_join(t[i], NULL);
+	cr_assert_eq(atomic_load(&c.got), DATAGRAMS);
+	cr_assert_eq(atomic_load(&c.eagain), 0, "-EAGAIN from a readv that may wait");
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(net, crowded_datagram_readers_wait, .timeout = 30)
+{
+	run_in_runtime(1, crowded_datagram_readers, NULL);
+	run_in_runtime(2, crowded_datagram_readers, NULL);
+}
+
 /* MSG_WAITALL cut short by a reset: the bytes that came are the answer and
  * the reset is the next call's, as recv(2) leaves it (the readiness
  * backends' continued receive took it and dropped it: the next call said
