@@ -808,6 +808,30 @@ static int wait_for_nothing(int64_t deadline)
 	return w ? w : -ETIMEDOUT;
 }
 
+/* An op on an fd whose zio_close() is under way (ZIO__EPFD_CLOSING): on
+ * the file being closed, it fails with -EBADF, as a wait on it would; but
+ * the number may already name a new file that another thread opened in
+ * the moment between the close(2) and the lift of the mark (eventfd(2),
+ * say: zio did not make it, so nothing reset the entry), which must work.
+ * The lift follows the close(2) at once, so a wait tells them apart,
+ * as long as a close's own waits for the other executors (a thread
+ * preempted between the two on a loaded machine takes milliseconds).
+ * True if the close is still under way. */
+static bool still_closing(struct zio__fd *ent)
+{
+	int64_t until = 0;
+	for (unsigned i = 0;
+	     __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE) == ZIO__EPFD_CLOSING; i++) {
+		int64_t now = zio__now();
+		if (!until)
+			until = now + ZIO__CLOSE_WAIT_MAX;
+		else if (now >= until)
+			return true;
+		zio__pause(i);
+	}
+	return false;
+}
+
 /* Readiness path: try, wait, retry. */
 static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
 			 int64_t deadline)
@@ -815,6 +839,9 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
 		return zio__fd_get_error(op->fd);
+	if (zio__unlikely(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING) &&
+	    still_closing(ent))
+		return -EBADF;
 	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
@@ -1062,7 +1089,8 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		 * second line, which this path does not otherwise touch.) */
 		/* zio_close() of fd is under way: a request now would hold
 		 * the file open past its close() (epoll and poll refuse too). */
-		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING)
+		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING &&
+		    still_closing(ent))
 			return -EBADF;
 		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on

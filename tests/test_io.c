@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -994,6 +995,67 @@ static void *wait_during_close(void *arg)
 Test(io, wait_during_close_is_ebadf, .timeout = 20)
 {
 	run_in_runtime(1, wait_during_close, NULL);
+}
+
+/* A file zio did not make (eventfd(2)) that takes the number of a file
+ * zio_close() has just closed, before the close lifts its mark from the
+ * fd's entry: its first op works (it said -EBADF, the close being under
+ * way: on io_uring thousands of times a second, with sockets made and
+ * closed beside it on the other executor). */
+static atomic_bool fresh_stop;
+static atomic_int fresh_ebadf, fresh_writes;
+
+static void *make_and_close_sockets(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&fresh_stop)) {
+		int sv[2];
+		if (zio_socketpair(AF_UNIX, SOCK_STREAM, sv) == 0) {
+			zio_wait_fd(sv[0], POLLOUT, 0);
+			zio_close(sv[0]);
+			zio_close(sv[1]);
+		}
+		zio_yield();
+	}
+	return NULL;
+}
+
+static void *write_fresh_eventfds(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&fresh_stop)) {
+		int e = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		cr_assert_geq(e, 0);
+		uint64_t one = 1;
+		if (zio_write(e, &one, sizeof(one), zio_deadline_after(ZIO_SEC(1))) == -EBADF)
+			atomic_fetch_add(&fresh_ebadf, 1);
+		atomic_fetch_add(&fresh_writes, 1);
+		zio_close(e);
+		zio_yield();
+	}
+	return NULL;
+}
+
+static void *raw_files_beside_closes(void *arg)
+{
+	(void)arg;
+	zio_task *t[8];
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], i % 2 ? write_fresh_eventfds : make_and_close_sockets,
+				       NULL, NULL), 0);
+	zio_sleep(ZIO_MSEC(700));
+	atomic_store(&fresh_stop, true);
+	for (int i = 0; i < 8; i++)
+		zio_task_join(t[i], NULL);
+	cr_assert_gt(atomic_load(&fresh_writes), 1000);
+	cr_assert_eq(atomic_load(&fresh_ebadf), 0, "-EBADF in %d of %d writes to a fresh eventfd",
+		     atomic_load(&fresh_ebadf), atomic_load(&fresh_writes));
+	return NULL;
+}
+
+Test(io, a_raw_file_under_a_number_being_closed_works, .timeout = 30)
+{
+	run_in_runtime(2, raw_files_beside_closes, NULL);
 }
 
 /* ECANCELED as a result of the call itself, not of a zio_close(): a timerfd
