@@ -1529,7 +1529,12 @@ static void *close_then_listen_again(void *arg)
 		cr_assert_eq(zio_close(again), 0);
 		void *r;
 		zio_task_join(t, &r);
-		cr_assert_eq((intptr_t)r, -EBADF, "round %u: accept: %d", i, (int)(intptr_t)r);
+		/* (At the limit, an accept the ring issues during the close
+		 * (a slow acceptor, or single-shot accepts, which are issued
+		 * again after each wake) fails with EMFILE: io_uring takes a
+		 * number for the connection first.) */
+		cr_assert((intptr_t)r == -EBADF || (no_spare && (intptr_t)r == -EMFILE),
+			  "round %u: accept: %d", i, (int)(intptr_t)r);
 		struct zio__fiber *me = zio__fiber_current();
 		me->flags &= ~ZIO__FIBER_PINNED;
 	}
