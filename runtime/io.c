@@ -1084,6 +1084,10 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 					      ? zio__fd_get(op->fd) : NULL;
 		if (ent)
 			file_rw_as_stream(op, ent);
+		/* The file fd names as the call begins: the paths below take
+		 * their own look, and one that gives up after a wait (the
+		 * multishot path) must not hand the op to the next file. */
+		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
 		 * second line, which this path does not otherwise touch.) */
@@ -1115,6 +1119,8 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 				if (r != -EOPNOTSUPP)
 					return r;
 				l = f->exec->loop; /* it may have moved us */
+				if (zio__fd_replaced(ent, incarnation))
+					return -EBADF;
 			}
 		}
 		if (ent && ring_unfit(op, ent))
@@ -1129,7 +1135,6 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			return zio__blocking_op(op, deadline);
 		if (stream_op && send_by_readiness(op, ent))
 			return ready_run(l, f, op, deadline);
-		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_RELAXED) : 0;
 		ssize_t r = native_run(l, f, op, deadline);
 		/* -EAGAIN to a call that may wait: the ring retried the op
 		 * after its poll, found nothing again (another reader took
