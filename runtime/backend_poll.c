@@ -294,9 +294,12 @@ static void pl_release_files(struct zio__loop *base)
 {
 	struct poll_loop *l = (struct poll_loop *)base;
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The count first: a poll that ends between the two loads is then
+	 * seen to end, not taken for the one to wait for (whose wake the
+	 * next turn's drain of the eventfd would swallow). */
+	unsigned seen = atomic_load_explicit(&l->polls, memory_order_acquire);
 	if (!atomic_load(&l->polling))
 		return;
-	unsigned seen = atomic_load_explicit(&l->polls, memory_order_acquire);
 	pl_wake(base);
 	int64_t give_up = zio__now() + ZIO__CLOSE_WAIT_MAX;
 	for (unsigned i = 0; atomic_load(&l->polling) &&
