@@ -921,7 +921,15 @@ static bool ur_closed_since(struct zio__loop *base, const struct zio__fd *ent, u
 
 static void ur_stop(struct zio__loop *base)
 {
-	zio__uring_ms_stop((struct uring_loop *)base);
+	struct uring_loop *l = (struct uring_loop *)base;
+	zio__uring_ms_stop(l);
+	/* Closers that handed a file here and wait for this ring would wait
+	 * out their bound: nobody drives it until the next run. They go on;
+	 * the files are let go when it runs again, or is destroyed. (One
+	 * that saw it driven a moment before still waits its bound.) */
+	take_remote(l);
+	for (struct uring_close *c = l->closing; c; c = c->next)
+		close_let_go(c);
 }
 
 const struct zio__backend zio__backend_uring = {
