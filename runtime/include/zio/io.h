@@ -205,8 +205,9 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * in any case until it has handed the kernel what it had queued on fd (or,
  * out of descriptors, until it has cancelled); on poll, likewise up to 50
  * ms for each other executor's poll(2) that holds the file until it
- * returns. A
- * busy executor polls when it next yields; executor 0, after
+ * returns (a caller outside the runtime, a plain thread or another
+ * runtime's task, does not wait for those: the file closes a moment
+ * after). A busy executor polls when it next yields; executor 0, after
  * zio_runtime_run() has returned, at once if zio_close is called on the
  * thread that ran it, else at the next run or destroy (not waited for).
  * Call it from a task, or from the thread that runs the runtime: another
