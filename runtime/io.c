@@ -813,23 +813,34 @@ static int wait_for_nothing(int64_t deadline)
  * the number may already name a new file that another thread opened in
  * the moment between the close(2) and the lift of the mark (eventfd(2),
  * say: zio did not make it, so nothing reset the entry), which must work.
- * The lift follows the close(2) at once, so a wait tells them apart,
- * as long as a close's own waits for the other executors (a thread
- * preempted between the two on a loaded machine takes milliseconds).
- * True if the close is still under way. */
-static bool still_closing(struct zio__fd *ent)
+ * The lift follows the close(2) at once, so a wait tells them apart, as
+ * long as a close's own waits for the other executors (a thread preempted
+ * between the two on a loaded machine takes milliseconds), and no longer
+ * than the call's deadline (a try-once call does not wait). 0 once the
+ * mark is lifted; else -EBADF, or -ECANCELED for a cancelled task. The
+ * task stays on its executor meanwhile: the caller's loop is its own. */
+static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadline)
 {
-	int64_t until = 0;
+	int64_t until = zio__earlier(zio__effective_deadline(f, deadline),
+				     zio__now() + ZIO__CLOSE_WAIT_MAX);
+	uint32_t pin = f->flags & PIN;
+	f->flags |= PIN;
+	int r = 0;
 	for (unsigned i = 0;
 	     __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE) == ZIO__EPFD_CLOSING; i++) {
-		int64_t now = zio__now();
-		if (!until)
-			until = now + ZIO__CLOSE_WAIT_MAX;
-		else if (now >= until)
-			return true;
+		/* (A cancelled task's yields and naps return at once.) */
+		if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
+			r = -ECANCELED;
+			break;
+		}
+		if (zio__now() >= until) {
+			r = -EBADF;
+			break;
+		}
 		zio__pause(i);
 	}
-	return false;
+	f->flags = (f->flags & ~PIN) | pin;
+	return r;
 }
 
 /* Readiness path: try, wait, retry. */
@@ -839,9 +850,11 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
 		return zio__fd_get_error(op->fd);
-	if (zio__unlikely(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING) &&
-	    still_closing(ent))
-		return -EBADF;
+	if (zio__unlikely(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING)) {
+		int e = closing_wait(f, ent, deadline);
+		if (e)
+			return e;
+	}
 	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
@@ -942,8 +955,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 		int w = wait_ready(l, f, op, until);
 		if (w == -ETIMEDOUT && until != deadline && zio__now() >= until) {
 			/* The cut, not the call's deadline: look again. */
-			if (blind_check < ZIO_MSEC(50))
-				blind_check *= 2;
+			blind_check = zio__earlier(2 * blind_check, ZIO_MSEC(50));
 			woke_ready = false;
 			if (zio__fd_replaced(ent, incarnation)) {
 				r = -EBADF;
@@ -1093,9 +1105,11 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		 * second line, which this path does not otherwise touch.) */
 		/* zio_close() of fd is under way: a request now would hold
 		 * the file open past its close() (epoll and poll refuse too). */
-		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING &&
-		    still_closing(ent))
-			return -EBADF;
+		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING) {
+			int e = closing_wait(f, ent, deadline);
+			if (e)
+				return e;
+		}
 		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on
 			 * fd (file ops too: their SQEs name it by number), so
