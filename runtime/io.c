@@ -816,7 +816,9 @@ static int wait_for_nothing(int64_t deadline)
  * The lift follows the close(2) at once, so a wait tells them apart, as
  * long as a close's own waits for the other executors (a thread preempted
  * between the two on a loaded machine takes milliseconds), and no longer
- * than the call's deadline (a try-once call does not wait). 0 once the
+ * than the call's deadline (a try-once call only yields a few times, no
+ * longer than it takes a close running on another thread to lift the
+ * mark after its close(2), without preemption). 0 once the
  * mark is lifted; else -EBADF, or -ECANCELED for a cancelled task. The
  * task stays on its executor meanwhile: the caller's loop is its own. */
 static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadline)
@@ -833,7 +835,9 @@ static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadl
 			r = -ECANCELED;
 			break;
 		}
-		if (zio__now() >= until) {
+		/* (Out of time, it still yields a few times, without a
+		 * nap: a try-once call's way to let the close finish.) */
+		if (zio__now() >= until && i >= ZIO__PAUSE_YIELDS) {
 			r = -EBADF;
 			break;
 		}
