@@ -310,6 +310,22 @@ static inline bool zio__fd_replaced(const struct zio__fd *ent, uint32_t incarnat
 {
 	return __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) != incarnation;
 }
+/* The file fd names as a call of several ops (or waits) begins: a
+ * zio_close() of fd during one of them, and a new file under the number,
+ * must end the call, not have the next op use the new file. */
+struct zio__fd_mark {
+	struct zio__fd *ent; /* NULL: no entry, nothing to tell */
+	uint32_t incarnation;
+};
+static inline struct zio__fd_mark zio__fd_mark(int fd)
+{
+	struct zio__fd *ent = zio__fd_get(fd);
+	return (struct zio__fd_mark){ ent, ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0 };
+}
+static inline bool zio__fd_gone(struct zio__fd_mark m)
+{
+	return m.ent && zio__fd_replaced(m.ent, m.incarnation);
+}
 /* fd's ZIO__FD_* kind, from ent (may be NULL) or learnt with fcntl and
  * fstat and remembered there; -errno if fd is not open. */
 int zio__fd_kind(int fd, struct zio__fd *ent);

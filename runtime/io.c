@@ -689,14 +689,6 @@ again:
 			r = -EBADF;
 		} else if (op->opcode == ZIO__OP_POLL && ent && zio__fd_replaced(ent, incarnation)) {
 			r = -EBADF; /* events of a file the number no longer names */
-		} else if (r == -EAGAIN && ent &&
-			   (__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_DGRAM) &&
-			   !(msg_flags_of(op) & MSG_DONTWAIT) && input_shut_down(op)) {
-			/* The ring's receive ends so (recvmsg, and the readv
-			 * and recvfrom made of it) on a datagram socket shut
-			 * down for reading: its end of input, as in
-			 * ready_run(). */
-			r = 0;
 		}
 	} else {
 		l->ops->cancel(l, op);
@@ -911,8 +903,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	 * readiness: its own SHUT_WR, or the peer's SHUT_RD, ends a blocking
 	 * send(2) with EPIPE, but poll reports neither (TCP reports POLLOUT).
 	 * Its waits are cut at growing intervals, 1 to 50 ms, to try again. */
-	bool blind_end = op->dir == ZIO__DIR_WRITE && op->opcode != ZIO__OP_CONNECT &&
-			 (traits & (ZIO__FD_SOCK | ZIO__FD_TCP | ZIO__FD_DGRAM)) == ZIO__FD_SOCK;
+	bool blind_end = send_by_readiness(op, ent) && !(traits & ZIO__FD_DGRAM);
 	int64_t blind_check = ZIO_MSEC(1);
 	int64_t pause = ZIO_USEC(50);
 	unsigned refused = 0,
@@ -1157,8 +1148,10 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		/* -EAGAIN to a call that may wait: the ring retried the op
 		 * after its poll, found nothing again (another reader took
 		 * the datagram), and gave it to its worker thread, where a
-		 * readv or writev honours the file's O_NONBLOCK. Waited for
-		 * by readiness instead, as on epoll; not if fd was closed
+		 * readv or writev honours the file's O_NONBLOCK; or a
+		 * datagram socket shut down for reading, whose recvmsg says
+		 * so. Waited for by readiness instead, as on epoll, which
+		 * also tells that end of input (0); not if fd was closed
 		 * meanwhile (the number may name another file by now). */
 		if (zio__unlikely(r == -EAGAIN) && stream_op && !(msg_flags_of(op) & MSG_DONTWAIT))
 			return ent && zio__fd_replaced(ent, incarnation) ? -EBADF
@@ -1222,20 +1215,12 @@ ZIO_API ssize_t zio_writev(int fd, const struct iovec *iov, int iovcnt, int64_t 
 	return zio__op_run(&op, deadline);
 }
 
-/* Whether fd was zio_close()d since a call of several writes began with
- * incarnation: the rest must not go to a new file under the number. */
-static bool closed_since_start(struct zio__fd *ent, uint32_t incarnation)
-{
-	return ent && zio__fd_replaced(ent, incarnation);
-}
-
 ZIO_API ssize_t zio_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 {
-	struct zio__fd *ent = zio__fd_peek(fd);
-	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
+	struct zio__fd_mark start = zio__fd_mark(fd);
 	size_t done = 0;
 	while (done < len) {
-		if (done && closed_since_start(ent, incarnation))
+		if (done && zio__fd_gone(start))
 			return -EBADF;
 		ssize_t r = zio_write(fd, (const char *)buf + done, len - done, deadline);
 		if (r < 0)
@@ -1253,15 +1238,14 @@ ZIO_API ssize_t zio_writev_all(int fd, struct iovec *iov, int iovcnt, int64_t de
 		return -EINVAL;
 	if (!iov && iovcnt > 0)
 		return -EFAULT;
-	struct zio__fd *ent = zio__fd_peek(fd);
-	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
+	struct zio__fd_mark start = zio__fd_mark(fd);
 	size_t total = 0;
 	while (iovcnt > 0 && iov->iov_len == 0) {
 		iov++;
 		iovcnt--;
 	}
 	while (iovcnt > 0) {
-		if (total && closed_since_start(ent, incarnation))
+		if (total && zio__fd_gone(start))
 			return -EBADF;
 		ssize_t r = zio_writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt, deadline);
 		if (r < 0)

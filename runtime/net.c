@@ -82,11 +82,10 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 {
 	if (!addr)
 		return -EINVAL;
-	/* The waits below are no op's: a zio_close() of fd meanwhile shows
-	 * in its entry's incarnation (and the number may name another
-	 * socket by then, which must not be connected instead). */
-	struct zio__fd *ent = zio__fd_get(fd);
-	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
+	/* The waits below are no op's: a zio_close() of fd meanwhile must
+	 * end the call (the number may name another socket by then, which
+	 * must not be connected instead). */
+	struct zio__fd_mark start = zio__fd_mark(fd);
 	int64_t pause = ZIO_MSEC(1);
 	for (;;) {
 		struct zio__op op = { .opcode = ZIO__OP_CONNECT, .fd = fd };
@@ -103,7 +102,7 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 				int ev = zio_wait_fd(fd, POLLOUT, deadline);
 				if (ev < 0)
 					return ev;
-				if (ent && zio__fd_replaced(ent, incarnation))
+				if (zio__fd_gone(start))
 					return -EBADF;
 			}
 			r = zio__connect_finish(fd, &addr->sa, addr->len);
@@ -122,7 +121,7 @@ ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline)
 		int w = zio__backoff(&pause, ZIO_MSEC(50), deadline);
 		if (w < 0)
 			return w;
-		if (ent && zio__fd_replaced(ent, incarnation))
+		if (zio__fd_gone(start))
 			return -EBADF;
 	}
 }
@@ -423,20 +422,6 @@ static size_t iov_total(const struct iovec *iov, size_t n)
 	return t;
 }
 
-/* The file fd names as a call of several ops begins: a zio_close() of fd
- * during one op, and a new file under the number, must end the call,
- * not have the next op read or write the new file. */
-struct fd_at_start {
-	struct zio__fd *ent;
-	uint32_t incarnation;
-};
-
-static struct fd_at_start fd_at_start(int fd)
-{
-	struct zio__fd *ent = zio__fd_peek(fd);
-	return (struct fd_at_start){ ent, ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0 };
-}
-
 /* Fills iov[0..n) past its first got bytes; returns the new total. An
  * error that ends it is left for the next call, as recv(2) leaves it: a
  * receive would take the socket's pending error (and drop it, the bytes so
@@ -444,12 +429,12 @@ static struct fd_at_start fd_at_start(int fd)
  * at POLLERR. (io_uring's own MSG_WAITALL receive, which continues in the
  * kernel, takes it there.) A close of fd since start ends it too (the
  * ring's receive, cancelled by the close, returned what it had). */
-static size_t recv_rest(int fd, struct fd_at_start start, const struct iovec *iov, size_t n,
+static size_t recv_rest(int fd, struct zio__fd_mark start, const struct iovec *iov, size_t n,
 			size_t got, int flags, int64_t deadline)
 {
 	size_t i = 0, off = got;
 	for (;;) {
-		if (start.ent && zio__fd_replaced(start.ent, start.incarnation))
+		if (zio__fd_gone(start))
 			return got;
 		while (i < n && off >= iov[i].iov_len) {
 			off -= iov[i].iov_len;
@@ -480,7 +465,7 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.buf = buf;
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = receive_flags(fd, flags);
-	struct fd_at_start start = fd_at_start(fd);
+	struct zio__fd_mark start = zio__fd_mark(fd);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (!wants_rest(r, op.u.rw.len, op.u.rw.flags))
 		return r;
@@ -507,7 +492,7 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 	/* With a control buffer the rest is not waited for: a later message's
 	 * fds would have nowhere to go. */
 	bool control = msg->msg_controllen > 0;
-	struct fd_at_start start = fd_at_start(fd);
+	struct zio__fd_mark start = zio__fd_mark(fd);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (control || !msg->msg_iov || !wants_rest(r, iov_total(msg->msg_iov, msg->msg_iovlen), op.u.msg.flags))
 		return r;

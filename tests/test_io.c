@@ -1131,14 +1131,45 @@ static void *run_once(void *rt)
 	return NULL;
 }
 
-Test(io, runtime_driven_from_two_threads, .timeout = 20)
+/* Forks a child whose stderr is a pipe to the test: 0 in the child, else
+ * its pid, with *err the pipe's read end. */
+static pid_t fork_with_stderr(int *err)
 {
-	int err[2];
-	cr_assert_eq(pipe(err), 0);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		dup2(err[1], 2);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		return 0;
+	}
+	close(p[1]);
+	*err = p[0];
+	return pid;
+}
+
+/* What the child of fork_with_stderr() wrote on stderr until its end, in
+ * text; then it is reaped: its wait status. */
+static int reap_with_stderr(pid_t pid, int err, char *text, size_t size)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < size && (r = read(err, text + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	text[n] = 0;
+	close(err);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+Test(io, runtime_driven_from_two_threads, .timeout = 20)
+{
+	int err;
+	pid_t pid = fork_with_stderr(&err);
+	if (pid == 0) {
 		zio_runtime *rt;
 		if (zio_runtime_create(&rt, &(struct zio_runtime_options){ .executors = 1 }))
 			_exit(3);
@@ -1149,15 +1180,8 @@ Test(io, runtime_driven_from_two_threads, .timeout = 20)
 		zio_runtime_destroy(rt);
 		_exit(0); /* also io_uring on a kernel without SINGLE_ISSUER */
 	}
-	close(err[1]);
-	char msg[4096] = "";
-	size_t got = 0;
-	ssize_t n;
-	while (got < sizeof(msg) - 1 && (n = read(err[0], msg + got, sizeof(msg) - 1 - got)) > 0)
-		got += (size_t)n;
-	close(err[0]);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	char msg[4096];
+	int st = reap_with_stderr(pid, err, msg, sizeof(msg));
 	if (WIFEXITED(st)) {
 		cr_assert_eq(WEXITSTATUS(st), 0, "exit %d: %s", WEXITSTATUS(st), msg);
 	} else {
@@ -1606,13 +1630,9 @@ Test(io, uring_refusal_that_may_pass_is_said_once, .timeout = 20)
 {
 	char expected[16];
 	fresh_backend(expected, sizeof(expected));
-	int err[2];
-	cr_assert_eq(pipe(err), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
+	int err;
+	pid_t pid = fork_with_stderr(&err);
 	if (pid == 0) {
-		dup2(err[1], 2);
-		close(err[0]);
 		setenv("ZIO_URING_PROBE_FAIL", "ENOMEM", 1);
 		unsetenv("ZIO_BACKEND");
 		zio_runtime *rt;
@@ -1631,16 +1651,8 @@ Test(io, uring_refusal_that_may_pass_is_said_once, .timeout = 20)
 		zio_runtime_destroy(rt);
 		_exit(fresh ? 0 : 5);
 	}
-	close(err[1]);
 	char text[4096];
-	size_t n = 0;
-	ssize_t r;
-	while (n + 1 < sizeof(text) && (r = read(err[0], text + n, sizeof(text) - 1 - n)) > 0)
-		n += (size_t)r;
-	text[n] = 0;
-	close(err[0]);
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	int st = reap_with_stderr(pid, err, text, sizeof(text));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %s", st, text);
 	const char *said = "backend uring unavailable (Cannot allocate memory, asked again for "
 			   "each runtime), trying epoll";
