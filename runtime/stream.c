@@ -98,6 +98,13 @@ ZIO_API void zio_reader_init_fd(zio_reader *r, int fd, void *buf, size_t cap)
 	zio_reader_init(r, &zio_fd_source, (void *)(intptr_t)fd, buf, cap);
 }
 
+/* Hands out the next n buffered bytes. */
+static inline void take(zio_reader *r, size_t n)
+{
+	r->start += n;
+	r->kept = false; /* what the FILE read last is no longer just before start */
+}
+
 /* Reads once more into the free space; >0 bytes added, 0 at EOF, -errno. */
 static ssize_t fill(zio_reader *r)
 {
@@ -109,6 +116,7 @@ static ssize_t fill(zio_reader *r)
 		memmove(r->buf, r->buf + r->start, r->end - r->start);
 		r->end -= r->start;
 		r->start = 0;
+		r->kept = false; /* the bytes before start are gone */
 	}
 	if (r->end == r->cap)
 		return -ENOBUFS;
@@ -132,7 +140,7 @@ static ssize_t fail_after_progress(zio_reader *r, ssize_t err)
 {
 	if (!r->err)
 		r->err = (int)err;
-	r->start = r->end;
+	take(r, r->end - r->start);
 	return err;
 }
 
@@ -163,7 +171,7 @@ ZIO_API ssize_t zio_reader_read(zio_reader *r, void *buf, size_t len)
 	if (have > len)
 		have = len;
 	memcpy(buf, r->buf + r->start, have);
-	r->start += have;
+	take(r, have);
 	return (ssize_t)have;
 }
 
@@ -180,7 +188,7 @@ ZIO_API ssize_t zio_reader_read_exact(zio_reader *r, void *buf, size_t len)
 		if (n < 0)
 			return n;
 		memcpy(buf, p, (size_t)n);
-		r->start += (size_t)n;
+		take(r, (size_t)n);
 		return (size_t)n == len ? n : -EPIPE;
 	}
 	size_t done = 0;
@@ -228,7 +236,7 @@ ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n)
 		}
 		if (have > n - done)
 			have = n - done;
-		r->start += have;
+		take(r, have);
 		done += have;
 	}
 	return (ssize_t)done;
@@ -247,7 +255,7 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 		if (p) {
 			size_t len = (size_t)(p - base);
 			*out = base;
-			r->start += len + 1;
+			take(r, len + 1);
 			return (ssize_t)(inclusive ? len + 1 : len);
 		}
 		scanned = have;
@@ -263,7 +271,7 @@ ZIO_API ssize_t zio_reader_take_delim_ref(zio_reader *r, int delim, bool inclusi
 			if (!have && !inclusive)
 				return -EPIPE; /* (0 is an empty line) */
 			*out = base;
-			r->start = r->end;
+			take(r, r->end - r->start);
 			return (ssize_t)have;
 		}
 	}
@@ -287,7 +295,7 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 			if (store) /* (out may be NULL for max 0) */
 				memcpy(out + got, base, store);
-			r->start += len + 1;
+			take(r, len + 1);
 			return (ssize_t)(got + store);
 		}
 		if (got + have > max)
@@ -297,7 +305,7 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 			 * out (it is consumed from here on) and go on. */
 			memcpy(out + got, base, have);
 			got += have;
-			r->start = r->end;
+			take(r, r->end - r->start);
 			scanned = 0;
 		} else {
 			scanned = have;
@@ -315,7 +323,7 @@ ZIO_API ssize_t zio_reader_take_delim(zio_reader *r, int delim, bool inclusive, 
 				return got ? fail_after_progress(r, -EMSGSIZE) : -EMSGSIZE;
 			if (have)
 				memcpy(out + got, base, have);
-			r->start = r->end;
+			take(r, r->end - r->start);
 			return (ssize_t)(got + have);
 		}
 	}
@@ -515,7 +523,8 @@ ZIO_API int zio_writer_flush(zio_writer *w)
 struct cookie {
 	zio_reader *r;
 	zio_writer *w;
-	size_t last_read; /* the bytes ck_read last took, still in r's buffer */
+	size_t last_read; /* the bytes ck_read last took; r->kept says whether
+			   * they still lie just before r's start */
 };
 
 static ssize_t ck_read(void *c, char *buf, size_t size)
@@ -529,7 +538,8 @@ static ssize_t ck_read(void *c, char *buf, size_t size)
 	 * size bypasses it: those bytes cannot be stepped back over.) */
 	bool buffered = k->r->end > k->r->start || size < k->r->cap;
 	ssize_t n = zio_reader_read(k->r, buf, size);
-	k->last_read = n > 0 && buffered ? (size_t)n : 0;
+	k->last_read = n > 0 ? (size_t)n : 0;
+	k->r->kept = n > 0 && buffered;
 	if (n < 0) {
 		/* A timeout reads as EAGAIN, as SO_RCVTIMEO's does: then fgets
 		 * returns the part of a line it has (with any other errno it
@@ -607,15 +617,17 @@ static int ck_close(void *c)
  * (without this stdio fails them with whatever errno was). One seek is
  * served: stdio giving back input it read but did not use (ungetc,
  * fscanf's look-ahead before a write, fseek(f, 0, SEEK_CUR)), a step back
- * over the bytes its last read took, while the reader's buffer holds
- * them. */
+ * over the bytes its last read took, while the reader's buffer holds them
+ * just before its start: not once a zio_reader_* call of the program's
+ * own has taken bytes since (the step back would hand out again bytes
+ * that call took) or moved the buffer. */
 static int ck_seek(void *c, off64_t *off, int whence)
 {
 	struct cookie *k = c;
-	if (whence == SEEK_CUR && *off < 0 && k->r && (uint64_t)-*off <= k->last_read &&
-	    k->last_read <= k->r->start) {
+	if (whence == SEEK_CUR && *off < 0 && k->r && k->r->kept &&
+	    (uint64_t)-*off <= k->last_read) {
 		k->r->start -= (size_t)-*off;
-		k->last_read = 0;
+		k->r->kept = false;
 		*off = 0; /* (no position to report: stdio keeps none) */
 		return 0;
 	}

@@ -574,6 +574,34 @@ Test(stream, stdio_write_after_fscanf, .timeout = 10)
 	cr_assert_eq(memcmp(store, "got 42\n", 7), 0);
 }
 
+/* Once the program takes from the reader itself, stdio's step back over
+ * its look-ahead fails, as does the write that needs it: it used to step
+ * the reader back over the last byte that call took (here the '\n'),
+ * which came out twice. */
+Test(stream, stdio_no_step_back_after_a_direct_take, .timeout = 10)
+{
+	struct zio_mem m;
+	zio_reader r;
+	char rb[64], wb[64], store[64], line[32];
+	mem_reader(&r, &m, "12 rest\nnext\n", rb, sizeof(rb));
+	struct zio_mem out = { .data = store, .cap = sizeof(store) };
+	zio_writer w;
+	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
+	FILE *f = zio_stream_fopen(&r, &w, "r+");
+	cr_assert_not_null(f);
+	int x = 0;
+	cr_assert_eq(fscanf(f, "%d", &x), 1); /* stdio holds the ' ' after 12 */
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 5);
+	cr_assert_eq(memcmp(line, "rest\n", 5), 0);
+	errno = 0;
+	cr_assert_lt(fprintf(f, "ok\n"), 0);
+	cr_assert_eq(errno, ESPIPE);
+	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 5);
+	cr_assert_eq(memcmp(line, "next\n", 5), 0);
+	fclose(f);
+	cr_assert_eq(out.len, 0u);
+}
+
 /* A step back over bytes the reader's buffer no longer holds (stdio's
  * read went around it) fails: it used to rewind onto older bytes. */
 Test(stream, stdio_seek_back_only_over_buffered_input, .timeout = 10)

@@ -72,6 +72,8 @@ typedef struct zio_reader {
 	int64_t deadline;
 	int err;                /* first error, sticky */
 	bool eof;
+	bool kept;              /* zio_stream_fopen: its last read's bytes lie
+				 * just before start (nothing taken since) */
 } zio_reader;
 
 typedef struct zio_writer {
@@ -165,7 +167,10 @@ ZIO_API int zio_writer_flush(zio_writer *w);
  * what a timeout cut off is stdio's to write again, as for a small one.
  * ftell and fseek fail with ESPIPE, except a step back over input stdio
  * read ahead and did not use (fseek(f, 0, SEEK_CUR), or stdio's own before
- * a write after fscanf or ungetc) while the reader still holds it.
+ * a write after fscanf or ungetc) while the reader still holds it, that
+ * is, until a zio_reader_* call of the program's own on the same reader:
+ * after one, that step back fails with ESPIPE (and so does a write that
+ * needs it) instead of handing out again what the call took.
  * fclose() flushes the writer (EOF and errno if that fails) but does not
  * close the underlying fd. */
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
