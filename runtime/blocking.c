@@ -615,7 +615,7 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 {
 	struct zio__fiber *f = zio__fiber_current();
 	atomic_store(&j->refs, 1); /* the waiter's */
-	if (in_pool) {
+	if (in_pool && deadline == ZIO_FOREVER) {
 		j->run(j); /* already a thread that may block */
 		return 0;
 	}
@@ -625,10 +625,19 @@ int zio__blocking_wait_detached(struct zio__job *j, int64_t deadline)
 	/* A plain thread waits on its own parker: the deadline holds there
 	 * too (it used to run the lookup inline, for as long as it took). */
 	struct zio__parker *p = zio__parker_self();
+	pthread_mutex_lock(&pool_lock);
+	if (in_pool && !room_now()) {
+		/* So does a pool thread's, if a thread takes the job at once;
+		 * queued behind busy ones, it could wait for threads that
+		 * all wait the same way (with one thread, for ever), so it
+		 * makes the call itself, and its deadline is not kept. */
+		pthread_mutex_unlock(&pool_lock);
+		j->run(j);
+		return 0;
+	}
 	atomic_store(&j->refs, 2); /* the waiter's and the pool's */
 	j->parker = p;
 	j->detached = true;
-	pthread_mutex_lock(&pool_lock);
 	j->gen = zio__park_prepare(p, 0);
 	int err = enqueue(j);
 	pthread_mutex_unlock(&pool_lock);

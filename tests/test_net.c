@@ -12,6 +12,7 @@
  */
 /* ZIO_TEST_BACKENDS */
 /* ZIO_TEST_LABELS: io */
+#include <dlfcn.h>
 #include <netdb.h>
 #include "helpers.h"
 
@@ -2093,6 +2094,30 @@ Test(net, socket_options, .timeout = 10)
 
 /* ---------------------------------------------------------------- DNS */
 
+/* A resolver that takes its time, for the one name slow.invalid (RFC 6761:
+ * never a real name), so that a lookup's deadline can be tested without a
+ * network; zio's lookups of every other name go to the C library's. */
+#define SLOW_NAME "slow.invalid"
+#define SLOW_LOOKUP ZIO_MSEC(500)
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+		struct addrinfo **res)
+{
+	typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *,
+			      struct addrinfo **);
+	static gai_fn real;
+	gai_fn next = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+	if (!next) {
+		next = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+		__atomic_store_n(&real, next, __ATOMIC_RELEASE);
+	}
+	if (node && strcmp(node, SLOW_NAME) == 0) {
+		struct timespec ts = { 0, SLOW_LOOKUP };
+		nanosleep(&ts, NULL);
+		return EAI_NONAME;
+	}
+	return next(node, service, hints, res);
+}
+
 /* These tests resolve "localhost", which needs the system's own resolver to
  * know it (/etc/hosts); a bare chroot may not, and then there is nothing to
  * compare zio's answer with. */
@@ -2338,6 +2363,37 @@ Test(net, dns_inside_a_pool_job, .timeout = 20)
 	need_localhost();
 	setenv("ZIO_BLOCKING_THREADS", "1", 1);
 	run_in_runtime(1, lookup_inside_blocking_call, NULL);
+}
+
+/* Inside a pool job, with a pool thread free to take it, a lookup keeps
+ * its deadline as everywhere else (it ran in the job's thread, for as
+ * long as the resolver took). */
+static long slow_resolve_in_a_job(void *arg)
+{
+	zio_addr out[2];
+	int64_t t0 = zio_now();
+	long r = zio_dns_resolve(SLOW_NAME, 1, AF_UNSPEC, out, 2, zio_deadline_after(ZIO_MSEC(50)));
+	*(int64_t *)arg = zio_now() - t0;
+	return r;
+}
+
+static void *slow_lookup_inside_blocking_call(void *arg)
+{
+	(void)arg;
+	int64_t took = 0;
+	long r = zio_blocking_call(slow_resolve_in_a_job, &took, ZIO_FOREVER);
+	cr_assert_eq(r, -ETIMEDOUT, "resolve in a job: %ld", r);
+	cr_assert_lt(took, SLOW_LOOKUP - ZIO_MSEC(100));
+	/* The resolver itself: the name is slow, and unknown. */
+	zio_addr out[2];
+	cr_assert_eq(zio_dns_resolve(SLOW_NAME, 1, AF_UNSPEC, out, 2, ZIO_FOREVER), -ENOENT);
+	return NULL;
+}
+
+Test(net, dns_deadline_inside_a_pool_job, .timeout = 20)
+{
+	setenv("ZIO_BLOCKING_THREADS", "4", 1);
+	run_in_runtime(1, slow_lookup_inside_blocking_call, NULL);
 }
 
 Test(net, dns_deadline_on_a_plain_thread, .timeout = 20)

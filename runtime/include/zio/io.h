@@ -234,7 +234,10 @@ ZIO_API int zio_pipe(int fds[2]);
  * deadline 0, for a name (numeric addresses need no wait), -EINVAL for a
  * bad argument. The lookup runs on the blocking pool; a timeout or
  * cancellation returns at once even if the lookup is still running (it
- * finishes and is thrown away). */
+ * finishes and is thrown away). Called inside a zio_blocking_call() job
+ * when no pool thread is free to take the lookup at once, the job's own
+ * thread makes it, and then the deadline is not kept (waiting for a
+ * thread could deadlock a full pool). */
 ZIO_API int zio_dns_resolve(const char *host, uint16_t port, int family, zio_addr *out, int max,
 			    int64_t deadline);
 
