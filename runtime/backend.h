@@ -256,6 +256,13 @@ enum zio__fd_kind {
 #define ZIO__EPFD_CLOSING (-2) /* zio_close() is between forgetting the fd and
 				* closing it: no new registration, waits fail
 				* with EBADF */
+#define ZIO__EPFD_CLOSED (-3)  /* then in its close(2), or just past it: the
+				* number may name a new file before the close
+				* lifts this (io.c, closing_wait) */
+static inline bool zio__epfd_closing(int owner_epfd)
+{
+	return owner_epfd == ZIO__EPFD_CLOSING || owner_epfd == ZIO__EPFD_CLOSED;
+}
 
 struct zio__fd {
 	/* One cache line per entry: every socket op on io_uring reads kind,
@@ -269,7 +276,7 @@ struct zio__fd {
 	uint32_t seq[2];           /* readiness edges seen, per direction */
 	struct zio__op *waiters[2]; /* readiness waits, per direction */
 	int owner_epfd;            /* epoll: the instance it is registered with,
-				    * or ZIO__EPFD_NONE, ZIO__EPFD_CLOSING;
+				    * or ZIO__EPFD_NONE, _CLOSING, _CLOSED;
 				    * written under lock, atomically (some
 				    * readers peek without the lock) */
 	uint8_t kind;              /* enum zio__fd_kind, a hint */

@@ -233,7 +233,7 @@ static void ep_submit(struct zio__loop *base, struct zio__op *op)
 		return;
 	}
 	bool out = op->dir == ZIO__DIR_WRITE;
-	if (ent->owner_epfd == ZIO__EPFD_CLOSING) {
+	if (zio__epfd_closing(ent->owner_epfd)) {
 		/* Registering now would outlive the close() that follows, and
 		 * nobody would ever wake us. */
 		err = -EBADF;

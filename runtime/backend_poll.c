@@ -318,7 +318,7 @@ static void pl_submit(struct zio__loop *base, struct zio__op *op)
 		return;
 	}
 	zio__spin_lock(&ent->lock);
-	if (ent->owner_epfd == ZIO__EPFD_CLOSING) {
+	if (zio__epfd_closing(ent->owner_epfd)) {
 		/* zio_close() is under way: it has woken the waiters it
 		 * found, and its close() wakes no poll. */
 		zio__spin_unlock(&ent->lock);

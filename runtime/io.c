@@ -800,28 +800,35 @@ static int wait_for_nothing(int64_t deadline)
 	return w ? w : -ETIMEDOUT;
 }
 
-/* An op on an fd whose zio_close() is under way (ZIO__EPFD_CLOSING): on
- * the file being closed, it fails with -EBADF, as a wait on it would; but
- * the number may already name a new file that another thread opened in
- * the moment between the close(2) and the lift of the mark (eventfd(2),
- * say: zio did not make it, so nothing reset the entry), which must work.
- * The lift follows the close(2) at once, so a wait tells them apart, as
- * long as a close's own waits for the other executors (a thread preempted
- * between the two on a loaded machine takes milliseconds), and no longer
- * than the call's deadline (a try-once call only yields a few times, no
- * longer than it takes a close running on another thread to lift the
- * mark after its close(2), without preemption). 0 once the
- * mark is lifted; else -EBADF, or -ECANCELED for a cancelled task. The
- * task stays on its executor meanwhile: the caller's loop is its own. */
+/* An op on an fd whose zio_close() is under way. Before the close(2)
+ * (ZIO__EPFD_CLOSING, while the close waits for the rings and the pool to
+ * let go of the file) the number still names the file being closed: the
+ * op fails with -EBADF at once, as a wait on it would. From the close(2)
+ * to the lift of the mark just after it (ZIO__EPFD_CLOSED) the number may
+ * already name a new file that another thread opened (eventfd(2), say:
+ * zio did not make it, so nothing reset the entry), which must work: the
+ * op waits for the lift, pinned to its executor (its loop is its own),
+ * for at most ZIO__CLOSE_WAIT_MAX (a closer preempted between the two on
+ * a loaded machine takes milliseconds), then -EBADF. If the call's own
+ * time runs out first, it ends as out of time (-EAGAIN for a try-once
+ * call, after a few yields, else -ETIMEDOUT): the number may well name an
+ * open file. -ECANCELED for a cancelled task. 0 once the mark is lifted. */
 static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadline)
 {
-	int64_t until = zio__earlier(zio__effective_deadline(f, deadline),
-				     zio__now() + ZIO__CLOSE_WAIT_MAX);
+	int64_t own = zio__effective_deadline(f, deadline);
+	int64_t bound = zio__now() + ZIO__CLOSE_WAIT_MAX;
+	int64_t until = zio__earlier(own, bound);
 	uint32_t pin = f->flags & PIN;
 	f->flags |= PIN;
 	int r = 0;
-	for (unsigned i = 0;
-	     __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE) == ZIO__EPFD_CLOSING; i++) {
+	for (unsigned i = 0;; i++) {
+		int mark = __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE);
+		if (mark == ZIO__EPFD_CLOSING) {
+			r = -EBADF;
+			break;
+		}
+		if (mark != ZIO__EPFD_CLOSED)
+			break;
 		/* (A cancelled task's yields and naps return at once.) */
 		if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
 			r = -ECANCELED;
@@ -830,7 +837,7 @@ static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadl
 		/* (Out of time, it still yields a few times, without a
 		 * nap: a try-once call's way to let the close finish.) */
 		if (zio__now() >= until && i >= ZIO__PAUSE_YIELDS) {
-			r = -EBADF;
+			r = until == bound ? -EBADF : own == 0 ? -EAGAIN : -ETIMEDOUT;
 			break;
 		}
 		zio__pause(i);
@@ -846,7 +853,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
 		return zio__fd_get_error(op->fd);
-	if (zio__unlikely(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING)) {
+	if (zio__unlikely(zio__epfd_closing(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED)))) {
 		int e = closing_wait(f, ent, deadline);
 		if (e)
 			return e;
@@ -1091,20 +1098,22 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 					      ? zio__fd_get(op->fd) : NULL;
 		if (ent)
 			file_rw_as_stream(op, ent);
-		/* The file fd names as the call begins: the paths below take
-		 * their own look, and one that gives up after a wait (the
-		 * multishot path) must not hand the op to the next file. */
-		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
-		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
-		 * second line, which this path does not otherwise touch.) */
 		/* zio_close() of fd is under way: a request now would hold
 		 * the file open past its close() (epoll and poll refuse too). */
-		if (ent && __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED) == ZIO__EPFD_CLOSING) {
+		if (ent && zio__epfd_closing(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED))) {
 			int e = closing_wait(f, ent, deadline);
 			if (e)
 				return e;
 		}
+		/* The file fd names as the call begins (after such a wait: a
+		 * new file made by zio under the number bumps the incarnation
+		 * then): the paths below take their own look, and one that
+		 * gives up after a wait (the multishot path) must not hand
+		 * the op to the next file. */
+		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
+		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
+		 * second line, which this path does not otherwise touch.) */
 		if (ent && f->exec->rt->n_exec > 1) {
 			/* Remember that this executor's ring may hold ops on
 			 * fd (file ops too: their SQEs name it by number), so
@@ -1469,12 +1478,27 @@ void zio__pause(unsigned n)
 		nanosleep(&(struct timespec){ .tv_nsec = 50000 }, NULL);
 }
 
+/* ent's closing mark from -> to, unless the number already names a new
+ * file, which reset it. */
+static void mark_closing(struct zio__fd *ent, int from, int to)
+{
+	zio__spin_lock(&ent->lock);
+	if (ent->owner_epfd == from)
+		__atomic_store_n(&ent->owner_epfd, to, __ATOMIC_RELEASE);
+	zio__spin_unlock(&ent->lock);
+}
+
 ZIO_API int zio_close(int fd)
 {
 	if (fd < 0)
 		return -EBADF;
 	forget_fd(fd);
 	zio__blocking_fd_quiesce(fd);
+	/* From here the number may be reused before the lift below (see
+	 * closing_wait). */
+	struct zio__fd *ent = zio__fd_peek(fd);
+	if (ent)
+		mark_closing(ent, ZIO__EPFD_CLOSING, ZIO__EPFD_CLOSED);
 	/* close() is never retried: on Linux the fd is gone even on EINTR. */
 #ifdef ZIO_TSAN
 	/* A zio op on fd in another thread may be inside its syscall now:
@@ -1485,21 +1509,15 @@ ZIO_API int zio_close(int fd)
 	int r = close(fd);
 #endif
 	int err = r < 0 && errno != EINTR ? -errno : 0;
-	struct zio__fd *ent = zio__fd_peek(fd);
-	if (ent) {
-		/* Unless the number already names a new file, which reset it. */
-		zio__spin_lock(&ent->lock);
-		if (ent->owner_epfd == ZIO__EPFD_CLOSING)
-			__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELAXED);
-		zio__spin_unlock(&ent->lock);
-	}
+	if (ent)
+		mark_closing(ent, ZIO__EPFD_CLOSED, ZIO__EPFD_NONE);
 	return err;
 }
 
 /* A new file under a number whose last file was closed behind zio's back
  * while registered with epoll (the new file is not registered, and events
  * still queued, or from a dup of the old file, carry the old incarnation),
- * or whose zio_close() has yet to lift ZIO__EPFD_CLOSING after its close(). */
+ * or whose zio_close() has yet to lift ZIO__EPFD_CLOSED after its close(). */
 static void disown_stale(struct zio__fd *ent)
 {
 	zio__spin_lock(&ent->lock);

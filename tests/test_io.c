@@ -1003,6 +1003,62 @@ Test(io, wait_during_close_is_ebadf, .timeout = 20)
 	run_in_runtime(1, wait_during_close, NULL);
 }
 
+/* The two phases of a zio_close() as an op sees them, set by hand on the
+ * entry of an open eventfd (as a closer leaves them while it waits for the
+ * rings, and when preempted just after its close(2)). Before the close(2)
+ * the number is the closing file: -EBADF at once (the op waited for 50 ms
+ * first). After it, the number may be a new file: the op waits for the
+ * lift, and if its own time runs out first it says so, -EAGAIN or
+ * -ETIMEDOUT (it said -EBADF, for a file that was open and fine: a stress
+ * test's try-once reads of eventfds on io_uring without multishot). */
+static void *lift_after_10ms(void *arg)
+{
+	zio_sleep(ZIO_MSEC(10));
+	__atomic_store_n(&((struct zio__fd *)arg)->owner_epfd, ZIO__EPFD_NONE, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *close_phases(void *arg)
+{
+	(void)arg;
+	int e = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	cr_assert_geq(e, 0);
+	uint64_t one = 1;
+	cr_assert_eq(zio_write(e, &one, sizeof(one), ZIO_FOREVER), 8);
+	struct zio__fd *ent = zio__fd_get(e);
+	cr_assert_not_null(ent);
+	int registered = __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE);
+
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_CLOSING, __ATOMIC_RELEASE);
+	int64_t t0 = zio_now();
+	cr_assert_eq(zio_write(e, &one, sizeof(one), zio_deadline_after(ZIO_SEC(1))), -EBADF);
+	cr_assert_lt(zio_now() - t0, ZIO_MSEC(40));
+
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_CLOSED, __ATOMIC_RELEASE);
+	t0 = zio_now();
+	cr_assert_eq(zio_write(e, &one, sizeof(one), 0), -EAGAIN);
+	cr_assert_lt(zio_now() - t0, ZIO_MSEC(40));
+	t0 = zio_now();
+	cr_assert_eq(zio_write(e, &one, sizeof(one), zio_deadline_after(ZIO_MSEC(20))), -ETIMEDOUT);
+	cr_assert_geq(zio_now() - t0, ZIO_MSEC(20));
+	zio_task *lifter;
+	cr_assert_eq(zio_spawn(NULL, &lifter, lift_after_10ms, ent, NULL), 0);
+	cr_assert_eq(zio_write(e, &one, sizeof(one), zio_deadline_after(ZIO_SEC(5))), 8);
+	zio_task_join(lifter, NULL);
+
+	uint64_t v = 0;
+	cr_assert_eq(zio_read(e, &v, sizeof(v), ZIO_FOREVER), 8);
+	cr_assert_eq(v, 2u);
+	__atomic_store_n(&ent->owner_epfd, registered, __ATOMIC_RELEASE);
+	cr_assert_eq(zio_close(e), 0);
+	return NULL;
+}
+
+Test(io, an_op_during_each_phase_of_a_close, .timeout = 20)
+{
+	run_in_runtime(1, close_phases, NULL);
+}
+
 /* A file zio did not make (eventfd(2)) that takes the number of a file
  * zio_close() has just closed, before the close lifts its mark from the
  * fd's entry: its first op works (it said -EBADF, the close being under
