@@ -219,7 +219,10 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * everywhere) that names fd by number is waited for while it runs: on a
  * regular file or a directory (fd as a dirfd); one not yet started is not
  * done (-EBADF). What user code does in zio_blocking_call() is not waited
- * for. */
+ * for. A call on fd that begins while the close is under way fails with
+ * -EBADF; one on a new file that another thread made under the number the
+ * moment the close(2) returned works on it, or, if its own time runs out
+ * before the close is done, ends with -EAGAIN (deadline 0) or -ETIMEDOUT. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
