@@ -685,9 +685,13 @@ static struct zio__fiber *find_work(struct zio__exec *e)
 	 * which a yielding task once used to starve the global queue. */
 	if (++e->passes % (TICKS_PER_POLL * 4) == 0 && (f = take_global(e)))
 		return f;
+	/* Wakes from other threads (the blocking pool, plain threads, other
+	 * executors) join the local queue's tail here, at the latest every
+	 * TICKS_PER_POLL switches: taken only once the local queue ran dry,
+	 * they waited as long as tasks that yield in a loop kept it full
+	 * (a zio_blocking_call that returned at once, for ever). */
+	inbox_drain(e);
 	if ((f = pick_local(e)))
-		return f;
-	if (inbox_drain(e) && (f = pick_local(e)))
 		return f;
 	if ((f = take_global(e)))
 		return f;

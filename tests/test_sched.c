@@ -116,6 +116,56 @@ Test(sched, global_turn_with_a_full_local_queue, .timeout = 20)
 	run_in_runtime(2, spill_then_yield, &two);
 }
 
+/* A task woken from another thread (here the blocking pool's, as every
+ * file op on epoll and poll is) runs while other tasks keep yielding:
+ * such wakes were taken only once the local queue ran dry, which yielding
+ * tasks never let it do (with six of them, on one or two executors, a
+ * job that returns at once came back when they stopped). */
+struct yielders {
+	atomic_bool stop;
+};
+
+static void *yield_until_stopped(void *arg)
+{
+	struct yielders *y = arg;
+	while (!atomic_load(&y->stop))
+		zio_yield();
+	return NULL;
+}
+
+static long return_at_once(void *arg)
+{
+	(void)arg;
+	return 42;
+}
+
+static void *remote_wake_among_yielders(void *arg)
+{
+	(void)arg;
+	struct yielders y = { 0 };
+	zio_task *t[6];
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(zio_spawn(NULL, &t[i], yield_until_stopped, &y, NULL), 0);
+	for (int round = 0; round < 20; round++) {
+		int64_t t0 = zio_now();
+		long r = zio_blocking_call(return_at_once, NULL, zio_deadline_after(ZIO_SEC(2)));
+		int64_t took = zio_now() - t0;
+		cr_assert_eq(r, 42, "round %d: %ld", round, r);
+		cr_assert_lt(took, ZIO_MSEC(500), "round %d took %lld ms", round,
+			     (long long)(took / 1000000));
+	}
+	atomic_store(&y.stop, true);
+	for (int i = 0; i < 6; i++)
+		zio_task_join(t[i], NULL);
+	return NULL;
+}
+
+Test(sched, a_remote_wake_runs_among_yielding_tasks, .timeout = 30)
+{
+	run_in_runtime(1, remote_wake_among_yielders, NULL);
+	run_in_runtime(2, remote_wake_among_yielders, NULL);
+}
+
 Test(sched, idle_executor_steals_work, .timeout = 20)
 {
 	zio_runtime *rt;
