@@ -23,14 +23,17 @@
  * looking at the deadline between 1 MiB calls). A piece of the file not
  * all in the page cache is sent by a pool thread, which waits for the
  * disk (but a try-once call, deadline 0, and a plain thread send it
- * themselves). Everything else (a socket
- * or pipe as input, an output in blocking mode, an O_APPEND file) goes
- * through a buffer with zio's reads and writes.
+ * themselves). A pipe into a socket or pipe zio made goes by splice(2).
+ * Everything else (a socket or pipe as input, an output in blocking mode,
+ * an O_APPEND file) goes through a buffer with zio's reads and writes,
+ * and a copy cut short leaves in its input what it did not write, except
+ * from a pipe, tty or device into an output zio did not make (copy_slow).
  */
 #include "backend.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
@@ -239,6 +242,10 @@ ZIO_API int zio_file_close(int fd)
 
 /* ---------------------------------------------------------------- sendfile */
 
+/* Into a socket or pipe: sendfile (or splice) calls of at most this much, between
+ * which the task yields and looks at its deadline. */
+#define SEND_PIECE (1u << 20)
+
 struct copy_args {
 	int out_fd, in_fd;
 	off_t *offset;
@@ -254,17 +261,84 @@ static long copy_range(void *arg)
 	return r < 0 ? -errno : r;
 }
 
+/* From a pipe into a socket or pipe zio made (non-blocking): splice(2),
+ * which takes from the pipe only what the output took, so a copy cut
+ * short loses nothing. Waits on whichever side stopped it: the output if
+ * the pipe holds bytes, else the pipe; between pieces, as the copy into
+ * a socket does, it yields and looks at the deadline. */
+static ssize_t copy_spliced(int out_fd, int in_fd, size_t count, int64_t deadline)
+{
+	size_t done = 0;
+	ssize_t err = 0;
+	while (done < count) {
+		size_t want = count - done > SEND_PIECE ? SEND_PIECE : count - done;
+		ssize_t r = splice(in_fd, NULL, out_fd, NULL, want, SPLICE_F_NONBLOCK);
+		if (r > 0) {
+			done += (size_t)r;
+			if (done < count && ((deadline != ZIO_FOREVER && zio_now() >= deadline) ||
+					     zio_yield() < 0))
+				break; /* out of time or cancelled: what went is the answer */
+			continue;
+		}
+		if (r == 0)
+			break; /* end of input */
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN) {
+			err = -errno;
+			break;
+		}
+		int queued = 0;
+		int w = ioctl(in_fd, FIONREAD, &queued) == 0 && queued > 0
+				? zio_wait_fd(out_fd, POLLOUT, deadline)
+				: zio_wait_fd(in_fd, POLLIN, deadline);
+		if (w < 0) {
+			err = w;
+			break;
+		}
+	}
+	return done ? (ssize_t)done : err;
+}
+
+/* Takes up to n bytes of a socket's input that a peek found there. */
+static void consume(int fd, char *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = zio_recv(fd, buf, n, 0, 0);
+		if (r <= 0)
+			return; /* another reader took them */
+		n -= (size_t)r;
+	}
+}
+
 /* Read/write through a buffer: for pairs the kernel will not copy. The
- * count returned (and *offset) covers exactly the bytes written: after a
- * short write the input position is moved back over what was read and not
- * written, where the input can seek. */
+ * count returned (and *offset) covers exactly the bytes written, and the
+ * input keeps what a write cut short did not take: an input at an offset
+ * is read there; one with a position is moved back over it; a socket's
+ * input is peeked at and then taken as far as the write went; a pipe's
+ * goes by splice(2) into a socket or pipe zio made, and into a regular
+ * file the bytes read are written out whatever the deadline or a cancel
+ * (a file write ends). Only a pipe, tty or device into an output zio did
+ * not make (which may block, so no splice) loses what it read and could
+ * not write. */
 static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int64_t deadline)
 {
+	struct stat in_st, out_st;
+	if (fstat(in_fd, &in_st) < 0 || fstat(out_fd, &out_st) < 0)
+		return -errno;
+	bool seek = offset || S_ISREG(in_st.st_mode) || S_ISBLK(in_st.st_mode);
+	bool peek = !seek && S_ISSOCK(in_st.st_mode);
+	if (!seek && !peek && S_ISFIFO(in_st.st_mode) &&
+	    zio__fd_kind(out_fd, zio__fd_get(out_fd)) == ZIO__FD_NONBLOCK)
+		return copy_spliced(out_fd, in_fd, count, deadline);
+	bool finish = !seek && !peek && S_ISREG(out_st.st_mode);
+	struct zio__fiber *f = zio__fiber_current();
 	char buf[16384];
 	size_t done = 0;
 	while (done < count) {
 		size_t want = count - done < sizeof(buf) ? count - done : sizeof(buf);
 		ssize_t r = offset ? zio_file_pread(in_fd, buf, want, *offset, deadline)
+			    : peek ? zio_recv(in_fd, buf, want, MSG_PEEK, deadline)
 				   : zio_read(in_fd, buf, want, deadline);
 		if (r <= 0) {
 			if (r < 0 && done == 0)
@@ -273,17 +347,24 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 		}
 		size_t put = 0;
 		ssize_t err = 0;
+		if (finish && f)
+			f->shield++;
 		while (put < (size_t)r) {
-			ssize_t w = zio_write(out_fd, buf + put, (size_t)r - put, deadline);
+			ssize_t w = zio_write(out_fd, buf + put, (size_t)r - put,
+					      finish ? ZIO_FOREVER : deadline);
 			if (w <= 0) {
 				err = w < 0 ? w : -EIO;
 				break;
 			}
 			put += (size_t)w;
 		}
+		if (finish && f)
+			f->shield--;
 		if (offset)
 			*offset += (off_t)put;
-		else if (put < (size_t)r)
+		else if (peek)
+			consume(in_fd, buf, put);
+		else if (put < (size_t)r && seek)
 			(void)lseek(in_fd, -(off_t)((size_t)r - put), SEEK_CUR);
 		done += put;
 		if (err)
@@ -296,9 +377,6 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
  * timeout, a cancel or a zio_close() of either fd waits for one piece, not
  * for gigabytes. */
 #define COPY_PIECE (64u << 20)
-/* Into a socket or pipe: sendfile calls of at most this much, between
- * which the task yields and looks at its deadline. */
-#define SEND_PIECE (1u << 20)
 
 #ifndef SYS_cachestat
 #define SYS_cachestat 451 /* one number on every architecture (Linux 6.5) */

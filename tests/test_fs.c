@@ -162,13 +162,16 @@ Test(fs, sendfile, .timeout = 30)
 }
 
 /* A copy cut short by its deadline returns exactly what reached the
- * output: from a pipe (sendfile refuses it, so zio copies through a
- * buffer) into a socket nobody reads, whose buffer fills mid-chunk. */
+ * output: from a pipe (spliced: sendfile refuses it) into a socket nobody
+ * reads, whose buffer fills part way. */
 static void *sendfile_short_task(void *arg)
 {
 	(void)arg;
 	int p[2], sv[2];
 	cr_assert_eq(zio_pipe(p), 0);
+	/* (A pipe of 1 MiB: spliced, pages of it go into the socket as they
+	 * are, so a 64 KiB pipe could fit whole.) */
+	cr_assert_geq(fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 1 << 20);
 	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
 	zio_socket_set_sndbuf(sv[0], 4096);
 	char chunk[4096];
@@ -197,6 +200,95 @@ static void *sendfile_short_task(void *arg)
 Test(fs, sendfile_cut_short_counts_what_was_written, .timeout = 30)
 {
 	run_in_runtime(1, sendfile_short_task, NULL);
+}
+
+/* A copy cut short by its deadline leaves in its input what it did not
+ * write, from a socket (peeked at, then taken as far as the write went)
+ * and from a pipe (spliced): the buffer copy read 16 KiB from either and
+ * lost what the full output would not take. The output is full from the
+ * start, so the copy writes nothing or little, and every byte put into the
+ * input comes out of the output or the input, in order. */
+enum { LEFT_IN_INPUT = 40000 };
+
+static size_t fill_up(int fd)
+{
+	static char fill[4096];
+	memset(fill, 'F', sizeof(fill));
+	size_t n = 0;
+	ssize_t w;
+	while ((w = zio_write(fd, fill, sizeof(fill), 0)) > 0)
+		n += (size_t)w;
+	return n;
+}
+
+static void read_exactly(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = zio_read(fd, buf + got, n - got, zio_deadline_after(ZIO_SEC(5)));
+		cr_assert_gt(r, 0, "read %zu of %zu: %zd", got, n, r);
+		got += (size_t)r;
+	}
+}
+
+static void copy_cut_short(int out_w, int out_r, int in_w, int in_r)
+{
+	static char data[LEFT_IN_INPUT];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)(i % 251);
+	size_t filled = fill_up(out_w);
+	char *back = malloc(filled + sizeof(data));
+	cr_assert_not_null(back);
+	cr_assert_eq(zio_write_all(in_w, data, sizeof(data), ZIO_FOREVER), (ssize_t)sizeof(data));
+	ssize_t n = zio_sendfile(out_w, in_r, NULL, sizeof(data), zio_deadline_after(ZIO_MSEC(20)));
+	cr_assert(n == -ETIMEDOUT || (n >= 0 && n < (ssize_t)sizeof(data)), "%zd", n);
+	size_t sent = n > 0 ? (size_t)n : 0;
+	/* The output: what filled it, then the first bytes sent. */
+	read_exactly(out_r, back, filled + sent);
+	cr_assert_eq(memcmp(back + filled, data, sent), 0);
+	/* The input: the rest, all of it. */
+	read_exactly(in_r, back, sizeof(data) - sent);
+	cr_assert_eq(memcmp(back, data + sent, sizeof(data) - sent), 0);
+	char c;
+	cr_assert_eq(zio_read(in_r, &c, 1, 0), -EAGAIN, "nothing more in the input");
+	free(back);
+}
+
+static void *sendfile_keeps_what_it_did_not_write(void *arg)
+{
+	(void)arg;
+	int p[2], sv[2];
+	/* A socket into a pipe. */
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	copy_cut_short(p[1], p[0], sv[0], sv[1]);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	/* A pipe into a socket. */
+	cr_assert_eq(zio_pipe(p), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	copy_cut_short(sv[0], sv[1], p[1], p[0]);
+	zio_close(p[0]);
+	zio_close(p[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	/* A socket into a socket. */
+	int in[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, in), 0);
+	copy_cut_short(sv[0], sv[1], in[0], in[1]);
+	zio_close(in[0]);
+	zio_close(in[1]);
+	zio_close(sv[0]);
+	zio_close(sv[1]);
+	return NULL;
+}
+
+Test(fs, sendfile_cut_short_keeps_the_rest_in_its_input, .timeout = 30)
+{
+	run_in_runtime(1, sendfile_keeps_what_it_did_not_write, NULL);
 }
 
 /* What sendfile(2) must not be used for. From a socket into a pipe

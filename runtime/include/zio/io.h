@@ -279,7 +279,11 @@ ZIO_API int zio_file_close(int fd);
  * cachestat(2) per 1 MiB piece, or mincore(2) before Linux 6.5). Returns
  * bytes copied, short at EOF or when an error or the deadline cut it
  * short (what was written is counted, and *offset moved by it), or -errno
- * if nothing was. */
+ * if nothing was. What a copy cut short did not write stays in its input,
+ * unless that is a pipe, tty or device and out_fd is not a socket or pipe
+ * zio made (nor a regular file, which is written to the end of what was
+ * read, whatever the deadline): then what was read and not written is
+ * lost, as with read(2) and write(2). */
 ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			     int64_t deadline);
 
