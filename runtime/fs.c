@@ -261,6 +261,19 @@ static long copy_range(void *arg)
 	return r < 0 ? -errno : r;
 }
 
+/* Between pieces of a copy whose sides never made it wait: lets the
+ * executor's other tasks run, and says whether the copy stops here, out
+ * of time or cancelled (what went is then the answer). */
+static bool stop_between_pieces(int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		deadline = zio__effective_deadline(f, deadline);
+	if (deadline != ZIO_FOREVER && zio_now() >= deadline)
+		return true;
+	return zio_yield() < 0;
+}
+
 /* From a pipe into a socket or pipe zio made (non-blocking): splice(2),
  * which takes from the pipe only what the output took, so a copy cut
  * short loses nothing. Waits on whichever side stopped it: the output if
@@ -275,9 +288,8 @@ static ssize_t copy_spliced(int out_fd, int in_fd, size_t count, int64_t deadlin
 		ssize_t r = splice(in_fd, NULL, out_fd, NULL, want, SPLICE_F_NONBLOCK);
 		if (r > 0) {
 			done += (size_t)r;
-			if (done < count && ((deadline != ZIO_FOREVER && zio_now() >= deadline) ||
-					     zio_yield() < 0))
-				break; /* out of time or cancelled: what went is the answer */
+			if (done < count && stop_between_pieces(deadline))
+				break;
 			continue;
 		}
 		if (r == 0)
@@ -320,7 +332,8 @@ static void consume(int fd, char *buf, size_t n)
  * file the bytes read are written out whatever the deadline or a cancel
  * (a file write ends). Only a pipe, tty or device into an output zio did
  * not make (which may block, so no splice) loses what it read and could
- * not write. */
+ * not write. Every 1 MiB, as sendfile's pieces, it yields and looks at
+ * the deadline: reads and writes that never wait never look. */
 static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int64_t deadline)
 {
 	struct stat in_st, out_st;
@@ -369,6 +382,9 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 		done += put;
 		if (err)
 			return done ? (ssize_t)done : err;
+		if (done < count && done / SEND_PIECE != (done - put) / SEND_PIECE &&
+		    stop_between_pieces(deadline))
+			break;
 	}
 	return (ssize_t)done;
 }
@@ -556,14 +572,9 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 			break;
 		done += (size_t)r;
 		pos += r;
-		/* A reader that keeps up never makes us wait: see to the
-		 * deadline, a cancel and the executor's other tasks here. */
-		if (done < count) {
-			if (deadline != ZIO_FOREVER && zio_now() >= deadline)
-				break;
-			if (zio_yield() < 0)
-				break; /* cancelled: the bytes sent are the answer */
-		}
+		/* A reader that keeps up never makes us wait. */
+		if (done < count && stop_between_pieces(deadline))
+			break;
 	}
 	return (ssize_t)done;
 }

@@ -291,6 +291,50 @@ Test(fs, sendfile_cut_short_keeps_the_rest_in_its_input, .timeout = 30)
 	run_in_runtime(1, sendfile_keeps_what_it_did_not_write, NULL);
 }
 
+/* A buffer copy whose sides never make it wait (/dev/zero into /dev/null)
+ * keeps its deadline and lets the executor's other tasks run: its reads
+ * and writes never looked at either, so it copied all it was asked (16
+ * GiB here, seconds), holding the executor. */
+static void *count_turns(void *arg)
+{
+	atomic_int *turns = arg;
+	for (;;) {
+		atomic_fetch_add(turns, 1);
+		if (zio_yield() < 0)
+			return NULL;
+	}
+}
+
+static void *sendfile_that_never_waits(void *arg)
+{
+	(void)arg;
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(zero, 0);
+	cr_assert_geq(null, 0);
+	atomic_int turns = 0;
+	zio_task *ticker;
+	cr_assert_eq(zio_spawn(NULL, &ticker, count_turns, &turns, NULL), 0);
+	size_t asked = (size_t)16 << 30;
+	int64_t t0 = zio_now();
+	ssize_t n = zio_sendfile(null, zero, NULL, asked, zio_deadline_after(ZIO_MSEC(50)));
+	int64_t took = zio_now() - t0;
+	cr_assert_gt(n, 0);
+	cr_assert_lt((size_t)n, asked);
+	cr_assert_lt(took, ZIO_MSEC(1000), "took %lld ms", (long long)(took / 1000000));
+	cr_assert_gt(atomic_load(&turns), 0, "the other task never ran");
+	zio_task_cancel(ticker);
+	zio_task_join(ticker, NULL);
+	close(zero);
+	close(null);
+	return NULL;
+}
+
+Test(fs, sendfile_that_never_waits_keeps_its_deadline, .timeout = 60)
+{
+	run_in_runtime(1, sendfile_that_never_waits, NULL);
+}
+
 /* What sendfile(2) must not be used for. From a socket into a pipe
  * (Linux 5.12+ takes it), its EAGAIN is the empty input's, and waiting for
  * room in the pipe returned at once for ever: the copy spun, starving the
