@@ -355,6 +355,7 @@ struct zio__exec {
 	unsigned tick;
 	unsigned passes;               /* find_work() calls: global queue fairness */
 	unsigned picks;                /* pick_local() calls: run queue fairness */
+	unsigned ops_unswitched;       /* I/O ops since the last switch (io.c) */
 	atomic_bool driven;            /* a thread runs it (exec_enter..exec_leave) */
 	int *errno_ptr;                /* this thread's errno */
 	struct zio__ctx sched_ctx;     /* the executor thread's own stack */

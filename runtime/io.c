@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #define MAX_RW 0x7ffff000u /* what Linux transfers in one call at most */
+#define OP_BUDGET 128u     /* ops a task makes without a switch before it yields */
 
 static inline size_t clamp_len(size_t n)
 {
@@ -1090,6 +1091,15 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 		deadline = 0;
 	if (!f)
 		return thread_run(op, deadline);
+	/* An op whose fd is always ready (input always there, room always)
+	 * never switches: a task making such ops in a loop held the executor,
+	 * its other tasks and its I/O poll for as long as it went on. After
+	 * OP_BUDGET ops without a switch it yields first. */
+	if (zio__unlikely(++f->exec->ops_unswitched >= OP_BUDGET) &&
+	    op->opcode != ZIO__OP_CANCEL_FD) {
+		f->exec->ops_unswitched = 0;
+		(void)zio_yield(); /* (a cancel is seen below) */
+	}
 	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
 		return -ECANCELED;
 	struct zio__loop *l = f->exec->loop;

@@ -504,6 +504,7 @@ static inline void switch_to(struct zio__exec *e, struct zio__ctx *from, struct 
 /* Finishes the switch of whatever fiber switched out on e last. */
 static void land(struct zio__exec *e)
 {
+	e->ops_unswitched = 0;
 	struct zio__fiber *f = e->landing;
 	if (!f)
 		return;

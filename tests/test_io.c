@@ -1003,6 +1003,59 @@ Test(io, wait_during_close_is_ebadf, .timeout = 20)
 	run_in_runtime(1, wait_during_close, NULL);
 }
 
+/* A task whose reads never wait (/dev/zero) lets the other tasks of its
+ * executor run, and its timers fire: it held the executor for as long as
+ * it read, as no op ever switched. */
+struct always_ready {
+	atomic_int turns;
+	atomic_bool slept;
+};
+
+static void *take_turns(void *arg)
+{
+	struct always_ready *a = arg;
+	for (;;) {
+		atomic_fetch_add(&a->turns, 1);
+		if (zio_yield() < 0)
+			return NULL;
+	}
+}
+
+static void *sleep_a_little(void *arg)
+{
+	zio_sleep(ZIO_MSEC(5));
+	atomic_store(&((struct always_ready *)arg)->slept, true);
+	return NULL;
+}
+
+static void *read_what_is_always_there(void *arg)
+{
+	(void)arg;
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(zero, 0);
+	struct always_ready a = { 0 };
+	zio_task *turner, *sleeper;
+	cr_assert_eq(zio_spawn(NULL, &turner, take_turns, &a, NULL), 0);
+	cr_assert_eq(zio_spawn(NULL, &sleeper, sleep_a_little, &a, NULL), 0);
+	char buf[512];
+	int64_t give_up = zio_deadline_after(ZIO_SEC(3));
+	while ((atomic_load(&a.turns) < 100 || !atomic_load(&a.slept)) && zio_now() < give_up)
+		cr_assert_eq(zio_read(zero, buf, sizeof(buf), ZIO_FOREVER), (ssize_t)sizeof(buf));
+	cr_assert_geq(atomic_load(&a.turns), 100, "the other task ran %d times",
+		      atomic_load(&a.turns));
+	cr_assert(atomic_load(&a.slept), "the sleeper's timer never fired");
+	zio_task_cancel(turner);
+	zio_task_join(turner, NULL);
+	zio_task_join(sleeper, NULL);
+	close(zero);
+	return NULL;
+}
+
+Test(io, reads_that_never_wait_let_others_run, .timeout = 20)
+{
+	run_in_runtime(1, read_what_is_always_there, NULL);
+}
+
 /* The two phases of a zio_close() as an op sees them, set by hand on the
  * entry of an open eventfd (as a closer leaves them while it waits for the
  * rings, and when preempted just after its close(2)). Before the close(2)

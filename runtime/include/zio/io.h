@@ -7,7 +7,9 @@
  * zio_deadline_after() value, or 0 = try once: a stream call that would
  * have to wait returns -EAGAIN; with a deadline already past it still
  * takes what is ready, then says -ETIMEDOUT) and honours deadline scopes
- * and cancellation. While a call waits, the executor runs other tasks.
+ * and cancellation. While a call waits, the executor runs other tasks;
+ * a task whose calls never have to wait (input always there) yields once
+ * every 128 of them, so that it does not hold the executor.
  *
  * Descriptors are plain ints. Sockets and pipes made here are non-blocking
  * and close-on-exec. fds made elsewhere work too, blocking or not (their
