@@ -242,8 +242,8 @@ ZIO_API int zio_file_close(int fd)
 
 /* ---------------------------------------------------------------- sendfile */
 
-/* Into a socket or pipe: sendfile (or splice) calls of at most this much, between
- * which the task yields and looks at its deadline. */
+/* Into a socket or pipe: sendfile (or splice) calls of at most this much,
+ * between which the task yields and looks at its deadline. */
 #define SEND_PIECE (1u << 20)
 
 struct copy_args {
