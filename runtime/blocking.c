@@ -107,8 +107,9 @@ static void pool_cond_init(void)
 }
 
 /* Set on pool threads: a job that calls zio (a lookup inside
- * zio_blocking_call()) must not queue another job and wait for it, which
- * may never start if every thread is so waiting. */
+ * zio_blocking_call()) must not queue another job behind busy threads and
+ * wait for it, which may never start if every thread is so waiting; it
+ * queues one only when a thread takes it at once (room_now()). */
 static __thread bool in_pool;
 
 /* fork(): the child has none of the pool's threads, so it starts with an

@@ -281,6 +281,10 @@ static bool stop_between_pieces(int64_t deadline)
  * a socket does, it yields and looks at the deadline. */
 static ssize_t copy_spliced(int out_fd, int in_fd, size_t count, int64_t deadline)
 {
+	/* A cancel is seen first, as every op sees it (splice is no op). */
+	struct zio__fiber *f = zio__fiber_current();
+	if (f && f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
+		return -ECANCELED;
 	size_t done = 0;
 	ssize_t err = 0;
 	while (done < count) {
@@ -312,15 +316,22 @@ static ssize_t copy_spliced(int out_fd, int in_fd, size_t count, int64_t deadlin
 	return done ? (ssize_t)done : err;
 }
 
-/* Takes up to n bytes of a socket's input that a peek found there. */
-static void consume(int fd, char *buf, size_t n)
+/* Takes n bytes of a socket's input that a peek found there, also in a
+ * task cancelled meanwhile (they were written: taken they must be), unless
+ * fd was closed since the copy began (the number may name another file). */
+static void consume(int fd, struct zio__fd_mark start, char *buf, size_t n)
 {
-	while (n > 0) {
+	struct zio__fiber *f = zio__fiber_current();
+	if (f)
+		f->shield++;
+	while (n > 0 && !zio__fd_gone(start)) {
 		ssize_t r = zio_recv(fd, buf, n, 0, 0);
 		if (r <= 0)
-			return; /* another reader took them */
+			break; /* another reader took them */
 		n -= (size_t)r;
 	}
+	if (f)
+		f->shield--;
 }
 
 /* Read/write through a buffer: for pairs the kernel will not copy. The
@@ -342,9 +353,13 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 	bool seek = offset || S_ISREG(in_st.st_mode) || S_ISBLK(in_st.st_mode);
 	bool peek = !seek && S_ISSOCK(in_st.st_mode);
 	if (!seek && !peek && S_ISFIFO(in_st.st_mode) &&
-	    zio__fd_kind(out_fd, zio__fd_get(out_fd)) == ZIO__FD_NONBLOCK)
-		return copy_spliced(out_fd, in_fd, count, deadline);
+	    zio__fd_kind(out_fd, zio__fd_get(out_fd)) == ZIO__FD_NONBLOCK) {
+		ssize_t s = copy_spliced(out_fd, in_fd, count, deadline);
+		if (s != -EINVAL)
+			return s; /* (-EINVAL: a pair splice refuses) */
+	}
 	bool finish = !seek && !peek && S_ISREG(out_st.st_mode);
+	struct zio__fd_mark start = zio__fd_mark(in_fd);
 	struct zio__fiber *f = zio__fiber_current();
 	char buf[16384];
 	size_t done = 0;
@@ -376,7 +391,7 @@ static ssize_t copy_slow(int out_fd, int in_fd, off_t *offset, size_t count, int
 		if (offset)
 			*offset += (off_t)put;
 		else if (peek)
-			consume(in_fd, buf, put);
+			consume(in_fd, start, buf, put);
 		else if (put < (size_t)r && seek)
 			(void)lseek(in_fd, -(off_t)((size_t)r - put), SEEK_CUR);
 		done += put;

@@ -838,7 +838,10 @@ static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadl
 		/* (Out of time, it still yields a few times, without a
 		 * nap: a try-once call's way to let the close finish.) */
 		if (zio__now() >= until && i >= ZIO__PAUSE_YIELDS) {
-			r = until == bound ? -EBADF : own == 0 ? -EAGAIN : -ETIMEDOUT;
+			if (until == bound)
+				r = -EBADF;
+			else
+				r = own == 0 ? -EAGAIN : -ETIMEDOUT;
 			break;
 		}
 		zio__pause(i);
@@ -1097,8 +1100,7 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 	 * never switches: a task making such ops in a loop held the executor,
 	 * its other tasks and its I/O poll for as long as it went on. After
 	 * OP_BUDGET ops without a switch it yields first. */
-	if (zio__unlikely(++f->exec->ops_unswitched >= OP_BUDGET) &&
-	    op->opcode != ZIO__OP_CANCEL_FD) {
+	if (zio__unlikely(++f->exec->ops_unswitched >= OP_BUDGET)) {
 		f->exec->ops_unswitched = 0;
 		(void)zio_yield(); /* (a cancel is seen below) */
 	}
@@ -1110,6 +1112,12 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 					      ? zio__fd_get(op->fd) : NULL;
 		if (ent)
 			file_rw_as_stream(op, ent);
+		/* The file fd names as the call begins: the paths below take
+		 * their own look, and one that gives up after a wait (the
+		 * multishot path) must not hand the op to the next file.
+		 * Read before the closing mark, as zio_close() bumps it
+		 * before it sets the mark. */
+		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 		bool stream_op = !zio__op_is_file(op->opcode) && op->opcode != ZIO__OP_CANCEL_FD;
 		/* zio_close() of fd is under way: a request now would hold
 		 * the file open past its close() (epoll and poll refuse too). */
@@ -1117,13 +1125,10 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			int e = closing_wait(f, ent, deadline);
 			if (e)
 				return e;
+			/* The number's file now (a new file zio made under it
+			 * bumped the incarnation again). */
+			incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
 		}
-		/* The file fd names as the call begins (after such a wait: a
-		 * new file made by zio under the number bumps the incarnation
-		 * then): the paths below take their own look, and one that
-		 * gives up after a wait (the multishot path) must not hand
-		 * the op to the next file. */
-		uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
 		/* (f->exec->rt, not f->rt: f->rt is on the descriptor's
 		 * second line, which this path does not otherwise touch.) */
 		if (ent && f->exec->rt->n_exec > 1) {
@@ -1327,6 +1332,12 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 			struct zio__fd *ent = zio__fd_get(fd);
 			if (!ent)
 				return zio__fd_get_error(fd);
+			if (zio__unlikely(zio__epfd_closing(
+				    __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED)))) {
+				int e = closing_wait(f, ent, deadline);
+				if (e)
+					return e;
+			}
 			int kind = zio__fd_kind(fd, ent);
 			if (kind < 0)
 				return kind;
@@ -1492,7 +1503,7 @@ void zio__pause(unsigned n)
 
 /* ent's closing mark from -> to, unless the number already names a new
  * file, which reset it. */
-static void mark_closing(struct zio__fd *ent, int from, int to)
+static void move_mark(struct zio__fd *ent, int from, int to)
 {
 	zio__spin_lock(&ent->lock);
 	if (ent->owner_epfd == from)
@@ -1510,7 +1521,7 @@ ZIO_API int zio_close(int fd)
 	 * closing_wait). */
 	struct zio__fd *ent = zio__fd_peek(fd);
 	if (ent)
-		mark_closing(ent, ZIO__EPFD_CLOSING, ZIO__EPFD_CLOSED);
+		move_mark(ent, ZIO__EPFD_CLOSING, ZIO__EPFD_CLOSED);
 	/* close() is never retried: on Linux the fd is gone even on EINTR. */
 #ifdef ZIO_TSAN
 	/* A zio op on fd in another thread may be inside its syscall now:
@@ -1522,7 +1533,7 @@ ZIO_API int zio_close(int fd)
 #endif
 	int err = r < 0 && errno != EINTR ? -errno : 0;
 	if (ent)
-		mark_closing(ent, ZIO__EPFD_CLOSED, ZIO__EPFD_NONE);
+		move_mark(ent, ZIO__EPFD_CLOSED, ZIO__EPFD_NONE);
 	return err;
 }
 

@@ -294,7 +294,8 @@ Test(fs, sendfile_cut_short_keeps_the_rest_in_its_input, .timeout = 30)
 /* A buffer copy whose sides never make it wait (/dev/zero into /dev/null)
  * keeps its deadline and lets the executor's other tasks run: its reads
  * and writes never looked at either, so it copied all it was asked (16
- * GiB here, seconds), holding the executor. */
+ * GiB here, seconds), holding the executor. (On io_uring the device reads
+ * are requests the task parks for: there it held anyway.) */
 static void *count_turns(void *arg)
 {
 	atomic_int *turns = arg;

@@ -2108,6 +2108,8 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 	gai_fn next = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
 	if (!next) {
 		next = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+		if (!next)
+			abort(); /* no C library resolver behind this one */
 		__atomic_store_n(&real, next, __ATOMIC_RELEASE);
 	}
 	if (node && strcmp(node, SLOW_NAME) == 0) {

@@ -222,9 +222,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline);
  * regular file or a directory (fd as a dirfd); one not yet started is not
  * done (-EBADF). What user code does in zio_blocking_call() is not waited
  * for. A call on fd that begins while the close is under way fails with
- * -EBADF; one on a new file that another thread made under the number the
- * moment the close(2) returned works on it, or, if its own time runs out
- * before the close is done, ends with -EAGAIN (deadline 0) or -ETIMEDOUT. */
+ * -EBADF; one that begins as the close(2) itself runs, when another thread
+ * may already have made a new file under the number, waits for the close
+ * to finish and then works on what the number names, or ends with -EAGAIN
+ * (deadline 0) or -ETIMEDOUT if its own time runs out first, or -EBADF
+ * after 50 ms. */
 ZIO_API int zio_close(int fd);
 /* pipe2(O_NONBLOCK | O_CLOEXEC). */
 ZIO_API int zio_pipe(int fds[2]);
@@ -281,8 +283,9 @@ ZIO_API int zio_file_close(int fd);
  * cachestat(2) per 1 MiB piece, or mincore(2) before Linux 6.5). Returns
  * bytes copied, short at EOF or when an error or the deadline cut it
  * short (what was written is counted, and *offset moved by it), or -errno
- * if nothing was. What a copy cut short did not write stays in its input,
- * unless that is a pipe, tty or device and out_fd is not a socket or pipe
+ * if nothing was. What a copy cut short did not write stays in its input
+ * (of a datagram, the part not written is dropped with it), unless that
+ * is a pipe, tty or device and out_fd is not a socket or pipe
  * zio made (nor a regular file, which is written to the end of what was
  * read, whatever the deadline): then what was read and not written is
  * lost, as with read(2) and write(2). */

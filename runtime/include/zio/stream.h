@@ -168,9 +168,10 @@ ZIO_API int zio_writer_flush(zio_writer *w);
  * ftell and fseek fail with ESPIPE, except a step back over input stdio
  * read ahead and did not use (fseek(f, 0, SEEK_CUR), or stdio's own before
  * a write after fscanf or ungetc) while the reader still holds it, that
- * is, until a zio_reader_* call of the program's own on the same reader:
- * after one, that step back fails with ESPIPE (and so does a write that
- * needs it) instead of handing out again what the call took.
+ * is, until a zio_reader_* call of the program's own on the same reader
+ * takes bytes or refills the buffer: after one, that step back fails with
+ * ESPIPE (and so does a write that needs it) instead of handing out again
+ * what the call took.
  * fclose() flushes the writer (EOF and errno if that fails) but does not
  * close the underlying fd. */
 ZIO_API FILE *zio_stream_fopen(zio_reader *r, zio_writer *w, const char *mode);
