@@ -808,6 +808,17 @@ static void *bcast_waiting_rx(void *arg)
 	return (void *)(intptr_t)zio_bcast_recv(&rx, &v, NULL, ZIO_FOREVER);
 }
 
+/* Receivers queued on b's wait queue. */
+static int bcast_queued(zio_bcast *b)
+{
+	int n = 0;
+	slock(&b->lock);
+	for (struct zio__waiter *w = b->q.head; w; w = w->next)
+		n++;
+	sunlock(&b->lock);
+	return n;
+}
+
 static void *bcast_destroy_after_close(void *arg)
 {
 	(void)arg;
@@ -819,9 +830,10 @@ static void *bcast_destroy_after_close(void *arg)
 		zio_task *t[4];
 		for (int i = 0; i < 4; i++)
 			cr_assert_eq(zio_spawn(NULL, &t[i], bcast_waiting_rx, &a, NULL), 0);
-		while (atomic_load(&waiting) < 4)
-			zio_yield();
-		zio_sleep(ZIO_USEC(50)); /* they wait */
+		/* They wait (a 50 us nap was short under ThreadSanitizer: a
+		 * receiver came to its recv after the destroy). */
+		while (atomic_load(&waiting) < 4 || bcast_queued(b) < 4)
+			zio_sleep(ZIO_USEC(50));
 		cr_assert_eq(zio_bcast_close(b), 0);
 		cr_assert_eq(zio_bcast_destroy(b), 0);
 		for (int i = 0; i < 4; i++) {
