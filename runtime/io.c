@@ -1099,10 +1099,12 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 	/* An op whose fd is always ready (input always there, room always)
 	 * never switches: a task making such ops in a loop held the executor,
 	 * its other tasks and its I/O poll for as long as it went on. After
-	 * OP_BUDGET ops without a switch it yields first. */
+	 * OP_BUDGET ops without a switch it yields first, by way of the
+	 * executor's timers and I/O poll (which otherwise come every 64
+	 * switches: long apart if such tasks compute between their ops). */
 	if (zio__unlikely(++f->exec->ops_unswitched >= OP_BUDGET)) {
 		f->exec->ops_unswitched = 0;
-		(void)zio_yield(); /* (a cancel is seen below) */
+		(void)zio__yield_polling(); /* (a cancel is seen below) */
 	}
 	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
 		return -ECANCELED;

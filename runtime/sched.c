@@ -1171,6 +1171,14 @@ ZIO_API int zio_yield(void)
 	return yield_verdict(f);
 }
 
+int zio__yield_polling(void)
+{
+	struct zio__exec *e = tls_exec;
+	if (e)
+		e->tick |= TICKS_PER_POLL - 1; /* the next switch_out is a poll tick */
+	return zio_yield();
+}
+
 ZIO_API void zio_task_own_fpenv(void)
 {
 	struct zio__fiber *f = zio__fiber_current();

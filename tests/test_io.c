@@ -1057,6 +1057,70 @@ Test(io, reads_that_never_wait_let_others_run, .timeout = 20)
 	run_in_runtime(1, read_what_is_always_there, NULL);
 }
 
+/* The same with work between the reads (0.2 ms each): the executor's I/O
+ * poll still comes often enough that a task waiting on a pipe another
+ * thread writes to is woken soon after (it came every 64 switches, which
+ * such a task made once per 128 reads: 1.6 s apart). */
+struct late_wake {
+	int fds[2];
+	atomic_llong written_at, woken_at;
+};
+
+static void *write_one_soon(void *arg)
+{
+	struct late_wake *w = arg;
+	usleep(50000);
+	atomic_store(&w->written_at, zio_now());
+	cr_assert_eq(write(w->fds[1], "x", 1), 1);
+	return NULL;
+}
+
+static void *wait_for_the_byte(void *arg)
+{
+	struct late_wake *w = arg;
+	char c;
+	ssize_t r = zio_read(w->fds[0], &c, 1, zio_deadline_after(ZIO_SEC(10)));
+	atomic_store(&w->woken_at, zio_now());
+	return (void *)(intptr_t)r;
+}
+
+static void *read_and_compute(void *arg)
+{
+	(void)arg;
+	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(zero, 0);
+	struct late_wake w = { 0 };
+	cr_assert_eq(zio_pipe(w.fds), 0);
+	zio_task *waiter;
+	cr_assert_eq(zio_spawn(NULL, &waiter, wait_for_the_byte, &w, NULL), 0);
+	zio_yield(); /* it waits */
+	pthread_t writer;
+	cr_assert_eq(pthread_create(&writer, NULL, write_one_soon, &w), 0);
+	char buf[512];
+	int64_t give_up = zio_deadline_after(ZIO_SEC(10));
+	while (!atomic_load(&w.woken_at) && zio_now() < give_up) {
+		cr_assert_eq(zio_read(zero, buf, sizeof(buf), ZIO_FOREVER), (ssize_t)sizeof(buf));
+		int64_t until = zio_now() + ZIO_USEC(200);
+		while (zio_now() < until)
+			;
+	}
+	void *r;
+	zio_task_join(waiter, &r);
+	cr_assert_eq((intptr_t)r, 1);
+	int64_t late = atomic_load(&w.woken_at) - atomic_load(&w.written_at);
+	cr_assert_lt(late, ZIO_MSEC(500), "woken %lld ms after the write", (long long)(late / 1000000));
+	pthread_join(writer, NULL);
+	zio_close(w.fds[0]);
+	zio_close(w.fds[1]);
+	close(zero);
+	return NULL;
+}
+
+Test(io, reads_that_never_wait_let_the_poll_run, .timeout = 30)
+{
+	run_in_runtime(1, read_and_compute, NULL);
+}
+
 /* The two phases of a zio_close() as an op sees them, set by hand on the
  * entry of an open eventfd (as a closer leaves them while it waits for the
  * rings, and when preempted just after its close(2)). Before the close(2)
