@@ -111,7 +111,9 @@ ZIO_API int zio_accept(int fd, zio_addr *peer, int64_t deadline);
 /* Waits as connect(2) on a blocking socket does, also for room in a Unix
  * listener's full backlog (retried after short pauses: the kernel has no
  * event for it). On -ETIMEDOUT or -ECANCELED the socket is left
- * half-connected or shut down: close it. */
+ * half-connected or shut down: close it. A connection made and then reset
+ * before the call returns is an error, as connect(2) says it: -ECONNRESET,
+ * or -EPIPE if the peer had closed it first (a listener closed, say). */
 ZIO_API int zio_connect(int fd, const zio_addr *addr, int64_t deadline);
 ZIO_API int zio_shutdown(int fd, int how);
 ZIO_API int zio_socketpair(int domain, int type, int fds[2]);
