@@ -850,6 +850,14 @@ static int closing_wait(struct zio__fiber *f, struct zio__fd *ent, int64_t deadl
 	return r;
 }
 
+/* closing_wait() if a zio_close() of ent's file is under way; else 0. */
+static inline int wait_if_closing(struct zio__fiber *f, struct zio__fd *ent, int64_t deadline)
+{
+	if (zio__likely(!zio__epfd_closing(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED))))
+		return 0;
+	return closing_wait(f, ent, deadline);
+}
+
 /* Readiness path: try, wait, retry. */
 static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
 			 int64_t deadline)
@@ -857,11 +865,9 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	struct zio__fd *ent = zio__fd_get(op->fd);
 	if (!ent)
 		return zio__fd_get_error(op->fd);
-	if (zio__unlikely(zio__epfd_closing(__atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED)))) {
-		int e = closing_wait(f, ent, deadline);
-		if (e)
-			return e;
-	}
+	int e = wait_if_closing(f, ent, deadline);
+	if (e)
+		return e;
 	int kind = zio__fd_kind(op->fd, ent);
 	if (kind < 0)
 		return kind;
@@ -1334,12 +1340,9 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 			struct zio__fd *ent = zio__fd_get(fd);
 			if (!ent)
 				return zio__fd_get_error(fd);
-			if (zio__unlikely(zio__epfd_closing(
-				    __atomic_load_n(&ent->owner_epfd, __ATOMIC_RELAXED)))) {
-				int e = closing_wait(f, ent, deadline);
-				if (e)
-					return e;
-			}
+			int e = wait_if_closing(f, ent, deadline);
+			if (e)
+				return e;
 			int kind = zio__fd_kind(fd, ent);
 			if (kind < 0)
 				return kind;

@@ -414,6 +414,13 @@ static bool wants_rest(ssize_t r, size_t len, int op_flags)
 	return r > 0 && (size_t)r < len && (op_flags & MSG_WAITALL);
 }
 
+/* The file a MSG_WAITALL receive begins with, for recv_rest (the others
+ * are one op, which looks for itself: no lookup for them). */
+static struct zio__fd_mark waitall_mark(int fd, int op_flags)
+{
+	return op_flags & MSG_WAITALL ? zio__fd_mark(fd) : (struct zio__fd_mark){ 0 };
+}
+
 static size_t iov_total(const struct iovec *iov, size_t n)
 {
 	size_t t = 0;
@@ -465,7 +472,7 @@ ZIO_API ssize_t zio_recv(int fd, void *buf, size_t len, int flags, int64_t deadl
 	op.u.rw.buf = buf;
 	op.u.rw.len = len > 0x7ffff000u ? 0x7ffff000u : len;
 	op.u.rw.flags = receive_flags(fd, flags);
-	struct zio__fd_mark start = zio__fd_mark(fd);
+	struct zio__fd_mark start = waitall_mark(fd, op.u.rw.flags);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (!wants_rest(r, op.u.rw.len, op.u.rw.flags))
 		return r;
@@ -492,7 +499,7 @@ ZIO_API ssize_t zio_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadl
 	/* With a control buffer the rest is not waited for: a later message's
 	 * fds would have nowhere to go. */
 	bool control = msg->msg_controllen > 0;
-	struct zio__fd_mark start = zio__fd_mark(fd);
+	struct zio__fd_mark start = waitall_mark(fd, op.u.msg.flags);
 	ssize_t r = zio__op_run(&op, deadline);
 	if (control || !msg->msg_iov || !wants_rest(r, iov_total(msg->msg_iov, msg->msg_iovlen), op.u.msg.flags))
 		return r;

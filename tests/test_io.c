@@ -1063,13 +1063,15 @@ Test(io, reads_that_never_wait_let_others_run, .timeout = 20)
  * such a task made once per 128 reads: 1.6 s apart). */
 struct late_wake {
 	int fds[2];
+	atomic_bool computing;
 	atomic_llong written_at, woken_at;
 };
 
 static void *write_one_soon(void *arg)
 {
 	struct late_wake *w = arg;
-	usleep(50000);
+	while (!atomic_load(&w->computing))
+		usleep(1000);
 	atomic_store(&w->written_at, zio_now());
 	cr_assert_eq(write(w->fds[1], "x", 1), 1);
 	return NULL;
@@ -1103,6 +1105,7 @@ static void *read_and_compute(void *arg)
 		int64_t until = zio_now() + ZIO_USEC(200);
 		while (zio_now() < until)
 			;
+		atomic_store(&w.computing, true); /* the write comes while we are at it */
 	}
 	void *r;
 	zio_task_join(waiter, &r);

@@ -1500,9 +1500,12 @@ static void *connect_after_close_and_reset(void *arg)
 	int s = accept(lfd, NULL, NULL);
 	cr_assert_geq(s, 0);
 	close(s);
-	zio_sleep(ZIO_MSEC(10)); /* the FIN arrives */
+	struct pollfd fin = { .fd = c, .events = POLLRDHUP };
+	cr_assert_eq(poll(&fin, 1, 5000), 1); /* the FIN has come */
 	cr_assert_eq(write(c, "x", 1), 1);
-	zio_sleep(ZIO_MSEC(10)); /* the reset it draws arrives */
+	struct pollfd reset = { .fd = c }; /* (POLLHUP and POLLERR always count) */
+	cr_assert_eq(poll(&reset, 1, 5000), 1);
+	cr_assert(reset.revents & POLLERR, "revents %#x: no reset", reset.revents);
 	cr_assert_eq(zio_connect(c, &a, zio_deadline_after(ZIO_SEC(5))), -EPIPE);
 	zio_close(c);
 	zio_close(lfd);

@@ -547,20 +547,34 @@ Test(stream, stdio_fgets_keeps_a_line_cut_by_a_timeout, .timeout = 10)
 	}
 }
 
+/* A FILE in "r+" over a reader of input in memory and a writer into
+ * store. */
+struct rplus {
+	struct zio_mem in, out;
+	zio_reader r;
+	zio_writer w;
+	char rb[16], wb[16], store[64];
+	FILE *f;
+};
+
+static void rplus_open(struct rplus *p, const char *input)
+{
+	mem_reader(&p->r, &p->in, input, p->rb, sizeof(p->rb));
+	p->out = (struct zio_mem){ .data = p->store, .cap = sizeof(p->store) };
+	zio_writer_init(&p->w, &zio_mem_sink, &p->out, p->wb, sizeof(p->wb));
+	p->f = zio_stream_fopen(&p->r, &p->w, "r+");
+	cr_assert_not_null(p->f);
+}
+
 /* In an update mode, a write after fscanf (which reads one byte past the
  * number and gives it back) works: stdio seeks back over that byte, which
  * the reader still holds. The seek failed, and the write with it. */
 Test(stream, stdio_write_after_fscanf, .timeout = 10)
 {
-	struct zio_mem m;
-	zio_reader r;
-	char rb[16], wb[16], store[64], line[16];
-	mem_reader(&r, &m, "42\nnext\n", rb, sizeof(rb));
-	struct zio_mem out = { .data = store, .cap = sizeof(store) };
-	zio_writer w;
-	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
-	FILE *f = zio_stream_fopen(&r, &w, "r+");
-	cr_assert_not_null(f);
+	struct rplus p;
+	rplus_open(&p, "42\nnext\n");
+	FILE *f = p.f;
+	char line[16];
 	int x = 0;
 	cr_assert_eq(fscanf(f, "%d", &x), 1);
 	cr_assert_eq(x, 42);
@@ -570,8 +584,8 @@ Test(stream, stdio_write_after_fscanf, .timeout = 10)
 	cr_assert_not_null(fgets(line, sizeof(line), f));
 	cr_assert_str_eq(line, "next\n");
 	cr_assert_eq(fclose(f), 0);
-	cr_assert_eq(out.len, 7u);
-	cr_assert_eq(memcmp(store, "got 42\n", 7), 0);
+	cr_assert_eq(p.out.len, 7u);
+	cr_assert_eq(memcmp(p.store, "got 42\n", 7), 0);
 }
 
 /* Once the program takes from the reader itself, stdio's step back over
@@ -580,26 +594,20 @@ Test(stream, stdio_write_after_fscanf, .timeout = 10)
  * which came out twice. */
 Test(stream, stdio_no_step_back_after_a_direct_take, .timeout = 10)
 {
-	struct zio_mem m;
-	zio_reader r;
-	char rb[64], wb[64], store[64], line[32];
-	mem_reader(&r, &m, "12 rest\nnext\n", rb, sizeof(rb));
-	struct zio_mem out = { .data = store, .cap = sizeof(store) };
-	zio_writer w;
-	zio_writer_init(&w, &zio_mem_sink, &out, wb, sizeof(wb));
-	FILE *f = zio_stream_fopen(&r, &w, "r+");
-	cr_assert_not_null(f);
+	struct rplus p;
+	rplus_open(&p, "12 rest\nnext\n");
+	char line[32];
 	int x = 0;
-	cr_assert_eq(fscanf(f, "%d", &x), 1); /* stdio holds the ' ' after 12 */
-	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 5);
+	cr_assert_eq(fscanf(p.f, "%d", &x), 1); /* stdio holds the ' ' after 12 */
+	cr_assert_eq(zio_reader_take_delim(&p.r, '\n', true, line, sizeof(line)), 5);
 	cr_assert_eq(memcmp(line, "rest\n", 5), 0);
 	errno = 0;
-	cr_assert_lt(fprintf(f, "ok\n"), 0);
+	cr_assert_lt(fprintf(p.f, "ok\n"), 0);
 	cr_assert_eq(errno, ESPIPE);
-	cr_assert_eq(zio_reader_take_delim(&r, '\n', true, line, sizeof(line)), 5);
+	cr_assert_eq(zio_reader_take_delim(&p.r, '\n', true, line, sizeof(line)), 5);
 	cr_assert_eq(memcmp(line, "next\n", 5), 0);
-	fclose(f);
-	cr_assert_eq(out.len, 0u);
+	fclose(p.f);
+	cr_assert_eq(p.out.len, 0u);
 }
 
 /* A step back over bytes the reader's buffer no longer holds (stdio's
