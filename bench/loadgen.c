@@ -25,8 +25,8 @@
  * usage: loadgen -p PORT [-h 127.0.0.1] [-c conns=50] [-d secs=5] [-w secs=1]
  *                [-s bytes=64] [-pid PID] [-t connect-timeout-secs=5]
  * prints: RESULT req_per_s, p50_us, p90_us, p99_us, p999_us, max_us, mean_us,
- *         requests, errors, client_cpu_pct, and with -pid server_cpu_pct and
- *         server_cpu_us_per_req.
+ *         requests, errors, client_cpu_pct, and with -pid server_cpu_pct,
+ *         server_cpu_us_per_req and server_sys_us_per_req.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -231,30 +231,37 @@ static int parse_target(const char *host, int port, struct sockaddr_storage *ss,
 	return -1;
 }
 
-/* utime + stime of a process in µs, or -1. */
-static double proc_cpu_us(long pid)
+struct proc_cpu {
+	double user_us, sys_us; /* utime and stime; negative if unreadable */
+};
+
+static struct proc_cpu proc_cpu(long pid)
 {
+	struct proc_cpu cpu = { -1, -1 };
 	char path[64], buf[4096], *p;
 	unsigned long long ut = 0, st = 0;
+	double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return cpu;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return -1;
+		return cpu;
 	buf[n] = 0;
 	/* comm (field 2) may hold spaces and parentheses: skip past the last
 	 * ')'. Then field 3 (state) is first, utime and stime are 14 and 15. */
 	p = strrchr(buf, ')');
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
 			 &st) != 2)
-		return -1;
-	return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+		return cpu;
+	cpu.user_us = (double)ut * tick_us;
+	cpu.sys_us = (double)st * tick_us;
+	return cpu;
 }
 
 static double self_cpu_us(void)
@@ -277,7 +284,8 @@ int main(int argc, char **argv)
 	struct rlimit rl;
 	struct epoll_event evs[512];
 	int64_t now, t_conn_end, t_warm_end = 0, t_end = 0, t0 = 0, t1 = 0;
-	double srv0 = -1, srv1 = -1, cli0 = 0, cli1 = 0;
+	struct proc_cpu srv0 = { -1, -1 }, srv1 = { -1, -1 };
+	double cli0 = 0, cli1 = 0;
 	int phase = 0; /* 0 connecting, 1 warm-up, 2 measuring */
 
 	nconns = 50;
@@ -445,12 +453,12 @@ int main(int argc, char **argv)
 			phase = 2;
 			t0 = now;
 			if (pid > 0)
-				srv0 = proc_cpu_us(pid);
+				srv0 = proc_cpu(pid);
 			cli0 = self_cpu_us();
 		} else if (phase == 2 && now >= t_end) {
 			t1 = now;
 			if (pid > 0)
-				srv1 = proc_cpu_us(pid);
+				srv1 = proc_cpu(pid);
 			cli1 = self_cpu_us();
 			break;
 		}
@@ -474,9 +482,12 @@ int main(int argc, char **argv)
 		bench_result("requests", (double)hist_count, "req");
 		bench_result("errors", (double)errors, "conn");
 		bench_result("client_cpu_pct", (cli1 - cli0) / (secs * 1e6) * 100, "%");
-		if (pid > 0 && srv0 >= 0 && srv1 >= 0) {
-			bench_result("server_cpu_pct", (srv1 - srv0) / (secs * 1e6) * 100, "%");
-			bench_result("server_cpu_us_per_req", (srv1 - srv0) / (double)hist_count, "us");
+		if (pid > 0 && srv0.user_us >= 0 && srv1.user_us >= 0) {
+			double user = srv1.user_us - srv0.user_us, sys = srv1.sys_us - srv0.sys_us;
+
+			bench_result("server_cpu_pct", (user + sys) / (secs * 1e6) * 100, "%");
+			bench_result("server_cpu_us_per_req", (user + sys) / (double)hist_count, "us");
+			bench_result("server_sys_us_per_req", sys / (double)hist_count, "us");
 		} else if (pid > 0) {
 			fprintf(stderr, "loadgen: could not read /proc/%ld/stat\n", pid);
 		}
