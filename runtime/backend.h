@@ -200,9 +200,11 @@ struct zio__backend {
 	 * from a multishot request kept armed on the fd, whose results queue
 	 * up between calls. Returns the result, or -EOPNOTSUPP: take the
 	 * plain path (nothing is queued or in flight that it could overtake).
-	 * May move the calling fiber to the executor that owns the request. */
+	 * May move the calling fiber to the executor that owns the request.
+	 * incarnation: ent's as the caller found the file open (read before
+	 * its look at the closing mark), which a request armed must match. */
 	ssize_t (*multishot)(struct zio__loop *l, struct zio__op *op, struct zio__fd *ent,
-			     int64_t deadline);
+			     uint32_t incarnation, int64_t deadline);
 	/* (multishot() returns ZIO__OTHER_RUNTIME when the request is
 	 * another runtime's: io.c asks that runtime, run_in_owner().) */
 };
@@ -336,6 +338,10 @@ static inline bool zio__fd_gone(struct zio__fd_mark m)
 /* fd's ZIO__FD_* kind, from ent (may be NULL) or learnt with fcntl and
  * fstat and remembered there; -errno if fd is not open. */
 int zio__fd_kind(int fd, struct zio__fd *ent);
+/* For calls that are no single op (zio_sendfile): what an op on fd that
+ * begins now gets from a zio_close() of it under way (io.h: -EBADF, or
+ * a wait for the close to finish), else 0. A task's only. */
+int zio__fd_not_closing(int fd, int64_t deadline);
 /* Calls fn on every allocated entry below fd number end (an epoll loop's
  * stop and destruction). The table spans 64M numbers: a walk of all of it
  * reads 512 KiB of chunk pointers. */

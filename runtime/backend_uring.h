@@ -95,6 +95,6 @@ void zio__uring_ms_stop(struct uring_loop *l);
 /* Whether multishot recv and accept are in use (tests). */
 bool zio__uring_multishot_on(void);
 ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,
-			     int64_t deadline);
+			     uint32_t incarnation, int64_t deadline);
 
 #endif

@@ -790,7 +790,7 @@ static size_t iov_total(const struct iovec *iov, int n)
 enum ms_call { CALL_ACCEPT, CALL_POLL, CALL_READ };
 
 ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct zio__fd *ent,
-			     int64_t deadline)
+			     uint32_t incarnation, int64_t deadline)
 {
 	uint8_t traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
 	struct iovec one;
@@ -836,9 +836,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 	struct zio__exec *home = f->exec;
 	uint32_t pin = f->flags & ZIO__FIBER_TEMP_PIN;
 	f->flags |= ZIO__FIBER_TEMP_PIN;
-	/* zio_close() bumps it before it detaches the state: a caller that
-	 * wakes or arrives after that must not arm a new request. */
-	uint32_t incarnation = __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE);
+	/* zio_close() bumps the incarnation before it detaches the state: a
+	 * caller that wakes or arrives after that must not arm a new request.
+	 * The caller's, read before it looked at the closing mark: one read
+	 * here could already be the close's, which would then find nothing
+	 * of ours to detach. */
 	struct uring_loop *l = (struct uring_loop *)base;
 	size_t want = call == CALL_READ ? iov_total(iov, iovcnt) : 0;
 	bool peek = flags & MSG_PEEK;

@@ -507,6 +507,11 @@ ZIO_API ssize_t zio_sendfile(int out_fd, int in_fd, off_t *offset, size_t count,
 	zio__sigpipe_once();
 	if (offset && *offset < 0)
 		return -EINVAL; /* as sendfile(2) says (copy_file_range: EOVERFLOW) */
+	int e = zio__fd_not_closing(out_fd, deadline);
+	if (!e)
+		e = zio__fd_not_closing(in_fd, deadline);
+	if (e)
+		return e;
 	/* Kinds are remembered in the fd table: learnt once per file. */
 	int out_kind = zio__fd_kind(out_fd, zio__fd_get(out_fd));
 	int in_kind = zio__fd_kind(in_fd, zio__fd_get(in_fd));

@@ -427,10 +427,10 @@ void zio__ready(struct zio__fiber *f);
 void zio__schedule(zio__runtime *rt, struct zio__fiber *f);
 /* Switches the current fiber out; action says what the landing site does. */
 void zio__switch_out(struct zio__fiber *self, enum zio__landing action);
-/* zio_yield() by way of the scheduler, which then runs the executor's
+/* A yield by way of the scheduler, which then runs the executor's
  * due timers and polls its I/O (io.c's op budget: ops that never wait
  * must not hold those back either). */
-int zio__yield_polling(void);
+void zio__yield_polling(void);
 /* Moves the running fiber to executor `to` and returns there. For state
  * that one executor owns (an io_uring ring's multishot request): the
  * caller keeps ZIO__FIBER_TEMP_PIN set so it is not stolen on arrival. */

@@ -150,6 +150,13 @@ int zio__fd_kind(int fd, struct zio__fd *ent)
 	int k = ent ? __atomic_load_n(&ent->kind, __ATOMIC_RELAXED) : ZIO__FD_UNKNOWN;
 	if (k != ZIO__FD_UNKNOWN)
 		return k;
+	/* What fstat() says is remembered only for the file the number named
+	 * throughout: not during a zio_close() (whose forget_fd() cleared the
+	 * entry, and whose next file would inherit the old one's kind), nor
+	 * across one (the incarnation moved), nor over a file zio made
+	 * meanwhile (its kind is already set). */
+	uint32_t incarnation = ent ? __atomic_load_n(&ent->incarnation, __ATOMIC_ACQUIRE) : 0;
+	bool keep = ent && !zio__epfd_closing(__atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE));
 	/* A file zio did not create: its O_NONBLOCK is not relied on, as
 	 * whoever shares the description may change it (a shell, or a child
 	 * sharing a tty or pipe, clears it), and then a plain read(2) would
@@ -163,16 +170,24 @@ int zio__fd_kind(int fd, struct zio__fd *ent)
 		k = ZIO__FD_SOCKET;
 	else
 		k = ZIO__FD_BLOCKING;
-	if (ent) {
+	if (keep) {
+		uint8_t traits = 0;
 		if (S_ISSOCK(st.st_mode)) {
 			int type = 0;
 			socklen_t tl = sizeof(type);
 			bool dgram = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 				     type == SOCK_DGRAM;
-			__atomic_or_fetch(&ent->traits, (uint8_t)(ZIO__FD_SOCK | (dgram ? ZIO__FD_DGRAM : 0)),
-					  __ATOMIC_RELAXED);
+			traits = (uint8_t)(ZIO__FD_SOCK | (dgram ? ZIO__FD_DGRAM : 0));
 		}
-		__atomic_store_n(&ent->kind, (uint8_t)k, __ATOMIC_RELAXED);
+		/* (forget_fd() bumps the incarnation and sets the mark under
+		 * this lock.) */
+		zio__spin_lock(&ent->lock);
+		if (ent->incarnation == incarnation && !zio__epfd_closing(ent->owner_epfd) &&
+		    ent->kind == ZIO__FD_UNKNOWN) {
+			__atomic_or_fetch(&ent->traits, traits, __ATOMIC_RELAXED);
+			__atomic_store_n(&ent->kind, (uint8_t)k, __ATOMIC_RELAXED);
+		}
+		zio__spin_unlock(&ent->lock);
 	}
 	return k;
 }
@@ -858,6 +873,13 @@ static inline int wait_if_closing(struct zio__fiber *f, struct zio__fd *ent, int
 	return closing_wait(f, ent, deadline);
 }
 
+int zio__fd_not_closing(int fd, int64_t deadline)
+{
+	struct zio__fiber *f = zio__fiber_current();
+	struct zio__fd *ent = f ? zio__fd_peek(fd) : NULL;
+	return ent ? wait_if_closing(f, ent, deadline) : 0;
+}
+
 /* Readiness path: try, wait, retry. */
 static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__op *op,
 			 int64_t deadline)
@@ -1110,7 +1132,7 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 	 * switches: long apart if such tasks compute between their ops). */
 	if (zio__unlikely(++f->exec->ops_unswitched >= OP_BUDGET)) {
 		f->exec->ops_unswitched = 0;
-		(void)zio__yield_polling(); /* (a cancel is seen below) */
+		zio__yield_polling(); /* (a cancel is seen below) */
 	}
 	if (f->shield == 0 && atomic_load_explicit(&f->cancelled, memory_order_relaxed))
 		return -ECANCELED;
@@ -1156,7 +1178,7 @@ ssize_t zio__op_run(struct zio__op *op, int64_t deadline)
 			if (l->ops->multishot) {
 				/* Also for a try-once call: a read must not
 				 * overtake bytes a multishot recv has queued. */
-				r = l->ops->multishot(l, op, ent, deadline);
+				r = l->ops->multishot(l, op, ent, incarnation, deadline);
 				if (r == ZIO__OTHER_RUNTIME)
 					r = run_in_owner(op, ent, deadline);
 				if (r != -EOPNOTSUPP)
@@ -1414,6 +1436,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 		 * as with poll(2), the wait lasts until the deadline. */
 		return wait_for_nothing(deadline);
 	}
+	/* poll(2)'s revents: what was asked, and POLLERR, POLLHUP, POLLNVAL.
+	 * (The io_uring path asks for POLLRDHUP too; a wake for nothing but
+	 * that still says it, rather than a 0 no caller expects.) */
+	if (r > 0 && (r & (events | POLLERR | POLLHUP | POLLNVAL)))
+		r &= events | POLLERR | POLLHUP | POLLNVAL;
 	return r;
 }
 

@@ -1171,12 +1171,18 @@ ZIO_API int zio_yield(void)
 	return yield_verdict(f);
 }
 
-int zio__yield_polling(void)
+void zio__yield_polling(void)
 {
+	/* No verdict first: the op budget's turn is owed to the others even
+	 * when a cancel or a spent deadline scope is pending (ops that never
+	 * wait still succeed there, and a loop of them would hold the
+	 * executor); the op that follows says the verdict. */
 	struct zio__exec *e = tls_exec;
-	if (e)
-		e->tick |= TICKS_PER_POLL - 1; /* the next switch_out is a poll tick */
-	return zio_yield();
+	struct zio__fiber *f = e ? e->cur : NULL;
+	if (!f)
+		return;
+	e->tick |= TICKS_PER_POLL - 1; /* the next switch_out is a poll tick */
+	zio__switch_out(f, ZIO__LAND_YIELD);
 }
 
 ZIO_API void zio_task_own_fpenv(void)

@@ -535,6 +535,44 @@ Test(io, wait_fd, .timeout = 10)
 	run_in_runtime(1, wait_fd_task, NULL);
 }
 
+/* zio_wait_fd() says what poll(2) would: the events asked for, and
+ * POLLERR, POLLHUP, POLLNVAL, nothing else (io_uring's poll, which zio
+ * asks for POLLRDHUP too, said POLLRDHUP unasked), whether it waited or
+ * found the fd ready. */
+static void *write_then_close_soon(void *arg)
+{
+	zio_sleep(ZIO_MSEC(5));
+	int fd = *(int *)arg;
+	cr_assert_eq(zio_write(fd, "x", 1, ZIO_FOREVER), 1);
+	zio_close(fd);
+	return NULL;
+}
+
+static void *wait_fd_says_what_poll_says(void *arg)
+{
+	(void)arg;
+	int sv[2];
+	cr_assert_eq(zio_socketpair(AF_UNIX, SOCK_STREAM, sv), 0);
+	zio_task *t;
+	cr_assert_eq(zio_spawn(NULL, &t, write_then_close_soon, &sv[1], NULL), 0);
+	int w = zio_wait_fd(sv[0], POLLIN, ZIO_FOREVER);
+	cr_assert(w > 0 && (w & POLLIN) && !(w & ~(POLLIN | POLLHUP)), "a wait said %#x", w);
+	zio_task_join(t, NULL);
+	struct pollfd pfd = { .fd = sv[0], .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 1);
+	cr_assert_eq(zio_wait_fd(sv[0], POLLIN, ZIO_FOREVER), pfd.revents);
+	pfd.events = POLLIN | POLLRDHUP;
+	cr_assert_eq(poll(&pfd, 1, 0), 1);
+	cr_assert_eq(zio_wait_fd(sv[0], POLLIN | POLLRDHUP, ZIO_FOREVER), pfd.revents);
+	zio_close(sv[0]);
+	return NULL;
+}
+
+Test(io, wait_fd_says_what_poll_says, .timeout = 10)
+{
+	run_in_runtime(1, wait_fd_says_what_poll_says, NULL);
+}
+
 /* A regular file is always readable and writable; POLLPRI is how some
  * (/proc/self/mounts, cgroup.events, sysfs) announce a change, and is
  * waited for: until the deadline here, where nothing changes. It was
@@ -1029,9 +1067,11 @@ static void *sleep_a_little(void *arg)
 	return NULL;
 }
 
+/* arg: non-NULL to read inside a deadline scope already spent, where
+ * such reads still succeed and a yield says -ETIMEDOUT (the budget's
+ * yield went through that check, and never switched). */
 static void *read_what_is_always_there(void *arg)
 {
-	(void)arg;
 	int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 	cr_assert_geq(zero, 0);
 	struct always_ready a = { 0 };
@@ -1040,8 +1080,13 @@ static void *read_what_is_always_there(void *arg)
 	cr_assert_eq(zio_spawn(NULL, &sleeper, sleep_a_little, &a, NULL), 0);
 	char buf[512];
 	int64_t give_up = zio_deadline_after(ZIO_SEC(3));
+	struct zio_timeout spent;
+	if (arg)
+		zio_timeout_begin(&spent, 0);
 	while ((atomic_load(&a.turns) < 100 || !atomic_load(&a.slept)) && zio_now() < give_up)
 		cr_assert_eq(zio_read(zero, buf, sizeof(buf), ZIO_FOREVER), (ssize_t)sizeof(buf));
+	if (arg)
+		zio_timeout_end(&spent);
 	cr_assert_geq(atomic_load(&a.turns), 100, "the other task ran %d times",
 		      atomic_load(&a.turns));
 	cr_assert(atomic_load(&a.slept), "the sleeper's timer never fired");
@@ -1055,6 +1100,11 @@ static void *read_what_is_always_there(void *arg)
 Test(io, reads_that_never_wait_let_others_run, .timeout = 20)
 {
 	run_in_runtime(1, read_what_is_always_there, NULL);
+}
+
+Test(io, reads_that_never_wait_in_a_spent_scope_let_others_run, .timeout = 20)
+{
+	run_in_runtime(1, read_what_is_always_there, "spent");
 }
 
 /* The same with work between the reads (0.2 ms each): the executor's I/O
@@ -1181,6 +1231,57 @@ static void *close_phases(void *arg)
 Test(io, an_op_during_each_phase_of_a_close, .timeout = 20)
 {
 	run_in_runtime(1, close_phases, NULL);
+}
+
+/* Calls that learn a file's kind (fstat) before they look at the closing
+ * mark, made while a zio_close() of a regular file is under way (its
+ * entry cleared, the mark set, by hand here as in the test above): they
+ * must not write the closing file's kind back into the entry, where the
+ * number's next file, made by plain pipe(2) say, would inherit it (a
+ * zio_read() of that pipe went to the pool as a file read, and kept no
+ * deadline). zio_sendfile() from the closing file fails like an op,
+ * -EBADF, or -EAGAIN once the close(2) is past and the lift is not. */
+static void *kind_learnt_during_a_close(void *arg)
+{
+	(void)arg;
+	char path[] = "/tmp/zio-kind-during-close-XXXXXX";
+	int tmp = mkstemp(path);
+	cr_assert_geq(tmp, 0);
+	cr_assert_eq(write(tmp, "hello", 5), 5);
+	close(tmp);
+	int fd = zio_file_open(path, O_RDONLY, 0, ZIO_FOREVER);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	int out[2];
+	cr_assert_eq(zio_pipe(out), 0);
+	struct zio__fd *ent = zio__fd_get(fd);
+	cr_assert_not_null(ent);
+	int registered = __atomic_load_n(&ent->owner_epfd, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&ent->kind, (uint8_t)ZIO__FD_UNKNOWN, __ATOMIC_RELAXED);
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_CLOSING, __ATOMIC_RELEASE);
+	char c;
+	cr_assert_eq(zio_sendfile(out[1], fd, NULL, 1, ZIO_FOREVER), -EBADF);
+	(void)zio_file_read(fd, &c, 1, 0);
+	(void)zio_file_pread(fd, &c, 1, 0, zio_deadline_after(ZIO_SEC(1)));
+	(void)zio_wait_fd(fd, POLLPRI, 0);
+	cr_assert_eq(__atomic_load_n(&ent->kind, __ATOMIC_RELAXED), ZIO__FD_UNKNOWN,
+		     "a call during the close wrote the closing file's kind back");
+	__atomic_store_n(&ent->owner_epfd, ZIO__EPFD_CLOSED, __ATOMIC_RELEASE);
+	cr_assert_eq(zio_sendfile(out[1], fd, NULL, 1, 0), -EAGAIN);
+	(void)zio_file_read(fd, &c, 1, 0);
+	cr_assert_eq(__atomic_load_n(&ent->kind, __ATOMIC_RELAXED), ZIO__FD_UNKNOWN,
+		     "a call after the close(2) wrote the closing file's kind back");
+	__atomic_store_n(&ent->owner_epfd, registered, __ATOMIC_RELEASE);
+	cr_assert_eq(zio_sendfile(out[1], fd, NULL, 5, ZIO_FOREVER), 5);
+	cr_assert_eq(zio_close(fd), 0);
+	zio_close(out[0]);
+	zio_close(out[1]);
+	return NULL;
+}
+
+Test(io, a_kind_learnt_during_a_close_is_not_kept, .timeout = 20)
+{
+	run_in_runtime(1, kind_learnt_during_a_close, NULL);
 }
 
 /* A file zio did not make (eventfd(2)) that takes the number of a file
