@@ -952,11 +952,11 @@ ssize_t zio__uring_multishot(struct zio__loop *base, struct zio__op *op, struct 
 			}
 			ms_stop(st);
 		} else {
-			if (want == 0 && (op->opcode == ZIO__OP_READV || st->qhead >= 0 ||
-					  st->result != NO_RESULT)) {
+			if (want == 0 && (op->opcode == ZIO__OP_READV || op->opcode == ZIO__OP_READ ||
+					  st->qhead >= 0 || st->result != NO_RESULT)) {
 				/* A zero-length recv returns 0 once there is
-				 * something to read, as recv(2) does; readv(2)
-				 * at once. */
+				 * something to read, as recv(2) does; read(2)
+				 * and readv(2) at once. */
 				r = 0;
 				break;
 			}

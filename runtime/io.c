@@ -792,14 +792,11 @@ static inline void note_empty(struct zio__fd *ent, const struct zio__op *op, ssi
  * file layer (VFS read/write and fdget_pos for the syscalls; fd flags and
  * fsnotify for io_uring's READ/WRITE): about 0.5 us of an echo round trip
  * on epoll, 0.7 us on io_uring. */
-static inline void as_socket_op(struct zio__op *op, unsigned traits)
+static inline void as_socket_op(struct zio__op *op)
 {
-	/* Not a read of 0 bytes from a datagram socket: recv would take the
-	 * datagram and drop it, where read returns 0 and leaves it queued. (On
-	 * a byte stream, recv of 0 bytes waits for data and leaves it, as the
-	 * multishot path does too.) */
-	if (op->opcode == ZIO__OP_READ && op->u.rw.off < 0 &&
-	    (op->u.rw.len > 0 || (traits & ZIO__FD_STREAM))) {
+	/* Not a read of 0 bytes: read(2) returns 0 at once, where recv(2)
+	 * waits for data on a byte stream, and takes a datagram and drops it. */
+	if (op->opcode == ZIO__OP_READ && op->u.rw.off < 0 && op->u.rw.len > 0) {
 		op->opcode = ZIO__OP_RECV;
 		op->u.rw.flags = 0;
 	} else if (op->opcode == ZIO__OP_WRITE && op->u.rw.off < 0) {
@@ -911,7 +908,7 @@ static ssize_t ready_run(struct zio__loop *l, struct zio__fiber *f, struct zio__
 	}
 	unsigned traits = __atomic_load_n(&ent->traits, __ATOMIC_RELAXED);
 	if (traits & ZIO__FD_SOCK)
-		as_socket_op(op, traits);
+		as_socket_op(op);
 	op->dir = (uint8_t)op_dir(op);
 	uint32_t pin = f->flags & PIN;
 	f->flags |= PIN;
@@ -1057,7 +1054,7 @@ static ssize_t socket_shortcut(struct zio__fd *ent, struct zio__op *op)
 		if (!(__atomic_load_n(&ent->traits, __ATOMIC_RELAXED) & ZIO__FD_SOCK))
 			return -EAGAIN;
 	}
-	as_socket_op(op, __atomic_load_n(&ent->traits, __ATOMIC_RELAXED));
+	as_socket_op(op);
 	switch (op->opcode) {
 	case ZIO__OP_SEND:
 	case ZIO__OP_SENDMSG:

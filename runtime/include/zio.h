@@ -177,6 +177,10 @@ ZIO_API void zio_task_own_fpenv(void);
  * or hand the work to zio_blocking_call(). (I/O calls that never have to
  * wait yield once every 128 on their own: zio/io.h.) */
 ZIO_API int zio_yield(void);
+/* 0 once the time is up; -ECANCELED, or -ETIMEDOUT if a deadline scope
+ * ends first. A negative ns is -EINVAL, ZIO_FOREVER too: to sleep until
+ * cancelled, zio_sleep_until(ZIO_FOREVER). A deadline already past is 0 at
+ * once. */
 ZIO_API int zio_sleep(int64_t ns);
 ZIO_API int zio_sleep_until(int64_t deadline);
 /* CLOCK_MONOTONIC in nanoseconds. */

@@ -160,7 +160,9 @@ ZIO_API int zio_socket_rcvbuf(int fd);
 
 /* ---------------------------------------------------------------- transfers */
 
-/* Any fd: sockets, pipes, ttys, eventfds... read returns 0 at EOF. */
+/* Any fd: sockets, pipes, ttys, eventfds... read returns 0 at EOF, and
+ * for len 0 at once, as read(2) does (zio_recv of 0 bytes on a stream
+ * waits for input, as recv(2) does). */
 ZIO_API ssize_t zio_read(int fd, void *buf, size_t len, int64_t deadline);
 ZIO_API ssize_t zio_write(int fd, const void *buf, size_t len, int64_t deadline);
 ZIO_API ssize_t zio_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
@@ -276,6 +278,7 @@ ZIO_API int zio_file_rename(const char *from, const char *to, int64_t deadline);
 ZIO_API int zio_file_unlink(const char *path, int64_t deadline);
 ZIO_API int zio_dir_create(const char *path, mode_t mode, int64_t deadline);
 ZIO_API int zio_dir_remove(const char *path, int64_t deadline);
+/* zio_close(), under the files' prefix. */
 ZIO_API int zio_file_close(int fd);
 /* Copies up to count bytes from in_fd (at *offset, advanced, or at its
  * position if offset is NULL) to out_fd, a socket, pipe or file (O_APPEND

@@ -115,8 +115,10 @@ ZIO_API ssize_t zio_reader_discard(zio_reader *r, size_t n);
  * delimiter if inclusive, without it (but consumed) otherwise. Returns the
  * length stored; at end of input with nothing read, 0 if inclusive, and
  * -EPIPE if not (where 0 is an empty line); -EMSGSIZE if no
- * delimiter came within max bytes (nothing is consumed then, unless the
- * line was longer than the reader's buffer: then the error sticks). If the
+ * delimiter came within max bytes (with max below the reader's buffer
+ * size nothing is consumed then, and the call may be made again with more
+ * room; with a larger max the line's first parts have left the buffer,
+ * and the error sticks). If the
  * input ends in the middle of a line, that partial line is returned like fgets()
  * does (inclusive mode: it is the one result not ending in delim).
  * A line longer than the reader's buffer leaves it part by part; an error
