@@ -129,7 +129,11 @@ struct zio_listen_options {
  * address; a stale socket file is not removed). opts may be NULL. */
 ZIO_API int zio_tcp_listen(const zio_addr *addr, const struct zio_listen_options *opts);
 ZIO_API int zio_tcp_accept(int lfd, zio_addr *peer, int64_t deadline);
-/* Stream connection to addr (TCP with TCP_NODELAY, or Unix). */
+/* Stream connection to addr (TCP with TCP_NODELAY, or Unix): the new
+ * connected fd, or -errno (no fd is left open then). Deadline 0 is one
+ * try: a TCP handshake seldom completes within it (-EAGAIN, loopback
+ * too), so give it time; for a connect that goes on while the task does
+ * other work, zio_socket, then zio_connect in a task of its own. */
 ZIO_API int zio_tcp_connect(const zio_addr *addr, int64_t deadline);
 /* Tries each of n addresses in turn until one connects, all within
  * deadline: with a finite deadline each attempt gets an equal share of the
