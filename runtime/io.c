@@ -1433,12 +1433,11 @@ ZIO_API int zio_wait_fd(int fd, short events, int64_t deadline)
 		 * as with poll(2), the wait lasts until the deadline. */
 		return wait_for_nothing(deadline);
 	}
-	/* poll(2)'s revents: what was asked, and POLLERR, POLLHUP, POLLNVAL.
-	 * (The io_uring path asks for POLLRDHUP too; a wake for nothing but
-	 * that still says it, rather than a 0 no caller expects.) */
-	if (r > 0 && (r & (events | POLLERR | POLLHUP | POLLNVAL)))
-		r &= events | POLLERR | POLLHUP | POLLNVAL;
-	return r;
+	/* poll(2)'s revents, as the readiness paths give them (io_uring's
+	 * poll says POLLRDHUP unasked; a wake for nothing but that still
+	 * says it, rather than a 0 no caller expects). */
+	int asked = r > 0 ? zio__poll_result(&op, (unsigned)r) : 0;
+	return asked ? asked : r;
 }
 
 /* The fd table forgets fd, waking its readiness waiters with -EBADF, and
